@@ -1,0 +1,55 @@
+# Two commands set everything up on a fresh clone: `make check` and `make test`.
+# Both create .venv and install the project (with the dev extra) on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: check test lint fmt regen clean help
+
+help:
+	@echo "make check  - the main job: spec, contract and schema checks, traceability report"
+	@echo "make test   - the whole test suite (lint + pytest)"
+	@echo "make regen  - regenerate requirements/, README counts and the config schema"
+	@echo "make fmt    - format with ruff"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+check: $(STAMP)
+	@echo "== spec extract --check: requirements/ and README counts match specs/"
+	$(BIN)/llorch spec extract --check
+	@echo "== config schema --check: contracts/config-schema is current"
+	$(BIN)/llorch config schema --check
+	@echo "== spec links: relative links and anchors resolve"
+	$(BIN)/llorch spec links
+	@echo "== spec coverage: checks per requirement (report only)"
+	$(BIN)/llorch spec coverage
+	@echo "check: specs, contracts and config schema are consistent."
+	@echo "      (Compliance runs against a target arrive with the harness: llorch check.)"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	@# pytest exits 5 when it collected nothing: that is an error here, never a pass.
+	@$(BIN)/pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$rc
+
+regen: $(STAMP)
+	$(BIN)/llorch spec extract
+	$(BIN)/llorch config schema
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Subcommands of `llorch`, one module each, loaded only when invoked."""
