@@ -14,6 +14,8 @@ import click
 _COMMANDS: dict[str, tuple[str, str, str]] = {
     "spec": ("llorch.commands.spec", "spec", "Extract requirements from specs/ and trace them."),
     "config": ("llorch.commands.config", "config", "Validate configs; generate the JSON schema."),
+    "serve": ("llorch.commands.serve", "serve", "Run the reference orchestrator (gunicorn)."),
+    "bench": ("llorch.commands.bench", "bench", "Load-test an OrchQueue v1 target."),
 }
 
 

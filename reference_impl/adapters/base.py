@@ -1,0 +1,211 @@
+"""The one engine-adapter protocol of the reference orchestrator, with its data types and errors.
+
+Every engine (llama.cpp, vLLM, TGI, Triton, the in-process mock) sits behind this small async
+surface so that `pool/` and `api/` never import engine-specific code (specs/40, section 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol, get_args, runtime_checkable
+
+AdapterErrorCode = Literal[
+    "WORKER_RESET", "DECODE_TIMEOUT", "POOL_UNAVAILABLE", "INVALID_PARAMS", "REPLICA_EXHAUSTED"
+]
+ADAPTER_ERROR_CODES: frozenset[str] = frozenset(get_args(AdapterErrorCode))
+
+# Whether the core may try the task again (on another replica) when the caller does not say.
+_DEFAULT_RETRIABLE = {
+    "WORKER_RESET": True,
+    "DECODE_TIMEOUT": False,
+    "POOL_UNAVAILABLE": True,
+    "INVALID_PARAMS": False,
+    "REPLICA_EXHAUSTED": True,
+}
+
+FINISH_LENGTH = "length"  # the request's own token limit was reached
+FINISH_STOP = "stop"  # the engine ended on its own (end of sequence, directive token count)
+FINISH_CANCELED = "canceled"  # cancel() stopped the stream
+
+
+class AdapterError(Exception):
+    """A typed engine failure that the core maps to an ErrorKind (and maybe a retry)."""
+
+    def __init__(
+        self,
+        code: AdapterErrorCode,
+        message: str,
+        *,
+        retriable: bool | None = None,
+        engine: str = "",
+    ) -> None:
+        if code not in ADAPTER_ERROR_CODES:
+            raise ValueError(f"unknown adapter error code {code!r}")
+        super().__init__(f"{code}: {message}")
+        self.code: AdapterErrorCode = code
+        self.message = message
+        self.retriable = _DEFAULT_RETRIABLE[code] if retriable is None else retriable
+        self.engine = engine
+
+
+@dataclass(frozen=True)
+class SamplerParams:
+    """A resolved sampler profile; adapters map it to engine field names identically."""
+
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+    repeat_penalty: float | None = None
+
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    """One dispatched task as an adapter sees it: the prompt is forwarded unchanged."""
+
+    request_id: str
+    prompt: str
+    max_tokens: int
+    seed: int
+    sampler: SamplerParams
+    sampler_profile_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    """One non-empty piece of output; `index` counts from 0 and becomes the SSE event id."""
+
+    index: int
+    text: str
+    token_id: int | None
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """The final record of a stream that ended without an error (TokenStream.end)."""
+
+    tokens_out: int
+    finish_reason: str
+    decode_ms: int = 0
+
+
+@dataclass(frozen=True)
+class AdapterHealth:
+    """Live means the engine answers; ready means it can take work (preload succeeded)."""
+
+    live: bool
+    ready: bool
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class AdapterProps:
+    """Capacity and identity of one replica, as the engine reports them."""
+
+    slots_total: int
+    slots_free: int
+    ctx_max: int
+    engine_version: str
+    model_digest: str
+    capabilities: frozenset[str]
+
+
+@dataclass(frozen=True)
+class LoadSignals:
+    """An engine metrics scrape reduced to what placement and /metrics need."""
+
+    waiting: int
+    running: int
+    kv_pressure: float | None = None
+
+
+class TokenStream:
+    """Async iterator of TokenEvent returned by `stream()`; `aclose()` is the cancel.
+
+    Wraps the adapter's async generator without a per-token wrapper frame. `end` holds the
+    StreamEnd once the iteration finished normally (None while running, after an error or
+    after aclose()). `aclose()` from another task while a `__anext__` is pending cannot close
+    the generator, so it falls back to the adapter's cancel for this request.
+    """
+
+    __slots__ = ("_agen", "_on_close", "end", "request_id")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.end: StreamEnd | None = None
+        self._agen: AsyncGenerator[TokenEvent, None] | None = None
+        self._on_close: Callable[[], None] | None = None
+
+    def attach(
+        self, agen: AsyncGenerator[TokenEvent, None], on_close: Callable[[], None] | None = None
+    ) -> TokenStream:
+        """Bind the producing generator and a release hook that runs on aclose()."""
+        self._agen = agen
+        self._on_close = on_close
+        return self
+
+    def __aiter__(self) -> TokenStream:
+        return self
+
+    def __anext__(self) -> Awaitable[TokenEvent]:
+        # The generator's own awaitable: no extra coroutine frame per token.
+        assert self._agen is not None, "TokenStream used before attach()"
+        return self._agen.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop producing and release the slot; idempotent."""
+        if self._agen is not None:
+            if self._agen.ag_running:
+                if self._on_close is not None:
+                    self._on_close()
+                return
+            await self._agen.aclose()
+        if self._on_close is not None:
+            self._on_close()
+
+    async def __aenter__(self) -> TokenStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+@runtime_checkable
+class EngineAdapter(Protocol):
+    """What `pool/` and `api/` may call on an engine replica, and nothing more."""
+
+    engine: str
+    replica_id: str
+
+    async def health(self) -> AdapterHealth:
+        """Live/ready flags; never raises for an engine that is merely down."""
+        ...
+
+    async def props(self) -> AdapterProps:
+        """Slots, context limit and identity (engine_version, model_digest)."""
+        ...
+
+    def stream(self, req: CompletionRequest) -> TokenStream:
+        """Start a completion; errors (AdapterError) surface from the iteration."""
+        ...
+
+    async def cancel(self, request_id: str) -> bool:
+        """Stop a running stream promptly and free its slot; False when nothing ran."""
+        ...
+
+    async def metrics(self) -> LoadSignals:
+        """Scrape the engine's own load signals."""
+        ...
+
+    async def preload(self) -> None:
+        """Load the model and decode one token; raises AdapterError on failure."""
+        ...
+
+    async def close(self) -> None:
+        """Release the engine; running streams fail with WORKER_RESET."""
+        ...
+
+    def estimate_tokens(self, prompt: str) -> int:
+        """Cheap token estimate of a prompt for admission guardrails (no I/O)."""
+        ...

@@ -1,0 +1,75 @@
+"""Request bodies of OrchQueue v1, mirroring contracts/openapi/*.yaml (unknown fields refused)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+_STRICT = ConfigDict(extra="forbid", strict=True)
+Int32 = Annotated[StrictInt, Field(ge=-(2**31), le=2**31 - 1)]
+Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+
+
+class Engine(StrEnum):
+    LLAMACPP = "llamacpp"
+    VLLM = "vllm"
+    TGI = "tgi"
+    TRITON = "triton"
+
+
+class Workload(StrEnum):
+    COMPLETION = "completion"
+    EMBEDDING = "embedding"
+    RERANK = "rerank"
+
+
+class Priority(StrEnum):
+    INTERACTIVE = "interactive"
+    BATCH = "batch"
+
+
+class DeterminismLevel(StrEnum):
+    STRICT = "strict"
+    BEST_EFFORT = "best_effort"
+
+
+class KVHint(StrEnum):
+    REUSE = "reuse"
+    COLD = "cold"
+
+
+class TaskRequest(BaseModel):
+    """Body of `POST /v1/tasks` (ORCH-2001, ORCH-2008)."""
+
+    model_config = _STRICT
+
+    task_id: UUID
+    session_id: UUID
+    workload: Workload
+    model_ref: Annotated[StrictStr, Field(min_length=1, max_length=512)]
+    engine: Engine
+    ctx: Annotated[Int32, Field(ge=1)]
+    priority: Priority
+    max_tokens: Annotated[Int32, Field(ge=1)]
+    deadline_ms: Annotated[Int64, Field(ge=0)]
+    seed: Int64 | None = None
+    determinism: DeterminismLevel | None = None
+    sampler_profile_version: StrictStr | None = None
+    prompt: StrictStr | None = None
+    inputs: list[StrictStr] | None = None
+    expected_tokens: Annotated[Int32, Field(ge=0)] | None = None
+    kv_hint: KVHint | None = None
+    override: StrictBool = False
+
+
+class DrainRequest(BaseModel):
+    model_config = _STRICT
+    deadline_ms: Annotated[Int64, Field(ge=0)]
+
+
+class ReloadRequest(BaseModel):
+    model_config = _STRICT
+    new_model_ref: Annotated[StrictStr, Field(min_length=1, max_length=512)]

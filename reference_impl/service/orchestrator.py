@@ -1,0 +1,481 @@
+"""The orchestrator service: admission, dispatch, task runs, cancel, watchdog, shutdown.
+
+It turns scheduler decisions (`core.Scheduler`, pure) into actions on adapters (through the
+pool manager) and events on task streams. Everything runs on one event loop, so a cancel and a
+token append never interleave: once `cancel()` returns, no token can join the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from reference_impl import core
+from reference_impl.adapters.base import AdapterError, CompletionRequest, SamplerParams
+from reference_impl.config import OrchestratorConfig
+from reference_impl.pool.manager import AdapterFactory, PoolManager
+from reference_impl.pool.state import PoolState
+from reference_impl.service.build import core_pools, core_replicas, core_sessions
+from reference_impl.service.metrics import Metrics
+from reference_impl.service.records import NewTask, TaskRecord
+from reference_impl.service.streams import TaskStream
+from reference_impl.service.telemetry import scheduler_families
+
+log = logging.getLogger("reference_impl.service")
+
+WATCHDOG_PERIOD_S = 0.05
+METRICS_EVERY_TOKENS = 64
+STREAM_RETENTION_S = 120.0
+
+
+class Refused(Exception):
+    """Admission refused the task; carries the core's typed rejection and its context."""
+
+    def __init__(self, rejected: core.Rejected, engine: str | None, pool_id: str | None) -> None:
+        super().__init__(rejected.message)
+        self.rejected = rejected
+        self.engine = engine
+        self.pool_id = pool_id
+
+
+def seed_from_task_id(task_id: str) -> int:
+    """Deterministic default seed (ORCH-3045): the same task id always samples the same way."""
+    return int.from_bytes(hashlib.sha256(task_id.encode()).digest()[:8], "big") >> 1
+
+
+class Orchestrator:
+    """One per process; the HTTP layer calls it and nothing else."""
+
+    def __init__(
+        self,
+        config: OrchestratorConfig,
+        adapter_factory: AdapterFactory,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self._clock = clock
+        self._t0 = clock()
+        self.pools = PoolManager(config, adapter_factory, on_change=self._pool_changed)
+        self.scheduler = core.Scheduler(
+            core_pools(config), core_replicas(self.pools), core_sessions(config)
+        )
+        self.records: dict[str, TaskRecord] = {}
+        self._kick_pending = False
+        self._background: list[asyncio.Task] = []
+        self._shutdown: asyncio.Task | None = None
+        self.accepting = True
+        self.local_rejections: dict[tuple[str, str], int] = {}
+        self.metrics.add_producer(lambda: scheduler_families(self))
+
+    # -- time --------------------------------------------------------------------------
+    def now_ms(self) -> int:
+        return int((self._clock() - self._t0) * 1000)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.pools.start()
+        loop = asyncio.get_running_loop()
+        self._background = [
+            loop.create_task(self._watchdog_loop()),
+            loop.create_task(self._reaper_loop()),
+        ]
+
+    def begin_shutdown(self, deadline_s: float) -> asyncio.Task:
+        """Stop admitting now; running streams may finish until the deadline, then end.
+
+        Called on SIGTERM, before the server waits for open connections, so that streams
+        close with a terminal event instead of being cut.
+        """
+        if self._shutdown is None:
+            self.accepting = False
+            self._shutdown = asyncio.get_running_loop().create_task(self._wind_down(deadline_s))
+        return self._shutdown
+
+    async def _wind_down(self, deadline_s: float) -> None:
+        end = self._clock() + deadline_s
+        while self._clock() < end and any(r.outcome is None for r in self.records.values()):
+            await asyncio.sleep(0.05)
+        for rec in list(self.records.values()):
+            if rec.outcome is None:
+                self.scheduler.cancel(rec.task_id, self.now_ms())
+                self._terminate(rec, "POOL_UNAVAILABLE", "server shutting down", None)
+
+    async def stop(self, deadline_s: float = 10.0) -> None:
+        """Wind down (see begin_shutdown), then stop background work and close adapters."""
+        await self.begin_shutdown(deadline_s)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        runners = [r.runner for r in self.records.values() if r.runner is not None]
+        await asyncio.gather(*runners, return_exceptions=True)
+        await self.pools.close()
+
+    # -- admission ---------------------------------------------------------------------
+    def submit(self, task: NewTask) -> tuple[TaskRecord, core.Admitted]:
+        """Admit a task or raise Refused; on success its stream exists with `started`."""
+        try:
+            return self._submit(task)
+        except Refused as exc:
+            if exc.pool_id is None or exc.rejected.code is core.ErrorCode.INVALID_PARAMS:
+                key = (exc.engine or "", exc.rejected.code.value)
+                if exc.pool_id is None or exc.rejected.field == "sampler_profile_version":
+                    self.local_rejections[key] = self.local_rejections.get(key, 0) + 1
+            raise
+
+    def _submit(self, task: NewTask) -> tuple[TaskRecord, core.Admitted]:
+        if not self.accepting:
+            raise Refused(_refusal("POOL_UNAVAILABLE", "server is shutting down", 503), None, None)
+        if task.task_id in self.records:
+            raise Refused(
+                _refusal("INVALID_PARAMS", "task_id already used", 400, field="task_id"),
+                task.engine,
+                None,
+            )
+        pool = self._pick_pool(task)
+        profile = task.sampler_profile_version or pool.sampler_profile_version
+        if profile not in self.config.sampler_profiles:
+            raise Refused(
+                _refusal(
+                    "INVALID_PARAMS",
+                    f"unknown sampler_profile_version {profile!r}",
+                    400,
+                    field="sampler_profile_version",
+                ),
+                task.engine,
+                pool.pool_id,
+            )
+        prompt_tokens = self._estimate_tokens(pool, task.prompt)
+        now = self.now_ms()
+        spec = core.TaskSpec(
+            task_id=task.task_id,
+            session_id=task.session_id,
+            tenant=task.tenant,
+            pool_id=pool.pool_id,
+            priority=core.Priority(task.priority),
+            ctx=task.ctx,
+            prompt_tokens=prompt_tokens,
+            max_tokens=task.max_tokens,
+            deadline_ms=task.deadline_ms or None,
+            expected_tokens=task.expected_tokens,
+        )
+        decision = self.scheduler.admit(spec, now)
+        if isinstance(decision, core.Rejected):
+            raise Refused(decision, pool.engine, pool.pool_id)
+        rec = TaskRecord(
+            task=task,
+            pool_id=pool.pool_id,
+            seed=task.seed if task.seed is not None else seed_from_task_id(task.task_id),
+            sampler_profile_version=profile,
+            prompt_tokens=prompt_tokens,
+            admitted_at=self._clock(),
+            stream=TaskStream(task.task_id),
+        )
+        self.records[task.task_id] = rec
+        rec.stream.emit(
+            "started",
+            {
+                "queue_position": decision.queue_position,
+                "predicted_start_ms": decision.predicted_start_ms,
+            },
+        )
+        rec.stream.emit("metrics", self._planning(rec, decision.on_time_probability))
+        for evicted in decision.evicted:
+            self._evicted(evicted)
+        log.info(
+            "admitted",
+            extra={
+                "job_id": task.task_id,
+                "session_id": task.session_id,
+                "tenant_id": task.tenant,
+                "engine": pool.engine,
+                "pool_id": pool.pool_id,
+                "model_id": pool.model_ref,
+                "priority": task.priority,
+                "ctx": task.ctx,
+                "deadline_ms": task.deadline_ms,
+                "queue_position": decision.queue_position,
+                "predicted_start_ms": decision.predicted_start_ms,
+                "on_time_probability": decision.on_time_probability,
+                "correlation_id": task.correlation_id,
+            },
+        )
+        self._kick()
+        return rec, decision
+
+    def _pick_pool(self, task: NewTask) -> PoolState:
+        matching = [
+            p
+            for p in self.pools.pools.values()
+            if p.engine == task.engine and p.model_ref == task.model_ref
+        ]
+        if not matching:
+            raise Refused(
+                _refusal(
+                    "INVALID_PARAMS",
+                    f"no pool serves engine {task.engine!r} with model_ref {task.model_ref!r}",
+                    400,
+                    field="model_ref",
+                ),
+                task.engine,
+                None,
+            )
+        if len(matching) == 1:
+            return matching[0]
+        load = self._pool_load
+        return min(matching, key=lambda p: (not p.ready, load(p.pool_id), p.pool_id))
+
+    def _estimate_tokens(self, pool: PoolState, prompt: str) -> int:
+        adapter = pool.replicas[0].adapter if pool.replicas else None
+        if adapter is not None:
+            return adapter.estimate_tokens(prompt)
+        return max(1, len(prompt) // 4)
+
+    def _evicted(self, evicted: core.Eviction) -> None:
+        """The core removed a queued task (full-queue policy, preemption, drain)."""
+        rec = self.records.get(evicted.task_id)
+        if rec is not None:
+            self._terminate(rec, evicted.code.value, f"task {evicted.reason}", None)
+
+    # -- dispatch and runs -------------------------------------------------------------
+    def _kick(self) -> None:
+        """Coalesce dispatch passes: many events in one loop turn cause one pass."""
+        if not self._kick_pending:
+            self._kick_pending = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        self._kick_pending = False
+        for d in self.scheduler.dispatch(self.now_ms()):
+            rec = self.records.get(d.task_id)
+            if rec is None or rec.outcome is not None:
+                self.scheduler.complete(d.task_id, self.now_ms(), 0, False)
+                continue
+            rec.replica_id = d.replica_id
+            rec.dispatched_at = self._clock()
+            rec.extra["kv_warmth"] = d.kv_warmth
+            pool = self.pools.pools[d.pool_id]
+            self.metrics.tokens_in.labels(
+                pool.engine, pool.engine_version, pool.pool_id, d.replica_id
+            ).inc(rec.prompt_tokens)
+            rec.stream.emit("metrics", {**self._planning(rec, None), "kv_warmth": d.kv_warmth})
+            rec.runner = asyncio.get_running_loop().create_task(self._run(rec, d, pool))
+
+    async def _run(self, rec: TaskRecord, d: core.Dispatch, pool: PoolState) -> None:
+        adapter = self.pools.replica(d.replica_id).adapter
+        profile = self.config.sampler_profile(rec.sampler_profile_version)
+        request = CompletionRequest(
+            request_id=rec.task_id,
+            prompt=rec.task.prompt,
+            max_tokens=rec.task.max_tokens,
+            seed=rec.seed,
+            sampler=SamplerParams(
+                temperature=profile.temperature,
+                top_k=profile.top_k,
+                top_p=profile.top_p,
+                min_p=profile.min_p,
+            ),
+            sampler_profile_version=rec.sampler_profile_version,
+        )
+        labels = (pool.engine, pool.engine_version, pool.pool_id, d.replica_id)
+        tokens_out = self.metrics.tokens_out.labels(*labels)
+        stream = rec.stream
+        gen = adapter.stream(request)
+        try:
+            async for event in gen:
+                if not stream.token(event.text, self._clock()):
+                    break
+                tokens_out.inc()
+                if stream.tokens == 1:
+                    self.metrics.first_token.labels(*labels[:3], rec.task.priority).observe(
+                        self._clock() - rec.admitted_at
+                    )
+                self.scheduler.progress(rec.task_id, self.now_ms())
+                if stream.tokens % METRICS_EVERY_TOKENS == 0:
+                    stream.emit("metrics", self._planning(rec, None))
+            if stream.end(self._clock()):
+                self._finished(rec, "done", ok=True)
+        except AdapterError as exc:
+            self._terminate(rec, exc.code, exc.message, None, engine=pool.engine)
+        except asyncio.CancelledError:
+            pass  # cancel, watchdog or drain already closed the stream and freed the slot
+        except Exception as exc:
+            log.exception("task run failed", extra={"job_id": rec.task_id})
+            self._terminate(rec, "INTERNAL", f"internal error: {exc.__class__.__name__}", None)
+        finally:
+            await gen.aclose()
+            if stream.first_token_at is not None and stream.finished_at is not None:
+                self.metrics.decode.labels(*labels[:3], rec.task.priority).observe(
+                    stream.finished_at - stream.first_token_at
+                )
+
+    def _finished(self, rec: TaskRecord, outcome: str, *, ok: bool) -> None:
+        if rec.outcome is not None:
+            return
+        rec.outcome = outcome
+        self.scheduler.complete(rec.task_id, self.now_ms(), rec.stream.tokens, ok)
+        pool = self.pools.pools[rec.pool_id]
+        queue_ms = (
+            round((rec.dispatched_at - rec.admitted_at) * 1000) if rec.dispatched_at else None
+        )
+        decode_ms = (
+            round((rec.stream.finished_at - rec.stream.first_token_at) * 1000)
+            if rec.stream.first_token_at and rec.stream.finished_at
+            else 0
+        )
+        log.info(
+            "task finished",
+            extra={
+                "job_id": rec.task_id,
+                "session_id": rec.task.session_id,
+                "client_id": rec.task.tenant,
+                "tenant_id": rec.task.tenant,
+                "engine": pool.engine,
+                "engine_version": pool.engine_version,
+                "pool_id": pool.pool_id,
+                "replica_id": rec.replica_id,
+                "model_id": pool.model_ref,
+                "quant": pool.quant,
+                "ctx": rec.task.ctx,
+                "kv_warmth": rec.extra.get("kv_warmth", False),
+                "sampler_profile_version": rec.sampler_profile_version,
+                "priority": rec.task.priority,
+                "outcome": outcome,
+                "queue_time_ms": queue_ms,
+                "decode_time_ms": decode_ms,
+                "tokens_in": rec.prompt_tokens,
+                "tokens_out": rec.stream.tokens,
+                "correlation_id": rec.task.correlation_id,
+            },
+        )
+        self._kick()
+
+    def _terminate(
+        self,
+        rec: TaskRecord,
+        code: str,
+        message: str,
+        cancel_reason: str | None,
+        *,
+        engine: str | None = None,
+    ) -> None:
+        """End a task with an `error` event (or `end` for a user cancel) and free its slot."""
+        pool = self.pools.pools[rec.pool_id]
+        if cancel_reason == "user":
+            rec.stream.end(self._clock())
+        else:
+            rec.stream.finish(
+                "error",
+                {"code": code, "message": message, "engine": engine or pool.engine},
+                self._clock(),
+            )
+            self.metrics.failed.labels(pool.engine, code).inc()
+        runner = rec.runner
+        if runner is not None and not runner.done() and runner is not asyncio.current_task():
+            runner.cancel()
+        self._finished(rec, cancel_reason or code.lower(), ok=False)
+
+    # -- cancel, watchdog, reaping -----------------------------------------------------
+    def cancel(self, task_id: str) -> bool:
+        """Cancel a task; False if unknown. Idempotent for finished tasks."""
+        rec = self.records.get(task_id)
+        if rec is None:
+            return False
+        if rec.outcome is None:
+            self.scheduler.cancel(task_id, self.now_ms())
+            self._terminate(rec, "", "", "user")
+        return True
+
+    async def _watchdog_loop(self) -> None:
+        while True:
+            await asyncio.sleep(WATCHDOG_PERIOD_S)
+            for timeout in self.scheduler.expired(self.now_ms()):
+                rec = self.records.get(timeout.task_id)
+                if rec is not None and rec.outcome is None:
+                    self._terminate(
+                        rec, "DECODE_TIMEOUT", f"watchdog: {timeout.kind} timeout", "watchdog"
+                    )
+            self._enforce_drain_deadlines()
+
+    def _enforce_drain_deadlines(self) -> None:
+        now = self._clock()
+        for pool in self.pools.pools.values():
+            if pool.draining and pool.drain_deadline is not None and now >= pool.drain_deadline:
+                for rec in list(self.records.values()):
+                    if rec.pool_id == pool.pool_id and rec.outcome is None:
+                        self.scheduler.cancel(rec.task_id, self.now_ms())
+                        self._terminate(rec, "POOL_UNAVAILABLE", "pool drained", None)
+
+    async def _reaper_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            horizon = self._clock() - STREAM_RETENTION_S
+            done = [
+                k
+                for k, r in self.records.items()
+                if r.stream.finished_at is not None and r.stream.finished_at < horizon
+            ]
+            for key in done:
+                del self.records[key]
+
+    # -- pools -------------------------------------------------------------------------
+    def _pool_changed(self, pool: PoolState) -> None:
+        for handle in pool.replicas:
+            self.scheduler.set_replica(
+                handle.replica_id,
+                ready=handle.ready and pool.ready,
+                slots_total=handle.slots_total,
+            )
+        for evicted in self.scheduler.set_draining(pool.pool_id, pool.draining):
+            self._evicted(evicted)
+        try:
+            self._kick()
+        except RuntimeError:  # no running loop yet (construction time)
+            pass
+
+    def drain(self, pool_id: str, deadline_ms: int) -> None:
+        """Stop dispatching to the pool; queued tasks end now, running ones by the deadline."""
+        self.pools.drain(pool_id, self._clock() + deadline_ms / 1000)
+
+    def reload(self, pool_id: str, new_model_ref: str) -> asyncio.Task:
+        return asyncio.get_running_loop().create_task(self.pools.reload(pool_id, new_model_ref))
+
+    # -- views -------------------------------------------------------------------------
+    def _queue_depth(self, pool_id: str) -> int:
+        return sum(self.scheduler.snapshot(self.now_ms()).pools[pool_id].queue_depth.values())
+
+    def _pool_load(self, pool_id: str) -> float:
+        view = self.scheduler.snapshot(self.now_ms()).pools[pool_id]
+        busy = view.slots_total - view.slots_free
+        return (busy + sum(view.queue_depth.values())) / max(1, view.slots_total)
+
+    def _planning(self, rec: TaskRecord, on_time: float | None) -> dict[str, Any]:
+        position = self.scheduler.queue_position(rec.task_id)
+        out: dict[str, Any] = {"queue_depth": self._queue_depth(rec.pool_id)}
+        if position is not None:
+            out["queue_position"] = position
+        if on_time is not None:
+            out["on_time_probability"] = round(on_time, 4)
+        view = self.scheduler.session(rec.task.session_id, self.now_ms())
+        if view is not None:
+            if view.tokens_budget_remaining is not None:
+                out["tokens_budget_remaining"] = view.tokens_budget_remaining
+            if view.time_budget_remaining_ms is not None:
+                out["time_budget_remaining_ms"] = view.time_budget_remaining_ms
+        return out
+
+
+def _refusal(code: str, message: str, status: int, *, field: str | None = None) -> core.Rejected:
+    return core.Rejected(
+        code=core.ErrorCode(code),
+        message=message,
+        status=status,
+        field=field,
+        retriable=status >= 500,
+    )
