@@ -6,11 +6,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: check test lint fmt regen clean help
+.PHONY: check test test-thorough lint fmt regen clean help
 
 help:
 	@echo "make check  - the main job: spec, contract and schema checks, traceability report"
 	@echo "make test   - the whole test suite (lint + pytest)"
+	@echo "make test-thorough - the suite with large Hypothesis budgets (minutes)"
 	@echo "make regen  - regenerate requirements/, README counts and the config schema"
 	@echo "make fmt    - format with ruff"
 
@@ -42,6 +43,9 @@ test: lint
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
+
+test-thorough: $(STAMP)
+	LLORCH_HYPOTHESIS_PROFILE=thorough $(BIN)/pytest
 
 regen: $(STAMP)
 	$(BIN)/llorch spec extract

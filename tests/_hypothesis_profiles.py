@@ -1,18 +1,8 @@
-"""Hypothesis budgets for the property tests: small by default, large on request.
-
-Why a module and not conftest.py: conftest is shared; test modules import this first. Select
-the large budget with LLORCH_HYPOTHESIS_PROFILE=thorough.
-"""
+"""Budget helpers for property tests; the profiles themselves are registered in conftest.py."""
 
 from __future__ import annotations
 
-import os
-
 from hypothesis import settings
-
-settings.register_profile("default", max_examples=50, deadline=None)
-settings.register_profile("thorough", max_examples=2000, deadline=None)
-settings.load_profile(os.environ.get("LLORCH_HYPOTHESIS_PROFILE", "default"))
 
 
 def heavy() -> settings:

@@ -152,6 +152,7 @@ def test_context_and_token_guardrails(
 
 @pytest.mark.req("ORCH-3024")
 def test_unknown_pool_and_duplicate_task_id_are_invalid() -> None:
+    """Refused before anything else, with the field to fix; job ids stay unique."""
     sched = ct.scheduler()
     r = ct.rejected(sched.admit(ct.task(pool_id="nope"), 0))
     assert (r.code, r.status, r.field) == (ErrorCode.INVALID_PARAMS, 400, "pool_id")
@@ -161,6 +162,9 @@ def test_unknown_pool_and_duplicate_task_id_are_invalid() -> None:
     assert (dup.code, dup.status, dup.field) == (ErrorCode.INVALID_PARAMS, 400, "task_id")
     sched.cancel(t.task_id, 2)  # still known once terminal
     assert ct.rejected(sched.admit(t, 3)).field == "task_id"
+    assert ct.rejected(sched.admit(ct.task(priority="urgent"), 4)).field == "priority"
+    plain = ct.admitted(sched.admit(ct.task(priority="interactive"), 4))
+    assert sched.queue_position(plain.task_id) == 0
 
 
 @pytest.mark.req("ORCH-3010")
@@ -261,3 +265,32 @@ def test_on_time_probability_is_a_monotone_probability(
     assert on_time_probability(start, decode, None) == 1.0
     if start + decode > 0:
         assert on_time_probability(start, decode, start + decode) == pytest.approx(0.5)
+
+
+@given(slots=st.integers(1, 4), n=st.integers(1, 30), busy=st.booleans())
+def test_predicted_start_grows_with_queue_position(slots: int, n: int, busy: bool) -> None:
+    """FIFO arrivals get positions 0, 1, 2, ...; the predicted start is 0 while a free slot
+    awaits the task, then grows by one mean task duration (prior 50 ms) per wave of slots."""
+    sched = ct.scheduler([ct.pool()], {"p:r0": slots})
+    if busy:
+        for _ in range(slots):
+            ct.admitted(sched.admit(ct.task(), 0))
+        sched.dispatch(0)
+    free = 0 if busy else slots
+    for k in range(n):
+        a = ct.admitted(sched.admit(ct.task(), 1))
+        assert a.queue_position == k
+        expected = 0 if k < free else 50 * -(-(k - free + 1) // slots)
+        assert a.predicted_start_ms == expected
+        assert sched.estimate(a.task_id, 1) == (k, expected, 1.0)
+
+
+def test_estimate_of_a_running_task_with_deadline() -> None:
+    sched = ct.scheduler()
+    t = ct.task(max_tokens=10, deadline_ms=200)
+    ct.admitted(sched.admit(t, 0))
+    sched.dispatch(0)
+    position, start, p = sched.estimate(t.task_id, 20)
+    assert (position, start) == (0, 0) and 0.5 < p <= 1.0
+    assert sched.estimate(t.task_id, 250)[2] == 0.0
+    assert sched.estimate("unknown", 250) is None

@@ -52,6 +52,7 @@ def test_wfq_shares_converge_to_weights(
 
 
 def _backlogged_counts(sched, flows: list[tuple[str, Priority]], n: int) -> dict:
+    """One slot; after each dispatch the served flow gets a new task, so all stay backlogged."""
     owner: dict[str, tuple[str, Priority]] = {}
 
     def add(key: tuple[str, Priority], now: int) -> None:

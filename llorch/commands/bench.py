@@ -169,7 +169,8 @@ async def _bench(
 @click.option(
     "--max-connections",
     type=click.IntRange(min=1),
-    help=f"HTTP pool size [the concurrency; {_RATE_MODE_CONNECTIONS} in rate mode].",
+    help=f"HTTP pool size [the concurrency; {_RATE_MODE_CONNECTIONS} in rate mode]. Waiting "
+    "for a free connection counts in a task's latency.",
 )
 @click.option("--connect-timeout", type=float, default=5.0, show_default=True, help="Seconds.")
 @click.option(

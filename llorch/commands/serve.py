@@ -70,14 +70,15 @@ def serve(
         def load_config(self) -> None:
             for key, value in {
                 "bind": f"{host}:{port}",
-                "workers": workers,
+                "workers": str(workers),
                 "worker_class": "uvicorn.workers.UvicornWorker",
-                "graceful_timeout": shutdown_deadline + 5,
-                "timeout": 0,
+                "graceful_timeout": str(int(shutdown_deadline + 5)),
+                "timeout": "0",
                 "loglevel": log_level,
                 "accesslog": None,
             }.items():
-                self.cfg.set(key, value)
+                if value is not None:
+                    self.cfg.set(key, value)
 
         def load(self):
             from reference_impl.api.bootstrap import build_app

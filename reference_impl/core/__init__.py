@@ -4,16 +4,20 @@ The API layer builds `PoolSpec` / `ReplicaSpec` / `SessionPolicy` from the confi
 `Scheduler` with the time passed in, and turns the plain results into HTTP answers, SSE events
 and metrics. Module map: types (data), queue (bounded per-class FIFO and flows), fairness
 (WFQ), policies (full-queue victims, soft preemption), quotas (rate and concurrency),
-deadlines (predictions, EDF feasibility, on-time probability), placement, sessions, watchdog,
-pool_state, scheduler (the façade), snapshot.
+deadlines (predictions, feasibility, on-time probability), placement, sessions, watchdog,
+guardrails and admission (checks), pool_state, scheduler (the façade), snapshot, testing
+(factories for tests).
 
-Choices where the façade left room (each documented in its module):
-- soft preemption evicts the *newest* queued lower-class task, only when the pool total (not
-  the incoming task's class queue) is full, and not under `shed-low-priority`, whose own rule
-  applies (policies.py);
-- session turn limit and budgets refuse with 400 ADMISSION_REJECT (spec over façade);
-- EDF orders tasks inside one (tenant, priority) flow; WFQ decides between flows (queue.py);
-- `set_draining(pool, True)` ends queued tasks with POOL_UNAVAILABLE and returns them.
+Choices where the façade left room or the spec overrules it (each documented in its module):
+- soft preemption runs before the full policy: only when the pool total (not the incoming
+  task's own class queue) is full, it evicts the *newest* queued lower-class task (reason
+  "preempted"); not under `shed-low-priority`, whose table row names its own victim;
+- session turn limit and budgets refuse with 400 ADMISSION_REJECT (spec over façade's 429);
+- the token rule checks prompt + max_tokens against the task's own ctx (spec) and against
+  `max_tokens_budget` when set;
+- EDF orders tasks inside one (tenant, priority) flow; WFQ decides between flows;
+- additions: `set_replica(..., failed=)`, `set_draining` returns the evicted queued tasks,
+  `estimate()`, `tasks_on()`, `TenantQuota.max_memory_bytes` (ORCH-3036), `Timeout.running`.
 """
 
 from .deadlines import on_time_probability

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import count
 
 from .queue import Flow, FlowKey
@@ -51,12 +51,17 @@ class Wfq:
             flow.tag = self.next_tag(flow)
             self._push(flow)
 
-    def pop(self) -> Flow | None:
-        """The flow whose head has the smallest finish tag; None when nothing is backlogged."""
+    def pop(self, on_skip: Callable[[Flow], None] | None = None) -> Flow | None:
+        """The flow whose head has the smallest finish tag; None when nothing is backlogged.
+
+        Flows found empty (their tasks were cancelled) are dropped and passed to `on_skip`.
+        """
         while self.heap:
             tag, _, _, _, flow = heapq.heappop(self.heap)
             flow.in_heap = False
             if not len(flow):
+                if on_skip is not None:
+                    on_skip(flow)
                 continue
             self.vtime = tag
             flow.last_finish = tag

@@ -52,7 +52,7 @@ class PoolState:
 
     def _peers(self, priority: Priority) -> list[Flow]:
         flows = self.queue.flows.values()
-        return list(flows) if self.spec.wfq else [f for f in flows if f.key[1] is priority]
+        return list(flows) if self.spec.wfq else [f for f in flows if f.key[1] == priority]
 
     def _ahead(self, flow: Flow, rank: int) -> int:
         priority = flow.key[1]
@@ -92,7 +92,7 @@ class PoolState:
             if not busy:
                 return None
             group = self.groups[busy[0]]
-        flow = group.pop()
+        flow = group.pop(on_skip=self.queue.drop_flow_if_idle)
         if flow is None:
             return None
         entry = flow.pop()

@@ -1,11 +1,11 @@
-"""Bounded per-pool queues: arrival indexes per class and per pool, and per-flow FIFOs.
+"""Bounded per-pool queues: arrival indexes per class and per-flow FIFOs.
 
-A *flow* is one (tenant, priority) pair. Each queued task sits in three places at once, all
+A *flow* is one (tenant, priority) pair. Each queued task sits in two places at once, both
 keyed by task_id so that removal from anywhere is O(1):
 
-- the pool's arrival index (OrderedDict): oldest task of the pool, for drop-lru and the queued
-  wall timeout;
-- its class's arrival index (OrderedDict): class bounds, oldest/newest task of a class;
+- its class's arrival index (OrderedDict): class bounds and the oldest/newest task of a class;
+  the oldest task of the pool (drop-lru, queued wall timeout) is the oldest of the class heads,
+  compared by arrival seq (two classes, so O(1));
 - its flow, which decides dispatch order inside (tenant, priority): a FIFO lane and, when EDF
   is on, a deadline lane in front of it.
 
@@ -165,14 +165,14 @@ class PoolQueue:
         self.class_explicit = frozenset(
             p for p in PRIORITY_ORDER if class_capacity.get(p) is not None
         )
-        self.arrival: OrderedDict[str, TaskEntry] = OrderedDict()
+        self.size = 0
         self.by_class: dict[Priority, OrderedDict[str, TaskEntry]] = {
             p: OrderedDict() for p in PRIORITY_ORDER
         }
         self.flows: dict[FlowKey, Flow] = {}
 
     def __len__(self) -> int:
-        return len(self.arrival)
+        return self.size
 
     def depth(self, priority: Priority) -> int:
         return len(self.by_class[priority])
@@ -187,7 +187,7 @@ class PoolQueue:
             len(self.by_class[priority]) >= self.class_limit[priority]
         ):
             return "class"
-        if len(self.arrival) >= self.capacity:
+        if self.size >= self.capacity:
             return "pool"
         return None
 
@@ -200,13 +200,13 @@ class PoolQueue:
 
     def add(self, entry: TaskEntry, flow: Flow, use_edf: bool) -> None:
         """Index a newly admitted task; caller has checked the bounds."""
-        self.arrival[entry.task_id] = entry
+        self.size += 1
         self.by_class[entry.spec.priority][entry.task_id] = entry
         flow.push(entry, use_edf)
 
     def unindex(self, entry: TaskEntry) -> None:
         """Drop a task from the arrival indexes (its flow is handled by the caller)."""
-        del self.arrival[entry.task_id]
+        self.size -= 1
         del self.by_class[entry.spec.priority][entry.task_id]
 
     def discard(self, entry: TaskEntry) -> Flow:
@@ -222,8 +222,10 @@ class PoolQueue:
             del self.flows[flow.key]
 
     def oldest(self, priority: Priority | None = None) -> TaskEntry | None:
-        index = self.arrival if priority is None else self.by_class[priority]
-        return next(iter(index.values()), None)
+        if priority is not None:
+            return next(iter(self.by_class[priority].values()), None)
+        heads = [e for e in (self.oldest(p) for p in PRIORITY_ORDER) if e is not None]
+        return min(heads, key=lambda e: e.seq, default=None)
 
     def newest(self, priority: Priority) -> TaskEntry | None:
         return next(reversed(self.by_class[priority].values()), None)

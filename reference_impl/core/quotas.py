@@ -1,5 +1,7 @@
 """Rate limits and concurrency quotas (ORCH-3006, ORCH-3077, ORCH-3036).
 
+`max_concurrent` counts the tenant's queued and running tasks in the pool (a queued task
+already holds its place); memory is KV for prompt + max_tokens plus per-task scratch.
 Admission first asks every applicable limit how long the task would have to wait (`wait_ms`)
 and only takes tokens / counts the task once every check has passed, so a task refused later
 in admission (queue full, deadline) does not burn its tenant's rate budget.

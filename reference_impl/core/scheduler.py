@@ -4,7 +4,8 @@ Every call takes the time as `now_ms`; the core keeps a monotone clock (a smalle
 one already seen is treated as the latest one) so a caller's clock jitter cannot reorder
 events. Admission order of checks (each refusal counted in `rejected[(pool, code)]`):
 
-1. task_id already known -> 400 INVALID_PARAMS (field "task_id"); unknown pool -> 400
+1. unknown priority -> 400 INVALID_PARAMS (field "priority"; plain strings are accepted);
+   task_id already known -> 400 INVALID_PARAMS (field "task_id"); unknown pool -> 400
    INVALID_PARAMS (field "pool_id"); ctx and token guardrails -> 400 INVALID_PARAMS;
 2. session turns / budgets -> 400 ADMISSION_REJECT, not retriable (specs/10 section 4; the
    façade's "429 for budget" is overruled by the spec);
@@ -23,6 +24,7 @@ idempotent cancel and duplicate detection.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import replace
 
 from . import guardrails
 from .admission import live_refusal, make_room
@@ -42,6 +44,7 @@ from .types import (
     Eviction,
     PoolSpec,
     PreemptionMode,
+    Priority,
     Rejected,
     ReplicaSpec,
     SessionPolicy,
@@ -52,6 +55,7 @@ from .types import (
 )
 from .watchdog import queued_overdue, running_overdue
 
+# backoff_ms advises opening the stream about a second before the predicted start.
 BACKOFF_LEAD_MS = 1_000
 
 
@@ -101,6 +105,10 @@ class Scheduler:
         """Admit `task` into its pool's queue or refuse it (see the module docstring)."""
         now = self._clock(now_ms)
         pool = self._pools.get(task.pool_id)
+        if not isinstance(task.priority, Priority):  # a plain string from the caller
+            if task.priority not in set(Priority):
+                return self._refuse(task, guardrails.invalid("unknown priority", "priority"))
+            task = replace(task, priority=Priority(task.priority))
         if task.task_id in self._tasks or task.task_id in self._ended:
             return self._refuse(task, guardrails.invalid("task_id already known", "task_id"))
         if pool is None:
@@ -361,6 +369,36 @@ class Scheduler:
         if entry is None or entry.state is not TaskState.QUEUED:
             return None
         return self._pools[entry.spec.pool_id].ahead_of(entry)
+
+    def estimate(self, task_id: str, now_ms: int) -> tuple[int, int, float] | None:
+        """(queue_position, predicted_start_ms, on_time_probability) of a live task, for the
+        SSE `started` and `metrics` frames; a running task has position 0 and start 0."""
+        now = self._clock(now_ms)
+        entry = self._tasks.get(task_id)
+        if entry is None:
+            return None
+        pool, task = self._pools[entry.spec.pool_id], entry.spec
+        decode = pool.predictor.decode_ms(_expected_tokens(task))
+        left = entry.abs_deadline - now if entry.abs_deadline is not None else None
+        if entry.state is TaskState.RUNNING:
+            position, start = 0, 0
+            decode = max(0, decode - (now - entry.dispatch_ms))
+        else:
+            position = pool.ahead_of(entry)
+            start = pool.predictor.start_ms(position, *pool.slots())
+        if left is not None and left <= 0:
+            return position, start, 0.0
+        return position, start, on_time_probability(start, decode, left)
+
+    def queue_depth(self, pool_id: str) -> int:
+        """Tasks queued in a pool, all classes (cheap; for per-request planning hints)."""
+        return len(self._pools[pool_id].queue)
+
+    def pool_load(self, pool_id: str) -> float:
+        """(running + queued) / slots of Ready replicas; how busy a pool is for pool choice."""
+        pool = self._pools[pool_id]
+        _free, total = pool.slots()
+        return (pool.running + len(pool.queue)) / max(1, total)
 
     def task_state(self, task_id: str) -> str | None:
         entry = self._tasks.get(task_id)

@@ -228,7 +228,7 @@ class Orchestrator:
             )
         if len(matching) == 1:
             return matching[0]
-        load = self._pool_load
+        load = self.scheduler.pool_load
         return min(matching, key=lambda p: (not p.ready, load(p.pool_id), p.pool_id))
 
     def _estimate_tokens(self, pool: PoolState, prompt: str) -> int:
@@ -447,23 +447,19 @@ class Orchestrator:
         return asyncio.get_running_loop().create_task(self.pools.reload(pool_id, new_model_ref))
 
     # -- views -------------------------------------------------------------------------
-    def _queue_depth(self, pool_id: str) -> int:
-        return sum(self.scheduler.snapshot(self.now_ms()).pools[pool_id].queue_depth.values())
-
-    def _pool_load(self, pool_id: str) -> float:
-        view = self.scheduler.snapshot(self.now_ms()).pools[pool_id]
-        busy = view.slots_total - view.slots_free
-        return (busy + sum(view.queue_depth.values())) / max(1, view.slots_total)
-
     def _planning(self, rec: TaskRecord, on_time: float | None) -> dict[str, Any]:
-        position = self.scheduler.queue_position(rec.task_id)
-        out: dict[str, Any] = {"queue_depth": self._queue_depth(rec.pool_id)}
-        if position is not None:
-            out["queue_position"] = position
+        """Planning hints for SSE `metrics` events (OC-CTRL-2023, ORCH-3100, ORCH-3099)."""
+        now = self.now_ms()
+        out: dict[str, Any] = {"queue_depth": self.scheduler.queue_depth(rec.pool_id)}
+        estimate = self.scheduler.estimate(rec.task_id, now)
+        if estimate is not None:
+            out["queue_position"], out["predicted_start_ms"], estimated = estimate
+            on_time = estimated if on_time is None else on_time
         if on_time is not None:
             out["on_time_probability"] = round(on_time, 4)
-        view = self.scheduler.session(rec.task.session_id, self.now_ms())
+        view = self.scheduler.session(rec.task.session_id, now)
         if view is not None:
+            out["kv_warmth"] = view.kv_warmth
             if view.tokens_budget_remaining is not None:
                 out["tokens_budget_remaining"] = view.tokens_budget_remaining
             if view.time_budget_remaining_ms is not None:
