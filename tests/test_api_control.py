@@ -26,7 +26,9 @@ def client(server):
         yield c
 
 
-@pytest.mark.req("ORCH-2103", "OC-CTRL-2001", "OC-POOL-3001", "OC-POOL-3003", "ORCH-3002")
+@pytest.mark.req(
+    "ORCH-2103", "OC-CTRL-2001", "OC-POOL-3001", "OC-POOL-3003", "ORCH-3002", "ORCH-3032"
+)
 def test_pool_health_after_preload(client) -> None:
     health = client.get("/v1/pools/p-reject/health").json()
     assert health["live"] is True and health["ready"] is True and health["draining"] is False

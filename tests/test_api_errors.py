@@ -122,7 +122,9 @@ def test_correlation_id_is_echoed_or_generated_everywhere(client) -> None:
     assert error.headers["X-Correlation-Id"] == "trace-abc-123"
 
 
-@pytest.mark.req("ORCH-2009", "ORCH-3027", "OC-CORE-1040", "OC-CTRL-2050", "OC-CTRL-2041")
+@pytest.mark.req(
+    "ORCH-2009", "ORCH-3027", "ORCH-3029", "OC-CORE-1040", "OC-CTRL-2050", "OC-CTRL-2041"
+)
 def test_logs_are_json_lines_with_fields_and_no_secrets(server, client) -> None:
     body = task_body(prompt="[[sim tokens=3]] logged")
     client.post("/v1/tasks", json=body, headers={"X-Correlation-Id": "log-cid-1"})

@@ -25,7 +25,9 @@ def client(server):
         yield c
 
 
-@pytest.mark.req("ORCH-2001", "ORCH-2002", "OC-CTRL-2020", "OC-CTRL-2021", "OC-CTRL-2022")
+@pytest.mark.req(
+    "ORCH-2001", "ORCH-2002", "ORCH-3029", "OC-CTRL-2020", "OC-CTRL-2021", "OC-CTRL-2022"
+)
 def test_task_is_admitted_and_streamed_in_order(client) -> None:
     body = task_body(prompt="[[sim tokens=12]] hello")
     resp = client.post("/v1/tasks", json=body)

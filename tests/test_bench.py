@@ -67,6 +67,7 @@ def test_percentile_matches_statistics_inclusive(data: list[float]) -> None:
         assert percentile(data, q) == pytest.approx(cuts[q - 1], rel=1e-9, abs=1e-9)
 
 
+@pytest.mark.req("OC-HARNESS-8601")
 def test_summary_counts_errors_and_keeps_latency_to_successes() -> None:
     results = [
         TaskResult(0, tokens=3, ttft_ms=10.0, itl_ms=[1.0, 2.0], e2e_ms=14.0),
@@ -113,6 +114,7 @@ class FakeTarget:
         return timer.finish()
 
 
+@pytest.mark.req("OC-HARNESS-8602")
 def test_concurrency_mode_keeps_exactly_n_in_flight() -> None:
     target = FakeTarget()
     plan = LoadPlan(concurrency=4, requests=20, warmup=3)
@@ -124,6 +126,7 @@ def test_concurrency_mode_keeps_exactly_n_in_flight() -> None:
     assert all(r.ttft_ms >= 1.0 and r.e2e_ms >= r.ttft_ms for r in run.results)
 
 
+@pytest.mark.req("OC-HARNESS-8602")
 def test_rate_mode_is_open_loop_with_fixed_spacing() -> None:
     target = FakeTarget(gap=0.02)  # 60 ms per task, started every 5 ms
     plan = LoadPlan(rate=200.0, requests=12, arrival="fixed")
@@ -275,6 +278,7 @@ def _http_run(url: str, prompt: str, *, key: str = API_KEY, n: int = 6) -> RunRe
     return asyncio.run(go())
 
 
+@pytest.mark.req("OC-HARNESS-8601")
 def test_http_target_records_ttft_itl_and_e2e(server_url: str) -> None:
     _SERVER.client_ports.clear()
     run = _http_run(server_url, "[[sim tokens=4]] hi")
@@ -289,6 +293,7 @@ def test_http_target_records_ttft_itl_and_e2e(server_url: str) -> None:
     assert s.tokens_total == 24 and s.latency_ms["itl"].count == 18
 
 
+@pytest.mark.req("OC-HARNESS-8601")
 def test_http_target_counts_error_codes(server_url: str) -> None:
     rejected = summarize(_http_run(server_url, "overload please"))
     assert rejected.errors == {"QUEUE_FULL_DROP_LRU": 6} and rejected.tasks_ok == 0
@@ -303,6 +308,7 @@ def test_http_target_counts_error_codes(server_url: str) -> None:
 # --------------------------------------------------------------------------- report and CLI
 
 
+@pytest.mark.req("OC-HARNESS-8601")
 def test_report_table_json_and_comparison() -> None:
     plan = LoadPlan(concurrency=1, requests=2)
     fast = [TaskResult(i, tokens=2, ttft_ms=5.0, itl_ms=[1.0], e2e_ms=6.0) for i in range(2)]
@@ -319,6 +325,7 @@ def test_report_table_json_and_comparison() -> None:
     assert "TTFT p50  +3.00" in text and "errors: none" in text
 
 
+@pytest.mark.req("OC-HARNESS-8602")
 def test_progress_line_rewrites_on_a_tty_only() -> None:
     snap = Progress("o", "run", 5, 3, 1, 2, 30, 1.25, 10, None)
     tty, plain = io.StringIO(), io.StringIO()
@@ -338,6 +345,7 @@ def test_cli_help_and_option_checks() -> None:
     assert neither.exit_code == 2
 
 
+@pytest.mark.req("OC-HARNESS-8601")
 def test_cli_runs_against_the_server_and_writes_json(server_url: str, tmp_path) -> None:
     path = tmp_path / "bench.json"
     args = ["--target", server_url, "--requests", "5", "--concurrency", "2", "--max-tokens", "3"]

@@ -1,23 +1,23 @@
 """The OrchQueue v1 target: POST /v1/tasks, then read GET /v1/tasks/{id}/stream over SSE.
 
-One `httpx.AsyncClient` is shared by all tasks (HTTP/1.1 keep-alive, pool sized to the load).
-The task's timings end at the terminal event; the rest of the body is then read to its end so
-the connection goes back to the pool instead of being dropped mid-response. That read is never
-cut short by cancelling it: cancelling an httpcore read can leave its connection checked out of
-the pool for good (encode/httpcore#658). A server that keeps a stream open after `end` therefore
-holds the task until `read_timeout`, which shows up as low throughput, not as wrong latencies.
+One aiohttp session is shared by all tasks (HTTP/1.1 keep-alive, pool sized to the load).
+aiohttp rather than httpx here because the load generator shares the machine with the
+server: measured on 2 cores, httpx's pool bookkeeping cost ~5 ms of CPU per task at
+concurrency 64 and capped the run at ~200 tasks/s while the server idled (bench/RESULTS.md).
+The task's timings end at the terminal event; the body is then read to its end so the
+connection goes back to the pool.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-from httpx_sse import SSEError, aconnect_sse
+import aiohttp
 
 from harness.bench.load import TaskResult, TaskTimer
 
@@ -67,22 +67,47 @@ def make_client(
     max_connections: int,
     connect_timeout: float = 5.0,
     read_timeout: float = 60.0,
-) -> httpx.AsyncClient:
-    """The shared client: Bearer auth, keep-alive pool of `max_connections`.
+) -> aiohttp.ClientSession:
+    """The shared session: Bearer auth, keep-alive pool of `max_connections`.
 
-    `read_timeout` bounds the silence between two chunks of a stream, and also how long a
-    task may wait for a free pooled connection.
+    `read_timeout` bounds the silence between two chunks of a stream; waiting for a free
+    pooled connection is bounded by it too.
     """
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
+    connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections)
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=read_timeout, sock_connect=connect_timeout, sock_read=read_timeout
     )
-    timeout = httpx.Timeout(
-        connect=connect_timeout, read=read_timeout, write=connect_timeout, pool=read_timeout
+    return aiohttp.ClientSession(
+        base_url=base_url.rstrip("/") + "/", headers=headers, connector=connector, timeout=timeout
     )
-    return httpx.AsyncClient(
-        base_url=base_url.rstrip("/"), headers=headers, limits=limits, timeout=timeout
-    )
+
+
+async def iter_sse(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, str]]:
+    """(event, data) pairs of a text/event-stream body, per the SSE line rules."""
+    event, data = "message", []
+    async for raw in content:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", []
+        elif not line.startswith(":"):
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "event":
+                event = value
+            elif field == "data":
+                data.append(value)
+
+
+def transport_code(exc: BaseException) -> str:
+    """A stable name for a transport failure, whatever the client library calls it."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "TRANSPORT_ConnectError"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "TRANSPORT_Timeout"
+    return f"TRANSPORT_{type(exc).__name__}"
 
 
 def _error_of(status: int, payload: Any) -> tuple[str, str | None]:
@@ -105,9 +130,11 @@ def _json_or_none(text: str) -> Any:
 
 
 class OrchQueueTarget:
-    """Runs one task per call against an OrchQueue v1 server through a shared client."""
+    """Runs one task per call against an OrchQueue v1 server through a shared session."""
 
-    def __init__(self, client: httpx.AsyncClient, template: TaskTemplate, run_id: str = "") -> None:
+    def __init__(
+        self, client: aiohttp.ClientSession, template: TaskTemplate, run_id: str = ""
+    ) -> None:
         self.client = client
         self.template = template
         self.run_id = run_id or uuid.uuid4().hex[:8]
@@ -118,39 +145,31 @@ class OrchQueueTarget:
         body = self.template.body(task_id, str(uuid.uuid4()))
         timer = TaskTimer(task_no)
         try:
-            resp = await self.client.post("/v1/tasks", json=body, headers=headers)
-            timer.admitted()
-            if resp.status_code != 202:
-                return timer.finish(*_error_of(resp.status_code, _json_or_none(resp.text)))
+            async with self.client.post("v1/tasks", json=body, headers=headers) as resp:
+                text = await resp.text()
+                timer.admitted()
+                if resp.status != 202:
+                    return timer.finish(*_error_of(resp.status, _json_or_none(text)))
             return await self._stream(task_id, headers, timer)
-        except httpx.HTTPError as exc:
-            return timer.finish(f"TRANSPORT_{type(exc).__name__}", str(exc) or None)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            return timer.finish(transport_code(exc), str(exc) or None)
 
     async def _stream(self, task_id: str, headers: dict[str, str], timer: TaskTimer) -> TaskResult:
-        url = f"/v1/tasks/{task_id}/stream"
-        async with aconnect_sse(self.client, "GET", url, headers=headers) as source:
-            resp = source.response
-            if resp.status_code != 200:
-                await resp.aread()
-                return timer.finish(*_error_of(resp.status_code, _json_or_none(resp.text)))
-            events = source.aiter_sse()
+        async with self.client.get(f"v1/tasks/{task_id}/stream", headers=headers) as resp:
+            if resp.status != 200:
+                return timer.finish(*_error_of(resp.status, _json_or_none(await resp.text())))
+            if resp.content_type != "text/event-stream":
+                return timer.finish(BAD_STREAM, f"content type {resp.content_type!r}")
             result: TaskResult | None = None
-            try:
-                async for sse in events:
-                    if sse.event == "token":
-                        timer.token()
-                    elif sse.event == "end":
-                        result = timer.finish()
-                        break
-                    elif sse.event == "error":
-                        result = timer.finish(*_error_of(200, _json_or_none(sse.data)))
-                        break
-            except SSEError as exc:  # not text/event-stream
-                return timer.finish(BAD_STREAM, str(exc))
+            async for event, data in iter_sse(resp.content):
+                if result is not None:
+                    continue  # drain to the end so the connection is reused
+                if event == "token":
+                    timer.token()
+                elif event == "end":
+                    result = timer.finish()
+                elif event == "error":
+                    result = timer.finish(*_error_of(200, _json_or_none(data)))
             if result is None:
                 return timer.finish(STREAM_INCOMPLETE, "stream closed before `end` or `error`")
-            # Read to the end of the body so the connection is reused, not dropped.
-            with contextlib.suppress(httpx.HTTPError, SSEError):
-                async for _ in events:
-                    pass
             return result

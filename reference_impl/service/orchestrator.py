@@ -18,7 +18,7 @@ from reference_impl import core
 from reference_impl.adapters.base import AdapterError, CompletionRequest, SamplerParams
 from reference_impl.config import OrchestratorConfig
 from reference_impl.pool.manager import AdapterFactory, PoolManager
-from reference_impl.pool.state import PoolState
+from reference_impl.pool.state import PoolState, PreloadState
 from reference_impl.service.build import core_pools, core_replicas, core_sessions
 from reference_impl.service.metrics import Metrics
 from reference_impl.service.records import NewTask, TaskRecord
@@ -264,7 +264,11 @@ class Orchestrator:
             self.metrics.tokens_in.labels(
                 pool.engine, pool.engine_version, pool.pool_id, d.replica_id
             ).inc(rec.prompt_tokens)
-            rec.stream.emit("metrics", {**self._planning(rec, None), "kv_warmth": d.kv_warmth})
+            # KV never moves between replicas (ORCH-3023): a cold placement says so explicitly.
+            rec.stream.emit(
+                "metrics",
+                {**self._planning(rec, None), "kv_warmth": d.kv_warmth, "kv_migrated": False},
+            )
             rec.runner = asyncio.get_running_loop().create_task(self._run(rec, d, pool))
 
     async def _run(self, rec: TaskRecord, d: core.Dispatch, pool: PoolState) -> None:
@@ -431,6 +435,7 @@ class Orchestrator:
                 handle.replica_id,
                 ready=handle.ready and pool.ready,
                 slots_total=handle.slots_total,
+                failed=pool.preload_state is PreloadState.FAILED,
             )
         for evicted in self.scheduler.set_draining(pool.pool_id, pool.draining):
             self._evicted(evicted)

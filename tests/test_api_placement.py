@@ -1,0 +1,120 @@
+"""Placement seen from outside: slots, replica sets, failed pools, session affinity."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests._api import events, task_body
+from tests._server import running_server
+
+CONFIG = """
+auth: {api_keys_env: LLORCH_API_KEY}
+pools:
+  - id: two-slots
+    engine: llamacpp
+    adapter: mock
+    model: repo:mock/tiny
+    devices: []
+    allow_cpu_inference: true
+    determinism: true
+    replicas: 2
+  - id: same-model-v2-profile
+    engine: vllm
+    adapter: mock
+    model: repo:mock/tiny
+    devices: []
+    allow_cpu_inference: true
+    sampler_profile_version: greedy
+  - id: same-model-v1-profile
+    engine: vllm
+    adapter: mock
+    model: repo:mock/tiny
+    devices: []
+    allow_cpu_inference: true
+  - id: broken
+    engine: tgi
+    adapter: mock
+    model: repo:mock/unloadable-weights
+    devices: []
+    allow_cpu_inference: true
+"""
+
+HOLD = "[[sim tokens=2 itl_ms=400]] hold"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server(CONFIG) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server):
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as c:
+        yield c
+
+
+def _set(client, pool_id: str) -> dict:
+    return next(s for s in client.get("/v1/replicasets").json() if pool_id in s["slo"]["pools"])
+
+
+@pytest.mark.req("ORCH-3019", "ORCH-3008", "OC-CORE-1012")
+def test_slots_are_published_and_bound_dispatch(client) -> None:
+    assert _set(client, "two-slots")["slots_total"] == 2
+    a, b, c = (task_body(prompt=HOLD) for _ in range(3))
+    positions = [client.post("/v1/tasks", json=t).json()["queue_position"] for t in (a, b, c)]
+    busy = _set(client, "two-slots")
+    assert busy["slots_free"] == 0 and busy["load"] == 1.0
+    assert positions[2] == 0  # next in line, but no slot: it waits for one
+    third = events(client, c["task_id"])
+    metrics = [d for n, d, _ in third if n == "metrics"]
+    assert metrics[0]["queue_position"] == 0 and metrics[0]["queue_depth"] == 1
+    assert third[-1][0] == "end"
+
+
+@pytest.mark.req("ORCH-3046", "OC-CORE-1031", "ORCH-3007")
+def test_pools_differing_in_sampler_profile_are_separate_replica_sets(client) -> None:
+    v1, greedy = _set(client, "same-model-v1-profile"), _set(client, "same-model-v2-profile")
+    assert v1["id"] != greedy["id"]
+    assert v1["slo"]["pools"] == ["same-model-v1-profile"]
+    assert {v1["slo"]["sampler_profile_version"], greedy["slo"]["sampler_profile_version"]} == {
+        "v1",
+        "greedy",
+    }
+
+
+@pytest.mark.req("ORCH-3018", "OC-POOL-3012", "OC-POOL-3003")
+def test_a_pool_that_cannot_load_fails_fast_with_retry_hints(client) -> None:
+    health = client.get("/v1/pools/broken/health").json()
+    assert health["ready"] is False and "unloadable-weights" in health["last_error"]
+    assert health["metrics"]["preload_state"] == "failed"
+    body = task_body(engine="tgi", prompt="hi", model_ref="repo:mock/unloadable-weights")
+    resp = client.post("/v1/tasks", json=body)
+    assert resp.status_code == 503
+    body = resp.json()
+    assert body["code"] == "POOL_UNAVAILABLE" and body["retriable"] is True
+    assert body["retry_after_ms"] > 0 and int(resp.headers["Retry-After"]) >= 1
+    assert body["pool_id"] == "broken" and body["engine"] == "tgi"
+
+
+@pytest.mark.req("ORCH-3009", "ORCH-3023", "OC-CORE-1013")
+def test_session_returns_to_its_replica_and_reports_cold_failover(client) -> None:
+    session = task_body()["session_id"]
+    first = task_body(prompt="[[sim tokens=2]] turn one", session_id=session)
+    client.post("/v1/tasks", json=first)
+    events(client, first["task_id"])
+    warm = task_body(prompt="[[sim tokens=2]] turn two", session_id=session)
+    client.post("/v1/tasks", json=warm)
+    dispatch = [d for n, d, _ in events(client, warm["task_id"]) if "kv_migrated" in d]
+    assert dispatch and dispatch[0]["kv_warmth"] is True
+    # Occupy both slots' worth of time on the warm replica's pool, then come back: the task
+    # lands elsewhere or waits; when it lands elsewhere it is cold and says KV did not move.
+    blockers = [task_body(prompt=HOLD) for _ in range(2)]
+    for b in blockers:
+        client.post("/v1/tasks", json=b)
+    third = task_body(prompt="[[sim tokens=2]] turn three", session_id=session)
+    client.post("/v1/tasks", json=third)
+    dispatched = [d for n, d, _ in events(client, third["task_id"]) if "kv_migrated" in d]
+    assert dispatched[0]["kv_migrated"] is False
+    assert isinstance(dispatched[0]["kv_warmth"], bool)
