@@ -128,3 +128,42 @@ def _wait(predicate, timeout: float = 5.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached in time")
+
+
+RELOAD_CONFIG = """
+auth: {api_keys_env: LLORCH_API_KEY}
+pools:
+  - id: only
+    engine: llamacpp
+    adapter: mock
+    model: repo:mock/tiny
+    devices: []
+    allow_cpu_inference: true
+"""
+
+
+@pytest.mark.req("ORCH-2102", "OC-CTRL-2003", "ORCH-3031")
+def test_reload_is_atomic_for_in_flight_and_later_tasks() -> None:
+    with running_server(RELOAD_CONFIG) as server:
+        with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as c:
+            old = c.get("/v1/pools/only/health").json()["metrics"]
+            running = task_body(prompt="[[sim tokens=8 itl_ms=100]] in flight")
+            assert c.post("/v1/tasks", json=running).status_code == 202
+            time.sleep(0.2)
+            switch = {"new_model_ref": "repo:mock/tiny-v2"}
+            assert c.post("/v1/pools/only/reload", json=switch).status_code == 202
+            _wait(
+                lambda: (
+                    c.get("/v1/pools/only/health").json()["metrics"]["model_ref"]
+                    == "repo:mock/tiny-v2"
+                )
+            )
+            new = c.get("/v1/pools/only/health").json()["metrics"]
+            assert new["model_digest"] != old["model_digest"]
+            finished = events(c, running["task_id"])
+            assert finished[-1][0] == "end" and finished[-1][1]["tokens_out"] == 8
+            stale = c.post("/v1/tasks", json=task_body(prompt="x"))
+            assert stale.status_code == 400 and stale.json()["field"] == "model_ref"
+            fresh = task_body(prompt="[[sim tokens=2]] new model", model_ref="repo:mock/tiny-v2")
+            assert c.post("/v1/tasks", json=fresh).status_code == 202
+            assert events(c, fresh["task_id"])[-1][0] == "end"

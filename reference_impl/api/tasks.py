@@ -10,7 +10,8 @@ from falcon.asgi import SSEvent
 from reference_impl.api.body import read_model
 from reference_impl.api.errors import ApiError
 from reference_impl.api.schemas import TaskRequest
-from reference_impl.service.orchestrator import Orchestrator, Refused
+from reference_impl.service.admission import Refused
+from reference_impl.service.orchestrator import Orchestrator
 from reference_impl.service.records import NewTask, TaskRecord
 
 

@@ -21,6 +21,7 @@ AdapterFactory = Callable[[PoolConfig, str, str], Any]
 """(pool config, replica id, model_ref) -> adapter, or raises LookupError when unsupported."""
 
 DEFAULT_CTX = 4096
+RETIRE_BOUND_S = 600.0  # longest an old adapter is kept for in-flight tasks after a reload
 
 
 class PoolManager:
@@ -37,6 +38,7 @@ class PoolManager:
         self._on_change = on_change
         self.pools: dict[str, PoolState] = {}
         self._replicas: dict[str, ReplicaHandle] = {}
+        self._retiring: set[asyncio.Task] = set()
         for pc in config.pools:
             pool = PoolState(
                 pool_id=pc.id,
@@ -149,10 +151,24 @@ class PoolManager:
         return True
 
     def _retire(self, adapters: list[Any]) -> None:
+        """Close replaced adapters once their in-flight streams have ended (or after a bound)."""
+        loop = asyncio.get_running_loop()
         for adapter in adapters:
-            task = asyncio.get_running_loop().create_task(adapter.close())
-            task.add_done_callback(lambda t: t.exception())
+            task = loop.create_task(self._close_when_idle(adapter))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _close_when_idle(self, adapter: Any, bound_s: float = RETIRE_BOUND_S) -> None:
+        deadline = asyncio.get_running_loop().time() + bound_s
+        while asyncio.get_running_loop().time() < deadline:
+            props = await adapter.props()
+            if props.slots_free >= props.slots_total:
+                break
+            await asyncio.sleep(0.1)
+        await adapter.close()
 
     async def close(self) -> None:
+        for task in self._retiring:
+            task.cancel()
         adapters = [h.adapter for h in self._replicas.values() if h.adapter is not None]
         await asyncio.gather(*(a.close() for a in adapters), return_exceptions=True)

@@ -8,7 +8,6 @@ token append never interleave: once `cancel()` returns, no token can join the st
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +18,15 @@ from reference_impl.adapters.base import AdapterError, CompletionRequest, Sample
 from reference_impl.config import OrchestratorConfig
 from reference_impl.pool.manager import AdapterFactory, PoolManager
 from reference_impl.pool.state import PoolState, PreloadState
+from reference_impl.service.admission import (
+    Refused,
+    admission_log,
+    core_task,
+    estimate_tokens,
+    pick_pool,
+    refusal,
+    seed_from_task_id,
+)
 from reference_impl.service.build import core_pools, core_replicas, core_sessions
 from reference_impl.service.metrics import Metrics
 from reference_impl.service.records import NewTask, TaskRecord
@@ -30,21 +38,6 @@ log = logging.getLogger("reference_impl.service")
 WATCHDOG_PERIOD_S = 0.05
 METRICS_EVERY_TOKENS = 64
 STREAM_RETENTION_S = 120.0
-
-
-class Refused(Exception):
-    """Admission refused the task; carries the core's typed rejection and its context."""
-
-    def __init__(self, rejected: core.Rejected, engine: str | None, pool_id: str | None) -> None:
-        super().__init__(rejected.message)
-        self.rejected = rejected
-        self.engine = engine
-        self.pool_id = pool_id
-
-
-def seed_from_task_id(task_id: str) -> int:
-    """Deterministic default seed (ORCH-3045): the same task id always samples the same way."""
-    return int.from_bytes(hashlib.sha256(task_id.encode()).digest()[:8], "big") >> 1
 
 
 class Orchestrator:
@@ -123,51 +116,27 @@ class Orchestrator:
         try:
             return self._submit(task)
         except Refused as exc:
-            if exc.pool_id is None or exc.rejected.code is core.ErrorCode.INVALID_PARAMS:
+            if not exc.by_core:  # the core counts its own refusals
                 key = (exc.engine or "", exc.rejected.code.value)
-                if exc.pool_id is None or exc.rejected.field == "sampler_profile_version":
-                    self.local_rejections[key] = self.local_rejections.get(key, 0) + 1
+                self.local_rejections[key] = self.local_rejections.get(key, 0) + 1
             raise
 
     def _submit(self, task: NewTask) -> tuple[TaskRecord, core.Admitted]:
         if not self.accepting:
-            raise Refused(_refusal("POOL_UNAVAILABLE", "server is shutting down", 503), None, None)
+            raise Refused(refusal("POOL_UNAVAILABLE", "server is shutting down", 503), None, None)
         if task.task_id in self.records:
-            raise Refused(
-                _refusal("INVALID_PARAMS", "task_id already used", 400, field="task_id"),
-                task.engine,
-                None,
-            )
-        pool = self._pick_pool(task)
+            used = refusal("INVALID_PARAMS", "task_id already used", 400, field="task_id")
+            raise Refused(used, task.engine, None)
+        pool = pick_pool(self.pools.pools.values(), task, self.scheduler.pool_load)
         profile = task.sampler_profile_version or pool.sampler_profile_version
         if profile not in self.config.sampler_profiles:
-            raise Refused(
-                _refusal(
-                    "INVALID_PARAMS",
-                    f"unknown sampler_profile_version {profile!r}",
-                    400,
-                    field="sampler_profile_version",
-                ),
-                task.engine,
-                pool.pool_id,
-            )
-        prompt_tokens = self._estimate_tokens(pool, task.prompt)
-        now = self.now_ms()
-        spec = core.TaskSpec(
-            task_id=task.task_id,
-            session_id=task.session_id,
-            tenant=task.tenant,
-            pool_id=pool.pool_id,
-            priority=core.Priority(task.priority),
-            ctx=task.ctx,
-            prompt_tokens=prompt_tokens,
-            max_tokens=task.max_tokens,
-            deadline_ms=task.deadline_ms or None,
-            expected_tokens=task.expected_tokens,
-        )
-        decision = self.scheduler.admit(spec, now)
+            message = f"unknown sampler_profile_version {profile!r}"
+            unknown = refusal("INVALID_PARAMS", message, 400, field="sampler_profile_version")
+            raise Refused(unknown, task.engine, pool.pool_id)
+        prompt_tokens = estimate_tokens(pool, task.prompt)
+        decision = self.scheduler.admit(core_task(task, pool, prompt_tokens), self.now_ms())
         if isinstance(decision, core.Rejected):
-            raise Refused(decision, pool.engine, pool.pool_id)
+            raise Refused(decision, pool.engine, pool.pool_id, by_core=True)
         rec = TaskRecord(
             task=task,
             pool_id=pool.pool_id,
@@ -178,64 +147,17 @@ class Orchestrator:
             stream=TaskStream(task.task_id),
         )
         self.records[task.task_id] = rec
-        rec.stream.emit(
-            "started",
-            {
-                "queue_position": decision.queue_position,
-                "predicted_start_ms": decision.predicted_start_ms,
-            },
-        )
+        started = {
+            "queue_position": decision.queue_position,
+            "predicted_start_ms": decision.predicted_start_ms,
+        }
+        rec.stream.emit("started", started)
         rec.stream.emit("metrics", self._planning(rec, decision.on_time_probability))
         for evicted in decision.evicted:
             self._evicted(evicted)
-        log.info(
-            "admitted",
-            extra={
-                "job_id": task.task_id,
-                "session_id": task.session_id,
-                "tenant_id": task.tenant,
-                "engine": pool.engine,
-                "pool_id": pool.pool_id,
-                "model_id": pool.model_ref,
-                "priority": task.priority,
-                "ctx": task.ctx,
-                "deadline_ms": task.deadline_ms,
-                "queue_position": decision.queue_position,
-                "predicted_start_ms": decision.predicted_start_ms,
-                "on_time_probability": decision.on_time_probability,
-                "correlation_id": task.correlation_id,
-            },
-        )
+        log.info("admitted", extra=admission_log(task, pool, decision))
         self._kick()
         return rec, decision
-
-    def _pick_pool(self, task: NewTask) -> PoolState:
-        matching = [
-            p
-            for p in self.pools.pools.values()
-            if p.engine == task.engine and p.model_ref == task.model_ref
-        ]
-        if not matching:
-            raise Refused(
-                _refusal(
-                    "INVALID_PARAMS",
-                    f"no pool serves engine {task.engine!r} with model_ref {task.model_ref!r}",
-                    400,
-                    field="model_ref",
-                ),
-                task.engine,
-                None,
-            )
-        if len(matching) == 1:
-            return matching[0]
-        load = self.scheduler.pool_load
-        return min(matching, key=lambda p: (not p.ready, load(p.pool_id), p.pool_id))
-
-    def _estimate_tokens(self, pool: PoolState, prompt: str) -> int:
-        adapter = pool.replicas[0].adapter if pool.replicas else None
-        if adapter is not None:
-            return adapter.estimate_tokens(prompt)
-        return max(1, len(prompt) // 4)
 
     def _evicted(self, evicted: core.Eviction) -> None:
         """The core removed a queued task (full-queue policy, preemption, drain)."""
@@ -324,40 +246,7 @@ class Orchestrator:
             return
         rec.outcome = outcome
         self.scheduler.complete(rec.task_id, self.now_ms(), rec.stream.tokens, ok)
-        pool = self.pools.pools[rec.pool_id]
-        queue_ms = (
-            round((rec.dispatched_at - rec.admitted_at) * 1000) if rec.dispatched_at else None
-        )
-        decode_ms = (
-            round((rec.stream.finished_at - rec.stream.first_token_at) * 1000)
-            if rec.stream.first_token_at and rec.stream.finished_at
-            else 0
-        )
-        log.info(
-            "task finished",
-            extra={
-                "job_id": rec.task_id,
-                "session_id": rec.task.session_id,
-                "client_id": rec.task.tenant,
-                "tenant_id": rec.task.tenant,
-                "engine": pool.engine,
-                "engine_version": pool.engine_version,
-                "pool_id": pool.pool_id,
-                "replica_id": rec.replica_id,
-                "model_id": pool.model_ref,
-                "quant": pool.quant,
-                "ctx": rec.task.ctx,
-                "kv_warmth": rec.extra.get("kv_warmth", False),
-                "sampler_profile_version": rec.sampler_profile_version,
-                "priority": rec.task.priority,
-                "outcome": outcome,
-                "queue_time_ms": queue_ms,
-                "decode_time_ms": decode_ms,
-                "tokens_in": rec.prompt_tokens,
-                "tokens_out": rec.stream.tokens,
-                "correlation_id": rec.task.correlation_id,
-            },
-        )
+        log.info("task finished", extra=rec.finish_log(self.pools.pools[rec.pool_id], outcome))
         self._kick()
 
     def _terminate(
@@ -470,13 +359,3 @@ class Orchestrator:
             if view.time_budget_remaining_ms is not None:
                 out["time_budget_remaining_ms"] = view.time_budget_remaining_ms
         return out
-
-
-def _refusal(code: str, message: str, status: int, *, field: str | None = None) -> core.Rejected:
-    return core.Rejected(
-        code=core.ErrorCode(code),
-        message=message,
-        status=status,
-        field=field,
-        retriable=status >= 500,
-    )

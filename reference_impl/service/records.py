@@ -48,3 +48,38 @@ class TaskRecord:
     @property
     def task_id(self) -> str:
         return self.task.task_id
+
+    def finish_log(self, pool, outcome: str) -> dict:
+        """Fields of the task's final log record (ORCH-3027 list L1, OC-CORE-1040)."""
+        stream = self.stream
+        queue_ms = (
+            round((self.dispatched_at - self.admitted_at) * 1000) if self.dispatched_at else None
+        )
+        decode_ms = (
+            round((stream.finished_at - stream.first_token_at) * 1000)
+            if stream.first_token_at and stream.finished_at
+            else 0
+        )
+        return {
+            "job_id": self.task_id,
+            "session_id": self.task.session_id,
+            "client_id": self.task.tenant,
+            "tenant_id": self.task.tenant,
+            "engine": pool.engine,
+            "engine_version": pool.engine_version,
+            "pool_id": pool.pool_id,
+            "replica_id": self.replica_id,
+            "model_id": pool.model_ref,
+            "quant": pool.quant,
+            "ctx": self.task.ctx,
+            "kv_warmth": self.extra.get("kv_warmth", False),
+            "sampler_profile_version": self.sampler_profile_version,
+            "priority": self.task.priority,
+            "deadline_ms": self.task.deadline_ms,
+            "outcome": outcome,
+            "queue_time_ms": queue_ms,
+            "decode_time_ms": decode_ms,
+            "tokens_in": self.prompt_tokens,
+            "tokens_out": stream.tokens,
+            "correlation_id": self.task.correlation_id,
+        }
