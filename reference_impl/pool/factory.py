@@ -1,21 +1,55 @@
-"""Which adapter backs a replica: the in-process mock, or (engine layer) a real engine client."""
+"""Which adapter backs a replica: the in-process mock, or an HTTP client of a real engine.
+
+- `adapter: mock` -> MockAdapter (no engine, no GPU);
+- a pool with `endpoint` -> the engine family's adapter pointed at that server;
+- a pool with `launch` (llama.cpp only) -> LlamaCppAdapter pointed at the llama-server the
+  pool manager started, whose address arrives as `base_url`.
+
+Engine adapters are imported on first use, so a build without one of them still serves the
+others; a missing one raises LookupError, which keeps that pool unready with the cause.
+"""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from reference_impl.config import PoolConfig
 
 UNLOADABLE_PREFIX = "repo:mock/unloadable"
+DEFAULT_CTX = 4096
+
+# engine -> (module, class) of its adapter
+ENGINE_ADAPTERS: dict[str, tuple[str, str]] = {
+    "llamacpp": ("reference_impl.adapters.llamacpp", "LlamaCppAdapter"),
+    "vllm": ("reference_impl.adapters.vllm", "VllmAdapter"),
+    "tgi": ("reference_impl.adapters.tgi", "TgiAdapter"),
+    "triton": ("reference_impl.adapters.triton", "TritonAdapter"),
+}
 
 
-def make_adapter(pool: PoolConfig, replica_id: str, model_ref: str) -> Any:
+def adapter_class(engine: str) -> type:
+    """The adapter class of an engine family; LookupError when this build lacks it."""
+    try:
+        module_name, class_name = ENGINE_ADAPTERS[engine]
+    except KeyError:
+        raise LookupError(f"no adapter for engine {engine!r}") from None
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise LookupError(f"the {engine} adapter is not available in this build ({exc})") from None
+
+
+def make_adapter(
+    pool: PoolConfig, replica_id: str, model_ref: str, *, base_url: str | None = None
+) -> Any:
     """Build the adapter for one replica of `pool` serving `model_ref`.
 
     The mock engine treats model refs starting with `repo:mock/unloadable` as models whose
     load fails, so reload rollback can be exercised without a real engine.
     """
     adapter = pool.adapter.value if pool.adapter is not None else pool.engine.value
+    ctx_max = pool.ctx or DEFAULT_CTX
     if adapter == "mock":
         from reference_impl.adapters.mock import MockAdapter
 
@@ -23,7 +57,7 @@ def make_adapter(pool: PoolConfig, replica_id: str, model_ref: str) -> Any:
             pool.engine.value,
             replica_id,
             model_ref=model_ref,
-            ctx_max=pool.ctx or 4096,
+            ctx_max=ctx_max,
             slots=1 if pool.determinism else 4,
             preload_fail=(
                 f"cannot load {model_ref}: no such model"
@@ -31,4 +65,15 @@ def make_adapter(pool: PoolConfig, replica_id: str, model_ref: str) -> Any:
                 else None
             ),
         )
-    raise LookupError(f"the {adapter} adapter is not available in this build (engine layer)")
+    url = base_url or pool.endpoint
+    if url is None:
+        raise LookupError(f"pool {pool.id} has neither an endpoint nor a launched engine")
+    cls = adapter_class(pool.engine.value)
+    kwargs: dict[str, Any] = {"model_ref": model_ref, "ctx_max": ctx_max}
+    if pool.engine.value == "triton":
+        kwargs["model_name"] = pool.served_model_name or pool.model
+    if pool.engine.value == "llamacpp":
+        kwargs["cache_prompt"] = not pool.determinism  # prompt caching can change results
+        if pool.model_sha256 is not None:  # verified against the file before the load
+            kwargs["model_digest"] = f"sha256:{pool.model_sha256}"
+    return cls(replica_id, url, **kwargs)

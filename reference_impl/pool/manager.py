@@ -1,27 +1,59 @@
-"""Builds pools from config, preloads them, and carries out drain and reload.
+"""Builds pools from config, brings them up, supervises them, and carries out drain and reload.
+
+Each pool has one lifecycle task: preflight (digest, devices, headroom), start the engine
+processes it launches itself, create and preload the adapters, then watch: a process exit or
+failed heartbeats are a fault (unready at once, engine killed so running streams end with
+WORKER_RESET, `driver_reset` logged), followed by a restart after an exponential backoff that
+a circuit breaker bounds (specs/30). Pools on an `endpoint` (started by someone else) are
+heartbeat-checked and flip between failed and ready without a restart.
 
 Readiness changes are reported through `on_change(pool)`, which the orchestrator uses to keep
-the scheduler's view of replicas current. Engine adapters other than `mock` arrive with the
-engine-layer work; until then such pools stay unready with a clear `last_error`.
+the scheduler's view of replicas current.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from reference_impl.config import OrchestratorConfig, PoolConfig
+from reference_impl.config import AdapterKind, OrchestratorConfig, PoolConfig
+from reference_impl.pool.backoff import BackoffPolicy, BreakerPolicy, RestartGovernor
+from reference_impl.pool.catalog import DigestCache
+from reference_impl.pool.devices import DeviceRegistry, host_free_bytes
+from reference_impl.pool.preflight import DEFAULT_CTX, PoolFault, Preflight, preflight
+from reference_impl.pool.runtime import HEARTBEAT_S, PoolRuntime, gather_or_raise
 from reference_impl.pool.state import PoolState, PreloadState, ReplicaHandle
+from reference_impl.pool.supervisor import (
+    EngineProcess,
+    EngineStartError,
+    LaunchSpec,
+    free_port,
+    llama_server_argv,
+)
 
 log = logging.getLogger("reference_impl.pool")
 
-AdapterFactory = Callable[[PoolConfig, str, str], Any]
-"""(pool config, replica id, model_ref) -> adapter, or raises LookupError when unsupported."""
+AdapterFactory = Callable[..., Any]
+"""(pool config, replica id, model_ref[, base_url=...]) -> adapter; LookupError if unsupported.
 
-DEFAULT_CTX = 4096
+`base_url` is passed only for engines the manager launched itself."""
+
+__all__ = ["DEFAULT_CTX", "AdapterFactory", "PoolManager"]
+
 RETIRE_BOUND_S = 600.0  # longest an old adapter is kept for in-flight tasks after a reload
+
+
+@dataclass
+class _Loaded:
+    adapter: Any
+    props: Any
+    process: EngineProcess | None
 
 
 class PoolManager:
@@ -32,12 +64,27 @@ class PoolManager:
         config: OrchestratorConfig,
         adapter_factory: AdapterFactory,
         on_change: Callable[[PoolState], None] = lambda _pool: None,
+        *,
+        devices: DeviceRegistry | None = None,
+        catalog: DigestCache | None = None,
+        backoff: BackoffPolicy | None = None,
+        breaker: BreakerPolicy | None = None,
+        heartbeat_s: float = HEARTBEAT_S,
+        health_timeout_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        host_free: Callable[[], int | None] = host_free_bytes,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self._config = config
         self._factory = adapter_factory
         self._on_change = on_change
+        self.devices = devices or DeviceRegistry()
+        self.catalog = catalog or DigestCache()
+        self._clock = clock
+        self._host_free = host_free
         self.pools: dict[str, PoolState] = {}
         self._replicas: dict[str, ReplicaHandle] = {}
+        self._rt: dict[str, PoolRuntime] = {}
         self._retiring: set[asyncio.Task] = set()
         for pc in config.pools:
             pool = PoolState(
@@ -54,6 +101,15 @@ class PoolManager:
                 pool.replicas.append(handle)
                 self._replicas[rid] = handle
             self.pools[pc.id] = pool
+            self._rt[pc.id] = PoolRuntime(
+                pool,
+                pc,
+                RestartGovernor(backoff, breaker, rand),
+                on_change,
+                clock,
+                heartbeat_s,
+                health_timeout_s,
+            )
 
     def replica(self, replica_id: str) -> ReplicaHandle:
         return self._replicas[replica_id]
@@ -61,56 +117,200 @@ class PoolManager:
     def pool_config(self, pool_id: str) -> PoolConfig:
         return self._config.pool(pool_id)
 
+    # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        """Preload every pool concurrently; a pool is Ready only after its own preload."""
-        await asyncio.gather(*(self._preload(p) for p in self.pools.values()))
+        """Preload every pool concurrently; returns after each pool's first attempt.
 
-    async def _preload(self, pool: PoolState) -> None:
+        A pool is Ready only after its own preload; failed pools keep retrying in the
+        background with backoff.
+        """
+        loop = asyncio.get_running_loop()
+        firsts = []
+        for pool in self.pools.values():
+            first: asyncio.Future[None] = loop.create_future()
+            self._spawn(pool, installed=False, first=first)
+            firsts.append(first)
+        await asyncio.gather(*firsts)
+
+    def _spawn(
+        self,
+        pool: PoolState,
+        *,
+        installed: bool,
+        first: asyncio.Future | None = None,
+        failed: str | None = None,
+    ) -> None:
+        """Run the pool's lifecycle; `failed` (a cause) makes it back off before trying."""
+        rt = self._rt[pool.pool_id]
+        rt.task = asyncio.get_running_loop().create_task(
+            self._lifecycle(pool, installed, first, failed)
+        )
+
+    async def _lifecycle(
+        self,
+        pool: PoolState,
+        installed: bool,
+        first: asyncio.Future | None,
+        failed: str | None = None,
+    ) -> None:
+        rt = self._rt[pool.pool_id]
+        try:
+            if failed is not None and not installed:
+                await rt.back_off(failed)
+            while True:
+                if not installed:
+                    try:
+                        await self._attempt(pool)
+                        installed = True
+                    except PoolFault as fault:
+                        if fault.permanent:
+                            return  # stays failed; an operator's reload tries again
+                        cause = str(fault)
+                    finally:
+                        if first is not None and not first.done():
+                            first.set_result(None)
+                if installed:
+                    cause = await rt.watch()
+                    installed = False
+                    await rt.teardown()
+                await rt.back_off(cause)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("pool supervision failed", extra={"pool_id": pool.pool_id})
+        finally:
+            if first is not None and not first.done():
+                first.set_result(None)
+
+    async def _attempt(self, pool: PoolState) -> None:
+        """One preload: PoolFault (cause in last_error) on failure, Ready on success."""
         pool.preload_state = PreloadState.LOADING
+        pool.next_retry_at = None
+        pool.breaker_open, pool.breaker_until = False, None
         self._on_change(pool)
         try:
-            adapters = await self._load_replicas(pool, pool.model_ref)
+            loaded, pre = await self._bring_up(pool, pool.model_ref)
         except Exception as exc:
+            fault = exc if isinstance(exc, PoolFault) else PoolFault(str(exc) or repr(exc))
+            if fault is not exc:
+                fault.__cause__ = exc
             pool.preload_state = PreloadState.FAILED
-            pool.last_error = str(exc) or exc.__class__.__name__
+            pool.last_error = str(fault)
+            pool.preload_outcomes["failure"] += 1
             log.warning(
                 "preload failed",
-                extra={"pool_id": pool.pool_id, "engine": pool.engine, "error": pool.last_error},
+                extra={
+                    "event": "preload",
+                    "outcome": "failure",
+                    "pool_id": pool.pool_id,
+                    "engine": pool.engine,
+                    "error": pool.last_error,
+                    "last_error": pool.last_error,
+                },
             )
             self._on_change(pool)
-            return
-        self._install(pool, adapters)
+            raise fault  # noqa: B904 - the cause is attached above
+        self._install(pool, loaded, pre)
         pool.preload_state = PreloadState.READY
         pool.last_error = None
-        log.info("preload ok", extra={"pool_id": pool.pool_id, "engine": pool.engine})
+        pool.preload_outcomes["success"] += 1
+        log.info(
+            "preload ok",
+            extra={
+                "event": "preload",
+                "outcome": "success",
+                "pool_id": pool.pool_id,
+                "engine": pool.engine,
+            },
+        )
         self._on_change(pool)
 
-    async def _load_replicas(self, pool: PoolState, model_ref: str) -> list[tuple[Any, Any]]:
-        """Create, preload and probe one adapter per replica; all or nothing."""
+    async def _bring_up(self, pool: PoolState, model_ref: str) -> tuple[list[_Loaded], Preflight]:
+        """Preflight, start engines, create, preload and probe adapters; all or nothing."""
         pc = self._config.pool(pool.pool_id)
+        pre = await preflight(
+            self._config, pc, catalog=self.catalog, devices=self.devices, host_free=self._host_free
+        )
+        procs: list[EngineProcess | None] = [None] * len(pool.replicas)
         created: list[Any] = []
         try:
-            for handle in pool.replicas:
-                created.append(self._factory(pc, handle.replica_id, model_ref))
-            await asyncio.gather(*(a.preload() for a in created))
-            props = await asyncio.gather(*(a.props() for a in created))
-        except BaseException:
+            if pc.launch is not None and pc.adapter != AdapterKind.MOCK:
+                procs = [self._engine_process(pc, h, pre) for h in pool.replicas]
+                await gather_or_raise([p.start() for p in procs if p is not None])
+            for handle, proc in zip(pool.replicas, procs, strict=True):
+                created.append(self._make_adapter(pc, handle.replica_id, model_ref, proc))
+            await gather_or_raise([a.preload() for a in created])
+            props = await gather_or_raise([a.props() for a in created])
+        except BaseException as exc:
             await asyncio.gather(*(a.close() for a in created), return_exceptions=True)
+            await asyncio.gather(*(p.kill() for p in procs if p), return_exceptions=True)
+            if isinstance(exc, EngineStartError):
+                raise PoolFault(str(exc)) from exc
             raise
-        return list(zip(created, props, strict=True))
+        loaded = [_Loaded(a, p, proc) for a, p, proc in zip(created, props, procs, strict=True)]
+        return loaded, pre
 
-    def _install(self, pool: PoolState, loaded: list[tuple[Any, Any]]) -> list[Any]:
-        """Swap every replica's adapter in one step; returns the adapters replaced."""
+    def _make_adapter(
+        self, pc: PoolConfig, replica_id: str, model_ref: str, proc: EngineProcess | None
+    ) -> Any:
+        """The factory's adapter; an adapter this build lacks is a permanent fault."""
+        try:
+            if proc is None:
+                return self._factory(pc, replica_id, model_ref)
+            return self._factory(pc, replica_id, model_ref, base_url=proc.base_url)
+        except LookupError as exc:
+            raise PoolFault(str(exc).strip("'\""), permanent=True) from exc
+
+    def _engine_process(self, pc: PoolConfig, handle: ReplicaHandle, pre: Preflight) -> Any:
+        launch = pc.launch
+        assert launch is not None and pre.model_path is not None and pre.placement is not None
+        placement = pre.placement
+        port = launch.port or free_port(launch.host)
+        split = pc.tensor_split if placement.explicit_split and not placement.cpu else None
+        argv = llama_server_argv(
+            launch.binary,
+            str(pre.model_path),
+            launch.host,
+            port,
+            launch.args,
+            ctx=pc.ctx,
+            determinism=pc.determinism,
+            tensor_split=split,
+        )
+        env = {
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # CUDA numbers devices as NVML does
+            "CUDA_VISIBLE_DEVICES": placement.cuda_visible_devices,
+        }
+        spec = LaunchSpec(argv, launch.host, port, env, launch.startup_timeout_ms / 1000)
+        return EngineProcess(
+            spec,
+            name=handle.replica_id,
+            on_exit=lambda proc, _rc, pool_id=pc.id: self._engine_exited(pool_id, proc),
+        )
+
+    def _install(self, pool: PoolState, loaded: list[_Loaded], pre: Preflight) -> list[tuple]:
+        """Swap every replica's adapter and process in one step; returns what it replaced."""
+        rt = self._rt[pool.pool_id]
         old = []
-        for handle, (adapter, props) in zip(pool.replicas, loaded, strict=True):
-            old.append(handle.adapter)
-            handle.adapter = adapter
+        for handle, item in zip(pool.replicas, loaded, strict=True):
+            stale = handle.adapter if all(handle.adapter is not c for c in rt.closed) else None
+            if stale is not None or handle.process is not None:
+                old.append((stale, handle.process))
+            handle.adapter, handle.process = item.adapter, item.process
             handle.ready = True
-            handle.slots_total = max(1, props.slots_total)
-        pool.engine_version = loaded[0][1].engine_version
-        pool.model_digest = loaded[0][1].model_digest
-        return [a for a in old if a is not None]
+            handle.slots_total = max(1, item.props.slots_total)
+        pool.engine_version = loaded[0].props.engine_version
+        pool.model_digest = pre.model_digest or loaded[0].props.model_digest
+        pool.cpu_inference = pre.placement is not None and pre.placement.cpu
+        rt.installed()
+        return old
 
+    def _engine_exited(self, pool_id: str, proc: EngineProcess) -> None:
+        pool = self.pools[pool_id]
+        if any(h.process is proc for h in pool.replicas):  # not a retired or starting one
+            self._rt[pool_id].fault(proc.describe_exit())
+
+    # -- operations --------------------------------------------------------------------
     def drain(self, pool_id: str, deadline_s: float) -> bool:
         """Stop new dispatches to the pool; returns False if it was already draining."""
         pool = self.pools[pool_id]
@@ -125,21 +325,36 @@ class PoolManager:
         """Load `new_model_ref` beside the current model and switch atomically on success.
 
         On failure the pool keeps its previous model and readiness; `last_error` says why.
-        In-flight tasks finish on the adapter they started on.
+        In-flight tasks finish on the adapter they started on. A reload also closes an open
+        circuit. A launched engine on a fixed port cannot run twice, so that pool stops its
+        engine first and is unready while the new one starts.
         """
         pool = self.pools[pool_id]
         if pool.reloading:
             return False
         pool.reloading = True
+        rt = self._rt[pool_id]
         try:
-            loaded = await self._load_replicas(pool, new_model_ref)
-        except Exception as exc:
-            pool.last_error = f"reload to {new_model_ref} failed: {exc}"
-            log.warning("reload failed", extra={"pool_id": pool_id, "error": pool.last_error})
-            return False
+            await rt.stop()
+            rt.reset()
+            installed = any(h.ready for h in pool.replicas) or rt.health_failed
+            pc = self._config.pool(pool_id)
+            if installed and pc.launch is not None and pc.launch.port is not None:
+                await rt.teardown()
+                installed = False
+            try:
+                loaded, pre = await self._bring_up(pool, new_model_ref)
+            except Exception as exc:
+                pool.last_error = f"reload to {new_model_ref} failed: {exc}"
+                if not installed:
+                    pool.preload_state = PreloadState.FAILED
+                log.warning("reload failed", extra={"pool_id": pool_id, "error": pool.last_error})
+                self._on_change(pool)
+                self._spawn(pool, installed=installed, failed=None if installed else str(exc))
+                return False
         finally:
             pool.reloading = False
-        old = self._install(pool, loaded)
+        old = self._install(pool, loaded, pre)
         pool.model_ref = new_model_ref
         pool.draining = False
         pool.drain_deadline = None
@@ -147,28 +362,50 @@ class PoolManager:
         pool.last_error = None
         self._on_change(pool)
         log.info("reload ok", extra={"pool_id": pool_id, "model_id": new_model_ref})
+        self._spawn(pool, installed=True)
         self._retire(old)
         return True
 
-    def _retire(self, adapters: list[Any]) -> None:
+    def _retire(self, replaced: list[tuple[Any, EngineProcess | None]]) -> None:
         """Close replaced adapters once their in-flight streams have ended (or after a bound)."""
         loop = asyncio.get_running_loop()
-        for adapter in adapters:
-            task = loop.create_task(self._close_when_idle(adapter))
+        for adapter, process in replaced:
+            task = loop.create_task(self._close_when_idle(adapter, process))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
 
-    async def _close_when_idle(self, adapter: Any, bound_s: float = RETIRE_BOUND_S) -> None:
-        deadline = asyncio.get_running_loop().time() + bound_s
-        while asyncio.get_running_loop().time() < deadline:
-            props = await adapter.props()
-            if props.slots_free >= props.slots_total:
-                break
-            await asyncio.sleep(0.1)
-        await adapter.close()
+    async def _close_when_idle(
+        self, adapter: Any, process: EngineProcess | None, bound_s: float = RETIRE_BOUND_S
+    ) -> None:
+        try:
+            deadline = asyncio.get_running_loop().time() + bound_s
+            while adapter is not None and asyncio.get_running_loop().time() < deadline:
+                try:
+                    props = await adapter.props()
+                except Exception:
+                    break  # the engine is gone: nothing left to wait for
+                if props.slots_free >= props.slots_total:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            if adapter is not None:
+                with contextlib.suppress(Exception):
+                    await adapter.close()
+            if process is not None:
+                await process.stop()
 
     async def close(self) -> None:
-        for task in self._retiring:
+        """Stop supervising, close adapters and stop every engine process we started."""
+        for pool_id in self.pools:
+            await self._rt[pool_id].stop()
+        for task in list(self._retiring):
             task.cancel()
-        adapters = [h.adapter for h in self._replicas.values() if h.adapter is not None]
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        handles = list(self._replicas.values())
+        adapters = [h.adapter for h in handles if h.adapter is not None]
         await asyncio.gather(*(a.close() for a in adapters), return_exceptions=True)
+        procs = [h.process for h in handles if h.process is not None]
+        await asyncio.gather(*(p.stop() for p in procs), return_exceptions=True)
+        for handle in handles:
+            handle.ready = False
+            handle.process = None

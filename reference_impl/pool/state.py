@@ -26,6 +26,7 @@ class ReplicaHandle:
     devices: frozenset[int]
     ready: bool = False
     slots_total: int = 1
+    process: Any = None  # the supervised engine process (pool `launch`), else None
 
 
 @dataclass
@@ -46,9 +47,19 @@ class PoolState:
     quant: str | None = None
     sampler_profile_version: str = "v1"
     reloading: bool = False
+    # Supervision (specs/30 sections 3 and 5); times are on the manager's monotonic clock.
+    cpu_inference: bool = False  # serving through the CPU carve-out (allow_cpu_inference)
+    restarts: int = 0  # automatic restarts scheduled (`restart` events)
+    driver_resets: int = 0  # faults of a serving engine (`driver_reset` events)
+    preload_outcomes: dict[str, int] = field(default_factory=lambda: {"success": 0, "failure": 0})
+    next_retry_at: float | None = None  # when the next automatic attempt starts
+    breaker_open: bool = False  # circuit open: no automatic restart until breaker_until
+    breaker_until: float | None = None
 
     @property
     def live(self) -> bool:
+        if self.breaker_open:
+            return False
         return self.preload_state in (PreloadState.READY, PreloadState.LOADING) or any(
             r.ready for r in self.replicas
         )

@@ -66,9 +66,6 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.preload = Counter(
-            "pool_preload", "Preload outcomes.", ["engine", "pool_id", "outcome"], registry=r
-        )
 
     def add_producer(self, produce: Callable[[], Iterable[Metric]]) -> None:
         """Register a scrape-time producer of metric families (state-mirroring metrics)."""

@@ -324,7 +324,7 @@ class Orchestrator:
                 handle.replica_id,
                 ready=handle.ready and pool.ready,
                 slots_total=handle.slots_total,
-                failed=pool.preload_state is PreloadState.FAILED,
+                failed=_cannot_serve_now(pool),
             )
         for evicted in self.scheduler.set_draining(pool.pool_id, pool.draining):
             self._evicted(evicted)
@@ -359,3 +359,10 @@ class Orchestrator:
             if view.time_budget_remaining_ms is not None:
                 out["time_budget_remaining_ms"] = view.time_budget_remaining_ms
         return out
+
+
+def _cannot_serve_now(pool: PoolState) -> bool:
+    """A pool that failed, is retrying after a failure, or has its circuit open fails fast
+    (503 POOL_UNAVAILABLE with retry hints) instead of queueing work (ORCH-3018)."""
+    retrying = pool.restarts > 0 and pool.preload_state is PreloadState.LOADING
+    return pool.preload_state is PreloadState.FAILED or retrying or pool.breaker_open

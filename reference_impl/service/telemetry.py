@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from reference_impl.core import Snapshot
+from reference_impl.pool.devices import host_memory_used_bytes
 
 if TYPE_CHECKING:
     from reference_impl.service.orchestrator import Orchestrator
@@ -37,6 +38,7 @@ def scheduler_families(orch: Orchestrator) -> Iterator[Metric]:
 
     yield from _counters(snap, ident, orch.local_rejections)
     yield from _gauges(snap, ident)
+    yield from _pool_families(orch)
 
 
 def _counters(snap: Snapshot, ident, local_rejections: dict) -> Iterator[Metric]:
@@ -124,8 +126,78 @@ def _gauges(snap: Snapshot, ident) -> Iterator[Metric]:
         ["priority"],
         (([p.value], r) for p, r in snap.deadlines_met_ratio.items() if r is not None),
     )
-    # No NVIDIA GPU is visible to mock or CPU pools: these stay empty until the pool
-    # manager's device discovery reports devices (the engine layer).
-    yield _family(G, "gpu_utilization", "GPU utilisation.", [*_E, "replica_id", "device"], ())
-    yield _family(G, "vram_used_bytes", "VRAM in use.", [*_E, "replica_id", "device"], ())
     yield _family(G, "model_state", "Catalog lifecycle state.", ["model_id", "state"], ())
+
+
+def _pool_families(orch: Orchestrator) -> Iterator[Metric]:
+    """Pool lifecycle counters and device gauges (specs/30 section 5, OC-POOL-3030)."""
+    pools = list(orch.pools.pools.values())
+    C, G = CounterMetricFamily, GaugeMetricFamily
+    yield _family(
+        C,
+        "pool_preload",
+        "Preload outcomes.",
+        ["engine", "pool_id", "outcome"],
+        (
+            ([p.engine, p.pool_id, outcome], n)
+            for p in pools
+            for outcome, n in sorted(p.preload_outcomes.items())
+        ),
+    )
+    yield _family(
+        C,
+        "pool_restarts",
+        "Automatic engine restarts.",
+        ["engine", "pool_id"],
+        (([p.engine, p.pool_id], p.restarts) for p in pools),
+    )
+    yield _family(
+        C,
+        "pool_driver_resets",
+        "Faults of a serving engine.",
+        ["engine", "pool_id", "device"],
+        (
+            ([p.engine, p.pool_id, _device_label(p)], p.driver_resets)
+            for p in pools
+            if p.driver_resets
+        ),
+    )
+    gpus = {g.index: g for g in orch.pools.devices.sample()}
+    placed = [
+        (p, h, gpus[d]) for p in pools for h in p.replicas for d in sorted(h.devices) if d in gpus
+    ]
+    labels = [*_E, "replica_id", "device"]
+    yield _family(
+        G,
+        "gpu_utilization",
+        "GPU utilisation, percent.",
+        labels,
+        (
+            ([p.engine, p.engine_version, p.pool_id, h.replica_id, str(g.index)], g.utilization_pct)
+            for p, h, g in placed
+            if g.utilization_pct is not None
+        ),
+    )
+    yield _family(
+        G,
+        "vram_used_bytes",
+        "VRAM in use, bytes.",
+        labels,
+        (
+            ([p.engine, p.engine_version, p.pool_id, h.replica_id, str(g.index)], g.memory_used)
+            for p, h, g in placed
+        ),
+    )
+    used = host_memory_used_bytes()
+    yield _family(
+        G,
+        "host_memory_used_bytes",
+        "Host RAM in use, bytes.",
+        [],
+        [([], used)] if used is not None else [],
+    )
+
+
+def _device_label(pool) -> str:
+    devices = sorted({d for h in pool.replicas for d in h.devices})
+    return ",".join(map(str, devices)) if devices else "cpu"

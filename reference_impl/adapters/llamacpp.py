@@ -1,0 +1,465 @@
+"""llama.cpp adapter: `llama-server`'s native API (specs/40-worker-adapters-llamacpp.md).
+
+`/health` for readiness, `/props` and `/slots` for capacity and identity, `POST /completion`
+with `stream: true` and `return_tokens: true` for generation, `/metrics` (`llamacpp:` names)
+for load, `/tokenize` for prompt lengths. Field variants of older and newer builds are both
+accepted: token ids in `tokens` (absent in builds before `return_tokens`), `stop_type` or the
+older `stopped_limit` flag, a mid-stream failure as an `error: {...}` line (older builds) or as
+`data: {"error": {...}}` (newer ones), and `:` keep-alive comments (skipped by `sse_data`).
+
+The helpers in the first section are shared with the vLLM adapter (same failure shapes on the
+OpenAI-compatible endpoints of llama-server, same cancel and preload rules).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import httpx
+
+from reference_impl.adapters.base import (
+    FINISH_CANCELED,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    AdapterError,
+    AdapterHealth,
+    AdapterProps,
+    CompletionRequest,
+    LoadSignals,
+    SamplerParams,
+    StreamEnd,
+    TokenEvent,
+    TokenStream,
+)
+from reference_impl.adapters.http_common import (
+    HttpEngineAdapter,
+    error_from_status,
+    error_from_transport,
+    parse_json,
+    scrape,
+    sse_data,
+)
+
+log = logging.getLogger(__name__)
+
+# What ends a response body early: a transport failure, or reading a response that cancel()
+# (or close()) already closed.
+STREAM_BREAKS = (httpx.HTTPError, httpx.StreamError)
+PRELOAD_PROMPT = "Hello"
+PRELOAD_SAMPLER = SamplerParams(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0)
+CAPABILITIES = frozenset({"stream", "cancel", "seed", "token_ids", "tokenize"})
+# Sampler order sent with every request, so that build defaults (dry, typ_p, xtc, ...) never
+# take part and every replica runs the same chain.
+DEFAULT_SAMPLERS = ("top_k", "top_p", "min_p", "temperature")
+_SEED_MASK = 0xFFFFFFFF  # llama.cpp seeds are uint32; this value itself means "random"
+
+
+# -- shared with the vLLM adapter -------------------------------------------------------------
+
+
+def digest_for(model_ref: str, explicit: str | None = None) -> str:
+    """The model identity: an explicit digest, a `sha256:` model ref, else a hash of the ref."""
+    if explicit:
+        return explicit
+    if model_ref.startswith("sha256:"):
+        return model_ref
+    return "sha256:" + hashlib.sha256(model_ref.encode()).hexdigest()
+
+
+def stream_error(engine: str, payload: Any, delivered: int) -> AdapterError:
+    """Typed error for a failure the engine reported inside a 200 stream.
+
+    Before the first token a client-side or overload code keeps its meaning (older
+    llama-server builds report an oversized prompt this way); after it, it is a worker reset.
+    """
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            payload = {"message": payload}
+    body = payload.get("error", payload) if isinstance(payload, dict) else {}
+    body = body if isinstance(body, dict) else {"message": str(body)}
+    message = str(body.get("message") or payload)
+    code = body.get("code")
+    if delivered == 0 and isinstance(code, int) and code in (400, 413, 422, 429, 503):
+        return error_from_status(engine, code, message)
+    return AdapterError(
+        "WORKER_RESET",
+        f"engine failed mid-stream after {delivered} tokens: {message}",
+        engine=engine,
+    )
+
+
+def last_id(ids: Any) -> int | None:
+    """The token id of a piece (the last one when the engine packed several)."""
+    if isinstance(ids, list) and ids and type(ids[-1]) is int:
+        return ids[-1]
+    return None
+
+
+async def wait_ready(adapter: Any, timeout_s: float) -> None:
+    """Poll `health()` until ready; POOL_UNAVAILABLE with the last detail at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        health = await adapter.health()
+        if health.ready:
+            return
+        if loop.time() >= deadline:
+            raise AdapterError(
+                "POOL_UNAVAILABLE",
+                f"engine not ready after {timeout_s:g}s: {health.detail}",
+                engine=adapter.engine,
+            )
+        await asyncio.sleep(0.1)
+
+
+async def decode_one(adapter: Any) -> None:
+    """The preload self-test: one greedy token through the ordinary stream path."""
+    rid = f"preload-{adapter.replica_id}-{uuid.uuid4().hex[:8]}"
+    req = CompletionRequest(rid, PRELOAD_PROMPT, 1, 0, PRELOAD_SAMPLER, "preload")
+    try:
+        async with adapter.stream(req) as stream:
+            async for _ in stream:
+                pass
+    except AdapterError as exc:
+        raise AdapterError(
+            "POOL_UNAVAILABLE", f"preload decode failed: {exc.message}", engine=adapter.engine
+        ) from exc
+
+
+async def lines(response: httpx.Response | None) -> AsyncIterator[tuple[str, str]]:
+    """`sse_data` of a response; nothing when cancel() aborted the request before it."""
+    if response is not None:
+        async for item in sse_data(response):
+            yield item
+
+
+class CancelAware(HttpEngineAdapter):
+    """Cancel that works in every phase of a stream.
+
+    While the request waits for its response headers (queued at the engine, or before the
+    first token: newer llama-server builds send headers only with the first result), cancel()
+    aborts the pending request; afterwards it closes the response. Either way the reader ends
+    with a `canceled` StreamEnd instead of a broken-connection error. A cross-task
+    `TokenStream.aclose()` also cancels (the base would only forget the response).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._canceled: set[str] = set()
+        self._starting: dict[str, asyncio.Task[httpx.Response]] = {}
+        self._closing: set[asyncio.Task[bool]] = set()
+
+    async def _start(self, req: CompletionRequest, path: str, body: Any) -> httpx.Response | None:
+        """`_open` (POST) that cancel() can abort; None when it did."""
+        rid = req.request_id
+        opening = asyncio.ensure_future(self._open(req, "POST", path, body))
+        self._starting[rid] = opening
+        try:
+            response = await opening
+            if rid in self._canceled:  # cancel() came as the headers arrived
+                self._live.pop(rid, None)
+                await response.aclose()
+                return None
+            return response
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if rid in self._canceled and not (current and current.cancelling()):
+                return None
+            raise
+        finally:
+            self._starting.pop(rid, None)
+
+    async def cancel(self, request_id: str) -> bool:
+        opening = self._starting.get(request_id)
+        if opening is not None:
+            self._canceled.add(request_id)
+            opening.cancel()
+            return True
+        if request_id not in self._live:
+            return False
+        self._canceled.add(request_id)
+        return await super().cancel(request_id)
+
+    def _forget(self, request_id: str) -> None:
+        if request_id in self._live or request_id in self._starting:  # cross-task aclose()
+            task = asyncio.get_running_loop().create_task(self.cancel(request_id))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    def settle(self, request_id: str) -> bool:
+        """Whether cancel() closed this stream; forgets it (call once, when the stream ends)."""
+        if request_id in self._canceled:
+            self._canceled.discard(request_id)
+            return True
+        return False
+
+    def broken(self, req: CompletionRequest, exc: Exception) -> AdapterError | None:
+        """None when a read failed because cancel() closed the stream; else the typed error."""
+        if req.request_id in self._canceled:
+            return None
+        if isinstance(exc, httpx.HTTPError):
+            return error_from_transport(self.engine, exc, streaming=True)
+        return AdapterError("WORKER_RESET", f"engine stream closed: {exc!r}", engine=self.engine)
+
+
+# -- llama.cpp --------------------------------------------------------------------------------
+
+
+def llama_seed(seed: int) -> int:
+    """The uint32 seed llama.cpp gets: the task seed modulo 2**32, stepping off the value
+    that means "random" there, identically on every replica."""
+    value = seed & _SEED_MASK
+    return value - 1 if value == _SEED_MASK else value
+
+
+class LlamaCppAdapter(CancelAware):
+    """One `llama-server` replica.
+
+    Engine-specific options: `cache_prompt` (False for the determinism suite: prompt caching
+    changes batch sizes and so results), `engine_version` (used when `/props` has no
+    `build_info`, e.g. the `--version` output captured at launch), `model_digest` (the
+    verified GGUF digest), `samplers` (the chain order sent with every request),
+    `preload_timeout_s`, `cancel_wait_s` (how long cancel() waits for `/slots` to show the
+    slot free). `connect_timeout_s`, `idle_timeout_s` and `transport` go to the HTTP client.
+    """
+
+    engine = "llamacpp"
+
+    def __init__(
+        self,
+        replica_id: str,
+        base_url: str,
+        *,
+        model_ref: str,
+        ctx_max: int,
+        cache_prompt: bool = True,
+        engine_version: str | None = None,
+        model_digest: str | None = None,
+        samplers: tuple[str, ...] = DEFAULT_SAMPLERS,
+        preload_timeout_s: float = 60.0,
+        cancel_wait_s: float = 1.0,
+        **http: Any,
+    ) -> None:
+        super().__init__(replica_id, base_url, model_ref=model_ref, ctx_max=ctx_max, **http)
+        self.cache_prompt = cache_prompt
+        self.fallback_version = engine_version
+        self.model_digest = digest_for(model_ref, model_digest)
+        self.samplers = tuple(samplers)
+        self.preload_timeout_s = preload_timeout_s
+        self.cancel_wait_s = cancel_wait_s
+        self.model_path: str | None = None
+        self._slot_of: dict[str, int] = {}
+        self._warned_version = False
+
+    # -- requests ----------------------------------------------------------------------------
+    def completion_body(self, req: CompletionRequest) -> dict[str, Any]:
+        """The `/completion` body: every sampler field explicit, the prompt unchanged."""
+        s = req.sampler
+        body: dict[str, Any] = {
+            "prompt": req.prompt,
+            "n_predict": req.max_tokens,
+            "seed": llama_seed(req.seed),
+            "temperature": s.temperature,
+            "top_k": s.top_k,
+            "top_p": s.top_p,
+            "min_p": s.min_p,
+            "samplers": list(self.samplers),
+            "stream": True,
+            "return_tokens": True,
+            "cache_prompt": self.cache_prompt,
+            "id_slot": -1,
+        }
+        if s.repeat_penalty is not None:
+            body["repeat_penalty"] = s.repeat_penalty
+        return body
+
+    async def _generate(
+        self, req: CompletionRequest, stream: TokenStream
+    ) -> AsyncGenerator[TokenEvent, None]:
+        rid = req.request_id
+        response = await self._start(req, "/completion", self.completion_body(req))
+        loop = asyncio.get_running_loop()
+        first_at: float | None = None
+        index = 0
+        final: dict[str, Any] | None = None
+        try:
+            async for field, value in lines(response):
+                if field == "error":
+                    raise stream_error(self.engine, value, index)
+                event = parse_json(self.engine, value)
+                if not isinstance(event, dict):
+                    raise AdapterError(
+                        "WORKER_RESET", f"unexpected event {value[:80]!r}", engine=self.engine
+                    )
+                if "error" in event and "content" not in event:
+                    raise stream_error(self.engine, event, index)
+                if isinstance(event.get("id_slot"), int) and event["id_slot"] >= 0:
+                    self._slot_of[rid] = event["id_slot"]
+                text = event.get("content") or ""
+                if text:
+                    first_at = first_at if first_at is not None else loop.time()
+                    yield TokenEvent(index, text, last_id(event.get("tokens")))
+                    index += 1
+                if event.get("stop") is True:
+                    final = event
+                    break
+        except STREAM_BREAKS as exc:
+            error = self.broken(req, exc)
+            if error is not None:
+                raise error from exc
+        finally:
+            self._slot_of.pop(rid, None)
+            canceled = self.settle(rid)
+        measured_ms = int((loop.time() - first_at) * 1000) if first_at is not None else 0
+        if final is None and canceled:
+            stream.end = StreamEnd(index, FINISH_CANCELED, measured_ms)
+        elif final is None:
+            raise AdapterError(
+                "WORKER_RESET", "stream ended without its final event", engine=self.engine
+            )
+        else:
+            stream.end = self._end(final, index, measured_ms)
+
+    @staticmethod
+    def _end(final: dict[str, Any], pieces: int, measured_ms: int) -> StreamEnd:
+        timings = final.get("timings") if isinstance(final.get("timings"), dict) else {}
+        tokens_out = final.get("tokens_predicted", timings.get("predicted_n", pieces))
+        decode_ms = timings.get("predicted_ms")
+        stop_type = final.get("stop_type")
+        limited = stop_type == "limit" if stop_type is not None else final.get("stopped_limit")
+        return StreamEnd(
+            tokens_out=int(tokens_out),
+            finish_reason=FINISH_LENGTH if limited else FINISH_STOP,
+            decode_ms=round(decode_ms) if isinstance(decode_ms, int | float) else measured_ms,
+        )
+
+    async def cancel(self, request_id: str) -> bool:
+        """Close the stream, then wait (bounded) until `/slots` shows its slot idle. Builds
+        that name no `id_slot` before the final event: until one of the slots busy at the
+        time of the cancel is idle."""
+        watch = {self._slot_of[request_id]} if request_id in self._slot_of else None
+        if watch is None and request_id in self._live:
+            watch = await self._busy_slots()
+        if not await super().cancel(request_id):
+            return False
+        if watch:
+            await self._wait_idle(watch)
+        return True
+
+    async def _wait_idle(self, watch: set[int]) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cancel_wait_s
+        while loop.time() < deadline:
+            busy = await self._busy_slots()
+            if busy is None or not watch <= busy:
+                return
+            await asyncio.sleep(0.02)
+
+    async def _busy_slots(self) -> set[int] | None:
+        """Ids of processing slots from `/slots`; None when the endpoint is off or fails."""
+        try:
+            response = await self.client.get("/slots")
+            slots = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+        if not isinstance(slots, list):
+            return None
+        return {s.get("id", i) for i, s in enumerate(slots) if s.get("is_processing")}
+
+    # -- state -------------------------------------------------------------------------------
+    async def health(self) -> AdapterHealth:
+        """`200` is ready; `503` ("Loading model") is live but not ready."""
+        try:
+            response = await self.client.get("/health")
+        except httpx.HTTPError as exc:
+            return AdapterHealth(live=False, ready=False, detail=f"unreachable: {exc!r}")
+        if response.status_code == 200:
+            return AdapterHealth(live=True, ready=True)
+        try:
+            detail = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            detail = response.text[:200] or None
+        return AdapterHealth(
+            live=True, ready=False, detail=f"HTTP {response.status_code}: {detail}"
+        )
+
+    async def props(self) -> AdapterProps:
+        props = await self.get_json("/props")
+        total = int(props.get("total_slots") or 1)
+        settings = props.get("default_generation_settings") or {}
+        n_ctx = settings.get("n_ctx") or props.get("n_ctx") or self.ctx_max
+        self.model_path = props.get("model_path", self.model_path)
+        busy = await self._busy_slots()
+        in_use = len(busy) if busy is not None else len(self._live)
+        return AdapterProps(
+            slots_total=total,
+            slots_free=max(0, total - in_use),
+            ctx_max=int(n_ctx),
+            engine_version=self._version(props.get("build_info")),
+            model_digest=self.model_digest,
+            capabilities=CAPABILITIES,
+        )
+
+    def _version(self, build_info: Any) -> str:
+        if isinstance(build_info, str) and build_info:
+            return build_info
+        if self.fallback_version:
+            return self.fallback_version
+        if not self._warned_version:
+            self._warned_version = True
+            log.warning(
+                "llama-server reports no build_info and no engine_version was given",
+                extra={"replica_id": self.replica_id},
+            )
+        return "unknown"
+
+    async def metrics(self) -> LoadSignals:
+        """`llamacpp:` gauges; `/slots` when the server runs without `--metrics`."""
+        try:
+            response = await self.client.get("/metrics")
+        except httpx.HTTPError as exc:
+            raise error_from_transport(self.engine, exc, streaming=False) from exc
+        if response.status_code in (404, 501):
+            busy = await self._busy_slots()
+            return LoadSignals(waiting=0, running=len(busy) if busy is not None else 0)
+        if response.status_code >= 400:
+            raise error_from_status(self.engine, response.status_code, response.text)
+        m = scrape(response.text)
+        return LoadSignals(
+            waiting=int(m.get("llamacpp:requests_deferred", 0)),
+            running=int(m.get("llamacpp:requests_processing", 0)),
+            kv_pressure=m.get("llamacpp:kv_cache_usage_ratio"),
+        )
+
+    async def tokenize(self, text: str) -> int:
+        """Token count of `text` by the engine's own tokenizer (`POST /tokenize`)."""
+        try:
+            response = await self.client.post("/tokenize", json={"content": text})
+        except httpx.HTTPError as exc:
+            raise error_from_transport(self.engine, exc, streaming=False) from exc
+        if response.status_code >= 400:
+            raise error_from_status(self.engine, response.status_code, response.text)
+        return len(parse_json(self.engine, response.text).get("tokens", []))
+
+    async def preload(self) -> None:
+        """Wait for `/health`, log the identity, then decode one token."""
+        await wait_ready(self, self.preload_timeout_s)
+        props = await self.props()
+        log.info(
+            "llama.cpp replica identity",
+            extra={
+                "replica_id": self.replica_id,
+                "engine_version": props.engine_version,
+                "model_digest": props.model_digest,
+                "model_path": self.model_path,
+            },
+        )
+        await decode_one(self)

@@ -1,0 +1,201 @@
+"""The Triton engine simulator speaks KServe v2 plus the generate extension as Triton does.
+
+Raw HTTP against the ASGI app (httpx.ASGITransport): framing, field names, status codes,
+metadata, configuration and metrics. Adapter contract tests live in test_adapter_triton.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from harness.engine_sim.engine import SimConfig, SimEngine
+from harness.engine_sim.tokens import iter_tokens
+from harness.engine_sim.triton import create_app
+
+T = TypeVar("T")
+CFG = SimConfig("triton", model="meta/llama-3-8b", engine_version="2.52.0", slots=3, ctx=4096)
+GEN = "/v2/models/ensemble/generate"
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def calls(app: Any, *requests: tuple[str, str, Any]) -> list[httpx.Response]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
+        return [await client.request(m, p, json=b) for m, p, b in requests]
+
+
+def call(method: str, path: str, body: Any = None, **kw: Any) -> httpx.Response:
+    engine = kw.pop("engine", None) or SimEngine(CFG)
+    return run(calls(create_app(engine, **kw), (method, path, body)))[0]
+
+
+def events(text: str) -> list[dict[str, Any]]:
+    """Decode a Triton stream, insisting on `data: {json}` framing."""
+    blocks = [b for b in text.split("\n\n") if b]
+    assert all(b.startswith("data: {") and "\n" not in b for b in blocks), blocks
+    return [json.loads(b[len("data: ") :]) for b in blocks]
+
+
+@pytest.mark.req("OC-HARNESS-8404", "OC-HARNESS-8405")
+def test_stream_events_carry_model_and_text_output() -> None:
+    body = {"text_input": "hello world", "max_tokens": 4, "stream": True, "random_seed": 5}
+    resp = call("POST", f"{GEN}_stream", body)
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    evs = events(resp.text)
+    expected = list(iter_tokens("hello world", 5, 4))
+    assert [e["text_output"] for e in evs] == [t for _, t in expected]
+    for e in evs:
+        assert (e["model_name"], e["model_version"]) == ("ensemble", "1")
+        assert "output_ids" not in e  # the stock ensemble returns text only
+    ids = call("POST", f"{GEN}_stream", body, output_ids=True)
+    assert [e["output_ids"] for e in events(ids.text)] == [[tid] for tid, _ in expected]
+
+
+def test_fields_under_parameters_are_accepted_and_top_level_wins() -> None:
+    engine = SimEngine(CFG)
+    body = {
+        "text_input": "p",
+        "max_tokens": 2,
+        "parameters": {"max_tokens": 9, "random_seed": 5, "stream": True},
+    }
+    evs = events(call("POST", f"{GEN}_stream", body, engine=engine).text)
+    assert [e["text_output"] for e in evs] == [t for _, t in iter_tokens("p", 5, 2)]
+    assert engine.last_request == body  # type: ignore[attr-defined]
+
+
+def test_without_stream_flag_one_event_carries_the_whole_text() -> None:
+    evs = events(call("POST", f"{GEN}_stream", {"text_input": "w", "max_tokens": 3}).text)
+    assert len(evs) == 1
+    assert evs[0]["text_output"] == "".join(t for _, t in iter_tokens("w", 0, 3))
+    one = call(
+        "POST", "/v2/models/ensemble/versions/1/generate", {"text_input": "w", "max_tokens": 3}
+    )
+    assert one.status_code == 200
+    assert one.headers["content-type"].startswith("application/json")
+    assert one.json()["text_output"] == evs[0]["text_output"]
+
+
+@pytest.mark.req("OC-HARNESS-8404")
+def test_mid_stream_failure_is_an_error_object_with_status_200() -> None:
+    body = {"text_input": "[[sim fail_after=2]] x", "max_tokens": 5, "stream": True}
+    resp = call("POST", f"{GEN}_stream", body)
+    assert resp.status_code == 200
+    evs = events(resp.text)
+    assert len(evs) == 3 and "text_output" in evs[1]
+    assert set(evs[-1]) == {"error"} and "failure" in evs[-1]["error"]
+    assert call("POST", GEN, body).status_code == 500
+
+
+@pytest.mark.req("OC-HARNESS-8403", "OC-HARNESS-8404")
+def test_refusals_before_inference_are_json_errors_with_a_status() -> None:
+    engine = SimEngine(CFG)
+    over = {"text_input": "[[sim overload=2]] busy", "max_tokens": 2, "stream": True}
+    codes = [call("POST", f"{GEN}_stream", over, engine=engine).status_code for _ in range(3)]
+    assert codes == [503, 503, 200]
+    overloaded = call("POST", GEN, {**over, "text_input": "[[sim overload=true]] b"})
+    assert overloaded.json() == {"error": "Exceeds maximum queue size"}
+    bad = call(
+        "POST", f"{GEN}_stream", {"text_input": "[[sim tokens=1 tokens=2]] q", "max_tokens": 2}
+    )
+    assert bad.status_code == 400
+    assert bad.headers["content-type"].startswith("application/json")
+    assert "given twice" in bad.json()["error"]
+    missing = call("POST", GEN, {"text_input": "q"})
+    assert missing.status_code == 400 and "max_tokens" in missing.json()["error"]
+    assert call("POST", GEN, {"text_input": "q", "max_tokens": 2, "top_p": 3}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v2/models/nope",
+        "/v2/models/nope/config",
+        "/v2/models/nope/ready",
+        "/v2/models/ensemble/versions/7",
+        "/v2/models/nope/generate_stream",
+    ],
+)
+def test_unknown_model_or_version_is_404(path: str) -> None:
+    method = "POST" if path.endswith("stream") else "GET"
+    resp = call(method, path, {"text_input": "q", "max_tokens": 1})
+    assert resp.status_code == 404
+    assert resp.json()["error"].startswith("Request for unknown model")
+
+
+def test_health_server_and_model_metadata() -> None:
+    app = create_app(SimEngine(CFG))
+    live, ready, model_ready, server, meta, meta_v = run(
+        calls(
+            app,
+            ("GET", "/v2/health/live", None),
+            ("GET", "/v2/health/ready", None),
+            ("GET", "/v2/models/ensemble/ready", None),
+            ("GET", "/v2", None),
+            ("GET", "/v2/models/ensemble", None),
+            ("GET", "/v2/models/ensemble/versions/1", None),
+        )
+    )
+    assert [r.status_code for r in (live, ready, model_ready)] == [200, 200, 200]
+    assert live.content == b""
+    assert server.json()["name"] == "triton" and server.json()["version"] == "2.52.0"
+    assert "statistics" in server.json()["extensions"]
+    assert meta.json() == meta_v.json()
+    assert set(meta.json()) == {"name", "versions", "platform", "inputs", "outputs"}
+    inputs = {i["name"]: i["datatype"] for i in meta.json()["inputs"]}
+    assert inputs["text_input"] == "BYTES" and inputs["random_seed"] == "UINT64"
+    assert "min_p" not in inputs
+    assert meta.json()["outputs"][0]["name"] == "text_output"
+
+
+def test_config_records_the_trtllm_version_when_the_deployment_does() -> None:
+    cfg = call("GET", "/v2/models/ensemble/config").json()
+    assert cfg["parameters"] == {"trtllm_version": {"string_value": "sim-trtllm-1.0"}}
+    assert cfg["max_batch_size"] == 3
+    steps = [s["model_name"] for s in cfg["ensemble_scheduling"]["step"]]
+    assert "tensorrt_llm" in steps
+    bare = call("GET", "/v2/models/ensemble/config", trtllm_version=None).json()
+    assert bare["parameters"] == {}
+    named = call("GET", "/v2/models/llama/config", model_name="llama")
+    assert named.json()["name"] == "llama"
+
+
+def test_metrics_and_statistics() -> None:
+    app = create_app(SimEngine(CFG))
+    ok = {"text_input": "m", "max_tokens": 2, "stream": True}
+    *_, metrics, stats = run(
+        calls(
+            app,
+            ("POST", f"{GEN}_stream", ok),
+            ("POST", f"{GEN}_stream", {**ok, "text_input": "[[sim overload=true]] m"}),
+            ("GET", "/metrics", None),
+            ("GET", "/v2/models/ensemble/stats", None),
+        )
+    )
+    lines = set(metrics.text.splitlines())
+    mv = 'model="ensemble",version="1"'
+    trt = 'model="tensorrt_llm",version="1"'
+    assert {
+        f"nv_inference_request_success{{{mv}}} 1",
+        f"nv_inference_count{{{mv}}} 1",
+        f"nv_inference_pending_request_count{{{mv}}} 0",
+        f'nv_inference_request_failure{{{mv},reason="REJECTED"}} 1',
+        f'nv_trt_llm_request_metrics{{{trt},request_type="active"}} 0',
+        f'nv_trt_llm_request_metrics{{{trt},request_type="max"}} 3',
+        f'nv_trt_llm_request_metrics{{{trt},request_type="waiting"}} 0',
+        f'nv_trt_llm_kv_cache_block_metrics{{{trt},kv_cache_block_type="fraction"}} 0.0',
+    } <= lines
+    for name in ("nv_inference_queue_duration_us", "nv_inference_request_duration_us"):
+        assert f"# TYPE {name} counter" in metrics.text
+    model = stats.json()["model_stats"][0]
+    assert (model["name"], model["inference_count"]) == ("ensemble", 1)
+    assert model["inference_stats"]["success"]["count"] == 1
