@@ -43,6 +43,8 @@ class PoolHealth:
                 "model_ref": pool.model_ref,
                 "engine_version": pool.engine_version,
                 "model_digest": pool.model_digest,
+                "restarts": pool.restarts,
+                "breaker_open": pool.breaker_open,
             },
         }
 

@@ -35,6 +35,7 @@ from reference_impl.pool.supervisor import (
     LaunchSpec,
     free_port,
     llama_server_argv,
+    resolve_binary,
 )
 
 log = logging.getLogger("reference_impl.pool")
@@ -268,7 +269,7 @@ class PoolManager:
         port = launch.port or free_port(launch.host)
         split = pc.tensor_split if placement.explicit_split and not placement.cpu else None
         argv = llama_server_argv(
-            launch.binary,
+            resolve_binary(launch.binary),
             str(pre.model_path),
             launch.host,
             port,

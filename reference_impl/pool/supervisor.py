@@ -14,12 +14,14 @@ import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -136,7 +138,25 @@ def llama_server_argv(
             extra.append("--no-cont-batching")
     if tensor_split is not None and not _has(extra, _TENSOR_SPLIT):
         extra += ["--tensor-split", ",".join(f"{r:g}" for r in tensor_split)]
-    return (binary, "--model", model_path, "--host", host, "--port", str(port), *extra)
+    return (
+        binary,
+        "--model",
+        model_path,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        *extra,
+    )
+
+
+def resolve_binary(binary: str) -> str:
+    """A bare name is looked up on PATH, then beside this Python (`make engine` links
+    llama-server into the virtualenv's bin/); paths are used as given."""
+    if os.sep in binary or shutil.which(binary):
+        return binary
+    beside = Path(sys.prefix) / "bin" / binary
+    return str(beside) if beside.exists() else binary
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
