@@ -211,6 +211,7 @@ def test_served_real_model_text_and_replica_identity(orchestrator) -> None:
     sets = httpx.get(f"{url}/v1/replicasets", headers=headers).json()
     (rs,) = sets
     assert rs["slo"]["engine_version"].startswith("b")  # llama.cpp build_info, e.g. b1-0c1e570
+    assert rs["slo"]["model_digest"] == f"sha256:{MODEL_SHA256}"
     health = httpx.get(f"{url}/v1/pools/gemma3-270m-cpu/health", headers=headers).json()
     assert health["metrics"]["model_digest"] == f"sha256:{MODEL_SHA256}"
 

@@ -100,6 +100,7 @@ class ReplicaSets:
                         "pools": [p.pool_id for p in pools],
                         "model_ref": key[1],
                         "engine_version": key[4],
+                        "model_digest": pools[0].model_digest,
                         "sampler_profile_version": key[5],
                         "queue_depth": sum(sum(v.queue_depth.values()) for v in views),
                     },
