@@ -153,3 +153,20 @@ def test_logs_are_json_lines_with_fields_and_no_secrets(server, client) -> None:
         assert key in finished, key
     assert API_KEY not in server.logs.getvalue()
     assert TENANT_KEY not in server.logs.getvalue()
+
+
+@pytest.mark.req("OC-ADAPT-5002", "OC-ADAPT-5021")
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/completions"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", "/v1/models"),
+        ("POST", "/completion"),
+        ("POST", "/generate_stream"),
+        ("POST", "/v2/models/x/generate_stream"),
+    ],
+)
+def test_engine_endpoints_are_never_exposed(client, method: str, path: str) -> None:
+    """OrchQueue v1 is the only public surface: engine APIs stay internal to the adapters."""
+    _envelope(client.request(method, path, json={"prompt": "hi"}), 404)

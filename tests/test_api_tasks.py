@@ -199,3 +199,15 @@ def test_shed_low_priority_sheds_queued_batch_work(client) -> None:
     finally:
         for tid in [*running, *batch, urgent["task_id"]]:
             client.post(f"/v1/tasks/{tid}/cancel")
+
+
+@pytest.mark.req("OC-CTRL-2023", "ORCH-3100", "OC-METRICS-7110", "ORCH-3081")
+def test_metrics_events_carry_planning_hints(client) -> None:
+    body = task_body(prompt="[[sim tokens=3]] plan", deadline_ms=60_000)
+    client.post("/v1/tasks", json=body)
+    metrics = [d for n, d, _ in events(client, body["task_id"]) if n == "metrics"]
+    assert metrics, "at least one metrics event between started and end"
+    assert all(isinstance(m["queue_depth"], int) for m in metrics)
+    probabilities = [m["on_time_probability"] for m in metrics if "on_time_probability" in m]
+    assert probabilities and all(0.0 <= p <= 1.0 for p in probabilities)
+    assert any(isinstance(m.get("kv_warmth"), bool) for m in metrics)
