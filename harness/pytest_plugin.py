@@ -1,0 +1,176 @@
+"""pytest plugin: run the harness checks against a target and collect one result per check.
+
+Registered as the `llorch` pytest plugin, so `pytest --pyargs harness.checks --target URL`
+in another project's CI is a release gate; `llorch check` drives the same plugin. Options:
+--target (default: the embedded reference), --api-key-env, --profile, --only, --family,
+--report-dir. Checks name their requirements with `@pytest.mark.req(...)` or a Gherkin tag
+`@ORCH-2001`; a check skipped with a reason starting "not-supported:" is `not-supported`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.results import CheckResult, Evidence, Outcome
+from spec_extract.model import REF_RE
+
+RESULTS_KEY = pytest.StashKey[list]()
+CLIENT_KEY = pytest.StashKey[object]()
+NOT_SUPPORTED = "not-supported:"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("llorch", "llama-orch compliance checks")
+    group.addoption(
+        "--target", default=None, help="OrchQueue v1 base URL (default: embedded reference)."
+    )
+    group.addoption(
+        "--api-key-env", default="LLORCH_API_KEY", help="Env var holding the target's API key."
+    )
+    group.addoption(
+        "--profile", default="core", choices=("core", "extended"), help="Compliance profile."
+    )
+    group.addoption(
+        "--only", action="append", default=[], metavar="ID", help="Only these requirement IDs."
+    )
+    group.addoption(
+        "--family",
+        action="append",
+        default=[],
+        metavar="FAMILY",
+        help="Only these families, e.g. OC-CTRL.",
+    )
+    group.addoption("--report-dir", default=None, help="Write check results (and reports) here.")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "kind(name): the check kind reported for this test")
+    config.stash[RESULTS_KEY] = []
+
+
+def pytest_bdd_apply_tag(tag: str, function):  # pragma: no cover - exercised via pytest-bdd
+    """Gherkin tags that are requirement IDs become `req` markers (not bare marker names)."""
+    if REF_RE.fullmatch(tag):
+        pytest.mark.req(tag)(function)
+        return True
+    return None
+
+
+def requirement_ids(item: pytest.Item) -> tuple[str, ...]:
+    ids: list[str] = []
+    for mark in item.iter_markers("req"):
+        ids.extend(str(a) for a in mark.args)
+    return tuple(dict.fromkeys(ids))
+
+
+def _kind(item: pytest.Item) -> str:
+    mark = item.get_closest_marker("kind")
+    if mark is not None:
+        return str(mark.args[0])
+    return "bdd" if hasattr(getattr(item, "obj", None), "__scenario__") else "check"
+
+
+def _selected(item: pytest.Item, config: pytest.Config) -> bool:
+    only = set(config.getoption("only") or [])
+    families = tuple(config.getoption("family") or [])
+    ids = requirement_ids(item)
+    if only and not only.intersection(ids):
+        return False
+    return not families or any(i.startswith(f"{f}-") for i in ids for f in families)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not (config.getoption("only") or config.getoption("family")):
+        return
+    keep, drop = [], []
+    for item in items:
+        (keep if _selected(item, config) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        item.config.stash[RESULTS_KEY].append(_result(item, call, report))
+    return report
+
+
+def _result(item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport) -> CheckResult:
+    ids = requirement_ids(item)
+    outcome, message = Outcome.PASSED, ""
+    if report.skipped:
+        reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+        reason = reason.removeprefix("Skipped: ")
+        outcome = Outcome.NOT_SUPPORTED if reason.startswith(NOT_SUPPORTED) else Outcome.ERROR
+        message = reason
+    elif report.failed:
+        exc = call.excinfo.value if call.excinfo else None
+        name = type(exc).__name__ if exc is not None else ""
+        if name == "StepDefinitionNotFoundError":
+            outcome = Outcome.UNDEFINED
+        elif isinstance(exc, AssertionError) and report.when == "call":
+            outcome = Outcome.FAILED
+        else:
+            outcome = Outcome.ERROR
+        message = f"{name}: {exc}".strip(": ")[:2000] if exc is not None else "failed"
+    client = item.stash.get(CLIENT_KEY, None)
+    evidence = (
+        client.evidence(message)
+        if client is not None and outcome is Outcome.FAILED
+        else Evidence(message)
+    )
+    return CheckResult(item.nodeid, _kind(item), ids, outcome, evidence, round(report.duration, 3))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    out = session.config.getoption("report_dir")
+    if not out:
+        return
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    results = session.config.stash[RESULTS_KEY]
+    payload = [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "requirement_ids": list(r.requirement_ids),
+            "outcome": r.outcome.value,
+            "evidence": r.evidence.to_json(),
+            "duration_s": r.duration_s,
+        }
+        for r in sorted(results, key=lambda r: r.id)
+    ]
+    (path / "results.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    (path / ".finished").write_text(str(time.time()), encoding="utf-8")
+
+
+# -- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def target(request: pytest.FixtureRequest):
+    """The orchestrator under test, described by its own capabilities and replica sets."""
+    from harness.target import select_target
+
+    with select_target(
+        request.config.getoption("target"), request.config.getoption("api_key_env")
+    ) as t:
+        yield t
+
+
+@pytest.fixture
+def orch(request: pytest.FixtureRequest, target):
+    """An evidence-keeping OrchQueue v1 client for one check."""
+    from harness.client import OrchClient
+
+    client = OrchClient(target.url, target.api_key, api_key_env=target.api_key_env)
+    request.node.stash[CLIENT_KEY] = client
+    yield client
+    client.close()

@@ -1,0 +1,135 @@
+"""The orchestrator under test: a URL given by the user, or the embedded reference.
+
+The embedded reference runs as a separate process (`python -m llorch serve`), so the harness
+never imports the reference implementation: everything it learns, it learns over HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "examples" / "mock.yaml"
+START_TIMEOUT_S = 60.0
+
+
+class TargetError(RuntimeError):
+    """The target cannot be used: unreachable, not OrchQueue v1, or failed to start."""
+
+
+@dataclass
+class Target:
+    url: str
+    api_key: str | None
+    api_key_env: str
+    embedded: bool
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    replica_sets: list[dict[str, Any]] = field(default_factory=list)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def embedded_reference(config: Path = DEFAULT_CONFIG, api_key_env: str = "LLORCH_API_KEY"):
+    """Start the reference orchestrator on a free loopback port; always stop it."""
+    port = _free_port()
+    key = secrets.token_urlsafe(24)
+    env = {**os.environ, api_key_env: key}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llorch",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--shutdown-deadline",
+            "2",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                raise TargetError(f"embedded reference exited: {proc.stderr.read()[-2000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/livez", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise TargetError("embedded reference did not start in time")
+            time.sleep(0.1)
+        yield url, key
+    finally:
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def describe(url: str, api_key: str | None, api_key_env: str, embedded: bool) -> Target:
+    """Read what the target declares (capabilities, replica sets) before any check runs."""
+    target = Target(url, api_key, api_key_env, embedded)
+    try:
+        caps = httpx.get(f"{url}/v1/capabilities", headers=target.headers(), timeout=10)
+        sets = httpx.get(f"{url}/v1/replicasets", headers=target.headers(), timeout=10)
+    except httpx.HTTPError as exc:
+        raise TargetError(f"target {url} is unreachable: {exc}") from exc
+    if caps.status_code != 200:
+        raise TargetError(f"GET /v1/capabilities answered {caps.status_code}; is the key right?")
+    target.capabilities = caps.json()
+    version = str(target.capabilities.get("api_version", ""))
+    if not version.startswith("1."):
+        raise TargetError(f"target speaks API {version!r}; this harness checks OrchQueue v1")
+    if sets.status_code == 200:
+        target.replica_sets = sets.json()
+    return target
+
+
+@contextlib.contextmanager
+def select_target(url: str | None, api_key_env: str) -> Iterator[Target]:
+    """The user's target (key from `api_key_env`), or the embedded reference when none."""
+    if url:
+        yield describe(url.rstrip("/"), os.environ.get(api_key_env), api_key_env, False)
+        return
+    with embedded_reference(api_key_env=api_key_env) as (ref_url, key):
+        yield describe(ref_url, key, api_key_env, True)
