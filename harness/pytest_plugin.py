@@ -49,6 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "kind(name): the check kind reported for this test")
+    config.addinivalue_line("markers", "req(*ids): requirement IDs this check proves")
     config.stash[RESULTS_KEY] = []
 
 

@@ -13,6 +13,7 @@ import click
 # name -> (module, attribute, one-line help shown in `llorch --help`)
 _COMMANDS: dict[str, tuple[str, str, str]] = {
     "spec": ("llorch.commands.spec", "spec", "Extract requirements from specs/ and trace them."),
+    "check": ("llorch.commands.check", "check", "Check an orchestrator; write compliance reports."),
     "config": ("llorch.commands.config", "config", "Validate configs; generate the JSON schema."),
     "serve": ("llorch.commands.serve", "serve", "Run the reference orchestrator (gunicorn)."),
     "bench": ("llorch.commands.bench", "bench", "Load-test an OrchQueue v1 target."),
