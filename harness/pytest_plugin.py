@@ -10,6 +10,7 @@ in another project's CI is a release gate; `llorch check` drives the same plugin
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -45,6 +46,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Only these families, e.g. OC-CTRL.",
     )
     group.addoption("--report-dir", default=None, help="Write check results (and reports) here.")
+    group.addoption(
+        "--family-progress", action="store_true", help="Print progress per requirement family."
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,6 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS_KEY] = []
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_bdd_apply_tag(tag: str, function):  # pragma: no cover - exercised via pytest-bdd
     """Gherkin tags that are requirement IDs become `req` markers (not bare marker names)."""
     if REF_RE.fullmatch(tag):
@@ -82,6 +87,43 @@ def _selected(item: pytest.Item, config: pytest.Config) -> bool:
     if only and not only.intersection(ids):
         return False
     return not families or any(i.startswith(f"{f}-") for i in ids for f in families)
+
+
+def _family(item: pytest.Item) -> str:
+    ids = requirement_ids(item)
+    return ids[0].rpartition("-")[0] if ids else "other"
+
+
+class FamilyProgress:
+    """One stderr line per family as its checks finish: `[OC-CTRL] 5/12 (1 failed)`."""
+
+    def __init__(self, items: list[pytest.Item]) -> None:
+        self.total: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+        self.failed: dict[str, int] = {}
+        self.family_of = {}
+        for item in items:
+            fam = _family(item)
+            self.family_of[item.nodeid] = fam
+            self.total[fam] = self.total.get(fam, 0) + 1
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "teardown":
+            if report.failed:
+                fam = self.family_of.get(report.nodeid, "other")
+                self.failed[fam] = self.failed.get(fam, 0) + 1
+            return
+        fam = self.family_of.get(report.nodeid, "other")
+        self.done[fam] = self.done.get(fam, 0) + 1
+        failed = self.failed.get(fam, 0)
+        note = f" ({failed} failed)" if failed else ""
+        sys.stderr.write(f"[{fam}] {self.done[fam]}/{self.total[fam]}{note}\n")
+        sys.stderr.flush()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.getoption("family_progress") and session.items:
+        session.config.pluginmanager.register(FamilyProgress(session.items), "llorch-progress")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

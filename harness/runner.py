@@ -99,8 +99,12 @@ def _pytest_args(opts: CheckOptions, target: Target, results_dir: Path) -> list[
         opts.profile,
         "--report-dir",
         str(results_dir),
-        "-q" if not opts.quiet else "-qq",
+        "-qq",
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
     ]
+    if not opts.quiet:
+        args.append("--family-progress")
     for rid in opts.only:
         args += ["--only", rid]
     for fam in opts.families:
