@@ -21,6 +21,15 @@ from harness.results import Evidence
 REDACTED = "[REDACTED]"
 _SECRET_HEADERS = {"authorization", "x-api-key", "cookie", "set-cookie"}
 MAX_BODY_CHARS = 2000
+# Transport-level or per-run headers: left out of evidence so reports stay identical across runs.
+_VOLATILE_HEADERS = {
+    "content-length",
+    "host",
+    "accept-encoding",
+    "connection",
+    "user-agent",
+    "date",
+}
 
 
 @dataclass
@@ -72,8 +81,7 @@ def redact_headers(headers: httpx.Headers | dict[str, str]) -> dict[str, str]:
     return {
         k: (REDACTED if k.lower() in _SECRET_HEADERS else v)
         for k, v in headers.items()
-        if k.lower()
-        not in ("content-length", "host", "accept-encoding", "connection", "user-agent")
+        if k.lower() not in _VOLATILE_HEADERS
     }
 
 

@@ -33,7 +33,7 @@ class TargetError(RuntimeError):
 @dataclass
 class Target:
     url: str
-    api_key: str | None
+    api_key: str | None = field(repr=False)
     api_key_env: str
     embedded: bool
     capabilities: dict[str, Any] = field(default_factory=dict)

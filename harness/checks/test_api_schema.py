@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -34,7 +33,13 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from harness.client import MAX_BODY_CHARS, Exchange, OrchClient, redact_headers, task_body
-from harness.openapi import OPENAPI_DIR, REQUIREMENTS_DIR, all_operations
+from harness.openapi import (
+    OPENAPI_DIR,
+    REQUIREMENTS_DIR,
+    SSE_EVENTS,
+    all_operations,
+    validator_at,
+)
 from harness.requirements import RequirementsError, load_requirements
 
 pytestmark = pytest.mark.kind("schema")
@@ -45,7 +50,11 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
-EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 6}
+# schemathesis reads the `schema` of an OpenAPI 3.1 `text/event-stream` body as the schema of
+# each event; the contract documents the whole stream there (a string) and each event's payload
+# in `x-sse-events`, so event streams are validated here against those payload schemas instead.
+SSE_CHECKS = [c for c in CHECKS if c is not response_schema_conformance]
+EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 8}
 TIMEOUT_S = 10
 MISSING_POOL = "llorch-schema-check-no-such-pool"
 DESTRUCTIVE = frozenset({"drainPool", "reloadPool"})  # never aimed at a real pool
@@ -101,9 +110,15 @@ def _claims(capabilities: dict[str, Any], feature: str) -> bool:
 
 @dataclass
 class Live:
-    """Resources on the target that stateful operations are pointed at."""
+    """The target, and resources on it that stateful operations are pointed at.
 
-    client: OrchClient
+    Tracebacks print the arguments of failing frames, so the key stays out of the repr.
+    """
+
+    url: str
+    api_key: str | None = field(repr=False)
+    capabilities: dict[str, Any] = field(repr=False)
+    client: OrchClient = field(repr=False)
     engine: str | None = None
     model: str | None = None
     pool: str | None = None
@@ -140,7 +155,7 @@ def _live_kwargs(op_id: str, live: Live) -> dict[str, Any] | None:
 @pytest.fixture(scope="module")
 def live(target):
     client = OrchClient(target.url, target.api_key, api_key_env=target.api_key_env)
-    state = Live(client)
+    state = Live(target.url, target.api_key, target.capabilities, client)
     for rs in target.replica_sets:
         slo = rs.get("slo") or {}
         if isinstance(rs.get("engine"), str) and isinstance(slo.get("model_ref"), str):
@@ -161,20 +176,28 @@ class Run:
     failures: list[tuple[str, Exchange, Counter]] = field(default_factory=list)
 
 
+VOLATILE_HEADERS = {"x-schemathesis-testcaseid", "date"}  # differ on every run
+
+
+def _stable(headers: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in redact_headers(headers).items() if k.lower() not in VOLATILE_HEADERS}
+
+
 def _exchange(response: Any) -> Exchange:
+    """The failing request and response as evidence (secrets redacted, volatile parts gone)."""
     req = response.request
     body = req.body.decode("utf-8", "replace") if isinstance(req.body, bytes) else req.body
     headers = {k: ", ".join(v) if isinstance(v, list) else v for k, v in response.headers.items()}
-    ex = Exchange(req.method, req.url, redact_headers(dict(req.headers)), body)
+    ex = Exchange(req.method, req.url, _stable(dict(req.headers)), body)
     ex.status = response.status_code
-    ex.response_headers = redact_headers(headers)
+    ex.response_headers = _stable(headers)
     ex.response_body = response.content.decode("utf-8", "replace")[:MAX_BODY_CHARS]
     return ex
 
 
-def _send(case: Any, target, run: Run) -> None:
-    headers = {"X-API-Key": target.api_key} if target.api_key else {}
-    kwargs = {"base_url": target.url, "headers": headers, "timeout": TIMEOUT_S}
+def _send(case: Any, live: Live, run: Run) -> None:
+    headers = {"X-API-Key": live.api_key} if live.api_key else {}
+    kwargs = {"base_url": live.url, "headers": headers, "timeout": TIMEOUT_S}
     run.cases += 1
     try:
         response = case.call(**kwargs)
@@ -185,15 +208,55 @@ def _send(case: Any, target, run: Run) -> None:
         run.failures.append((f"no response: {ex.error}", ex, Counter({"transport": 1})))
         return
     run.statuses[response.status_code] += 1
+    sse = _is_sse(response)
+    checks = SSE_CHECKS if sse else CHECKS
     try:
-        case.validate_response(response, checks=CHECKS, headers=headers, transport_kwargs=kwargs)
+        case.validate_response(response, checks=checks, headers=headers, transport_kwargs=kwargs)
     except FailureGroup as group:
         codes = Counter(f"{f.code} {f.title}" for f in group.exceptions)
         run.failures.append((str(group).strip(), _exchange(response), codes))
+        return
+    problems = _sse_problems(response.content.decode("utf-8", "replace")) if sse else []
+    if problems:
+        message = "SSE events violate their payload schemas:\n" + "\n".join(problems)
+        run.failures.append((message, _exchange(response), Counter({"SSE event payload": 1})))
+
+
+def _is_sse(response: Any) -> bool:
+    value = response.headers.get("content-type") or response.headers.get("Content-Type") or [""]
+    value = value[0] if isinstance(value, list) else value
+    return value.split(";")[0].strip().lower() == "text/event-stream"
+
+
+def _sse_problems(text: str) -> list[str]:
+    """Each frame's `data` must be JSON matching the payload schema of its `event` name."""
+    problems = []
+    for n, frame in enumerate(f for f in text.replace("\r\n", "\n").split("\n\n") if f.strip()):
+        fields: dict[str, str] = {}
+        for line in frame.split("\n"):
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            fields[name] = (
+                f"{fields[name]}\n{value}" if name == "data" and name in fields else value
+            )
+        event = fields.get("event", "message")
+        if event not in SSE_EVENTS:
+            problems.append(f"event #{n}: unknown event name {event!r}")
+            continue
+        try:
+            data = json.loads(fields.get("data", ""))
+        except ValueError:
+            problems.append(f"event #{n} ({event}): data is not JSON: {fields.get('data')!r}")
+            continue
+        validator = validator_at("data.yaml", f"/components/schemas/{SSE_EVENTS[event]}")
+        problems += [f"event #{n} ({event}): {e.message}" for e in validator.iter_errors(data)]
+    return problems
 
 
 def _exercise(
-    operation: Any, mode: GenerationMode, examples: int, target, run: Run, **fixed
+    operation: Any, mode: GenerationMode, examples: int, live: Live, run: Run, **fixed
 ) -> None:
     strategy = operation.as_strategy(generation_mode=mode, **fixed)
 
@@ -207,7 +270,7 @@ def _exercise(
         suppress_health_check=list(HealthCheck),
     )
     def exercise(case: Any) -> None:
-        _send(case, target, run)
+        _send(case, live, run)
 
     exercise()
 
@@ -216,10 +279,11 @@ def _summary(op_id: str, run: Run) -> str:
     kinds: Counter = Counter()
     for _, _, codes in run.failures:
         kinds.update(codes)
-    server = sum(n for code, n in run.statuses.items() if code >= 500)
+    statuses = run.statuses.items()
+    server = sum(n for code, n in statuses if code >= 500)
     lines = [
         f"{op_id}: {len(run.failures)} of {run.cases} requests failed the schema checks "
-        f"({server} server errors); statuses seen: {json.dumps(dict(sorted(run.statuses.items())))}",
+        f"({server} server errors); statuses seen: {json.dumps(dict(sorted(statuses)))}",
         *(f"  {n} x {kind}" for kind, n in kinds.most_common()),
         "first failure:",
         run.failures[0][0],
@@ -228,18 +292,18 @@ def _summary(op_id: str, run: Run) -> str:
 
 
 @pytest.mark.parametrize(("doc", "op_id"), _params())
-def test_operation_conforms_to_the_contract(doc: str, op_id: str, target, live, orch) -> None:
+def test_operation_conforms_to_the_contract(doc: str, op_id: str, live: Live, orch) -> None:
     operation = _schema(doc).find_operation_by_id(op_id)
     feature = _feature(OPERATIONS[op_id][1])
-    if feature and not _claims(target.capabilities, feature):
+    if feature and not _claims(live.capabilities, feature):
         pytest.skip(f"not-supported: the target does not claim the `{feature}` feature")
     fixed = {"path_parameters": {"id": MISSING_POOL}} if op_id in DESTRUCTIVE else {}
     run = Run()
     for mode, examples in EXAMPLES.items():
-        _exercise(operation, mode, examples, target, run, **fixed)
+        _exercise(operation, mode, examples, live, run, **fixed)
     live_kwargs = None if op_id in DESTRUCTIVE else _live_kwargs(op_id, live)
     if live_kwargs is not None:
-        _exercise(operation, GenerationMode.POSITIVE, 1, target, run, **live_kwargs)
+        _exercise(operation, GenerationMode.POSITIVE, 1, live, run, **live_kwargs)
     if run.failures:
         orch.exchanges.append(run.failures[0][1])
         raise AssertionError(_summary(op_id, run))

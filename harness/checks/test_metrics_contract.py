@@ -8,6 +8,7 @@ offending exposition lines as the response of a reproducible `GET /metrics`.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -58,7 +59,7 @@ class MetricsRun:
 
     def exposition(self, name: str) -> Exposition:
         if name not in self.scrapes:
-            pytest.fail("; ".join(self.problems) or f"no {name} scrape of /metrics")
+            raise AssertionError("; ".join(self.problems) or f"no {name} scrape of /metrics")
         return self.scrapes[name]
 
 
@@ -157,30 +158,43 @@ def metrics_run(target) -> MetricsRun:
     return run
 
 
+def _newest_scrape(orch: OrchClient, run: MetricsRun) -> None:
+    """Make the newest `GET /metrics` this check's evidence, whatever it fails on."""
+    for name in ("after", "during", "before"):
+        if name in run.exchanges:
+            orch.exchanges.append(run.exchanges[name])
+            return
+
+
 def _fail(orch: OrchClient, run: MetricsRun, message: str, findings: list[Finding]) -> None:
     """Fail with the offending lines as the response of the newest scrape, for evidence."""
     scrape = run.exchanges.get("after") or next(iter(run.exchanges.values()), None)
     lines = "\n".join(line for f in findings for line in f.lines)
     if scrape is not None:
         orch.exchanges.append(replace(scrape, response_body=lines or scrape.response_body))
-    pytest.fail(f"{message}\n{render(findings)}".strip(), pytrace=False)
+    raise AssertionError(f"{message}\n{render(findings)}".strip())
 
 
 def _lint_all(run: MetricsRun, kinds: set[FindingKind], required: Iterable[str] = ()) -> list:
-    seen: dict[tuple, Finding] = {}
-    names = [n for n in ("before", "during", "after") if n in run.scrapes]
+    """Findings of `kinds` in the newest scrape, plus earlier ones about other metrics."""
+    names = [n for n in ("after", "during", "before") if n in run.scrapes]
     if not names:
-        pytest.fail("; ".join(run.problems) or "no scrape of /metrics succeeded")
+        raise AssertionError("; ".join(run.problems) or "no scrape of /metrics succeeded")
+    found: dict[tuple, list[Finding]] = {}
     for name in names:
+        scrape_findings: dict[tuple, list[Finding]] = {}
         req = required if name == "after" else ()
         for f in lint(run.scrapes[name], run.rules, required=req):
             if f.kind in kinds:
-                seen.setdefault((f.kind, f.metric, f.message), f)
-    return list(seen.values())
+                scrape_findings.setdefault((f.kind, f.metric), []).append(f)
+        for key, group in scrape_findings.items():
+            found.setdefault(key, group)
+    return [f for group in found.values() for f in group]
 
 
 @pytest.mark.req("OC-METRICS-7101")
 def test_contracted_metrics_have_the_listed_types_and_exact_labels(orch, metrics_run) -> None:
+    _newest_scrape(orch, metrics_run)
     kinds = {FindingKind.UNPARSABLE, FindingKind.WRONG_TYPE, FindingKind.LABELS}
     findings = _lint_all(metrics_run, kinds)
     if findings:
@@ -189,6 +203,7 @@ def test_contracted_metrics_have_the_listed_types_and_exact_labels(orch, metrics
 
 @pytest.mark.req("OC-METRICS-7102")
 def test_label_values_stay_in_their_sets_and_budgets(orch, metrics_run) -> None:
+    _newest_scrape(orch, metrics_run)
     findings = _lint_all(metrics_run, {FindingKind.LABEL_VALUE, FindingKind.OVER_BUDGET})
     if findings:
         _fail(orch, metrics_run, "label values break the contract:", findings)
@@ -197,6 +212,7 @@ def test_label_values_stay_in_their_sets_and_budgets(orch, metrics_run) -> None:
 @pytest.mark.req("ORCH-3028", "OC-CORE-1041", "OC-CTRL-2051")
 def test_operational_metrics_are_exported_per_engine(orch, metrics_run) -> None:
     run = metrics_run
+    _newest_scrape(orch, run)
     findings = _lint_all(run, {FindingKind.MISSING}, required=run.rules.core_metrics())
     before, after = run.exposition("before"), run.exposition("after")
     for engine in run.engines:
@@ -226,12 +242,13 @@ def test_operational_metrics_are_exported_per_engine(orch, metrics_run) -> None:
 @pytest.mark.req("ORCH-3028", "OC-CTRL-2051")
 def test_counters_only_grow_and_count_admitted_tasks(orch, metrics_run) -> None:
     run = metrics_run
+    _newest_scrape(orch, run)
     assert run.admitted, "no task was admitted, so the counters could not be checked: " + (
         "; ".join(run.problems) or "no load ran"
     )
     names = [n for n in ("before", "during", "after") if n in run.scrapes]
     findings: list[Finding] = []
-    for earlier, later in zip(names, names[1:], strict=False):
+    for earlier, later in itertools.pairwise(names):
         findings += counter_regressions(run.scrapes[earlier], run.scrapes[later])
     before, after = run.exposition("before"), run.exposition("after")
     grew = after.total("tasks_enqueued_total") - before.total("tasks_enqueued_total")

@@ -28,6 +28,15 @@ HOLD_PROMPT = "[[sim tokens=1 hold_ms=30000]] hold"
 SETTLE_S = 10.0
 
 
+class PreconditionError(RuntimeError):
+    """The scenario could not set up its situation; the check ends as an error, not a fail."""
+
+
+def precondition(ok: object, message: str) -> None:
+    if not ok:
+        raise PreconditionError(message)
+
+
 @dataclass(frozen=True)
 class Group:
     """Replica sets a task reaches by naming `engine` and `model_ref` (usually exactly one)."""
@@ -116,9 +125,9 @@ class World:
     def replica_sets(self) -> list[dict[str, Any]]:
         """A fresh `GET /v1/replicasets` (slot counts change with load)."""
         resp = self.orch.get("/v1/replicasets")
-        assert resp.status_code == 200, f"GET /v1/replicasets answered {resp.status_code}"
+        precondition(resp.status_code == 200, f"GET /v1/replicasets answered {resp.status_code}")
         body = resp.json()
-        assert isinstance(body, list), "GET /v1/replicasets must answer a JSON array"
+        precondition(isinstance(body, list), "GET /v1/replicasets did not answer a JSON array")
         return body
 
     def slots(self, group: Group) -> tuple[int, int]:
@@ -126,19 +135,27 @@ class World:
         free = total = 0
         for rs in self.replica_sets():
             if str(rs.get("id")) in group.set_ids:
-                assert isinstance(rs.get("slots_total"), int), f"replica set {rs} has no slots_total"
+                assert isinstance(rs.get("slots_total"), int), (
+                    f"replica set {rs} has no slots_total"
+                )
                 assert isinstance(rs.get("slots_free"), int), f"replica set {rs} has no slots_free"
                 total += rs["slots_total"]
                 free += rs["slots_free"]
         return free, total
 
     def wait_idle(self, group: Group, within_s: float = 3.0) -> int:
-        """Wait until every slot of the group is free; its slot count."""
+        """Wait until every slot of the group is free on two reads in a row; its slot count."""
         deadline = time.monotonic() + within_s
+        calm = 0
         while True:
             free, total = self.slots(group)
-            if free >= total or time.monotonic() > deadline:
+            calm = calm + 1 if free >= total else 0
+            if calm >= 2:
                 return total
+            precondition(
+                time.monotonic() < deadline,
+                f"replica set {group.label} stays busy ({free} of {total} slots free)",
+            )
             time.sleep(0.05)
 
     def ctx_max(self, engine: str) -> int:
@@ -165,9 +182,13 @@ class World:
         self.responses.append(resp)
         return resp
 
-    def submit_ok(self, body: dict[str, Any]) -> dict[str, Any]:
+    def submit_ok(self, body: dict[str, Any], *, setup: bool = False) -> dict[str, Any]:
+        """Submit and require a 202; during setup a refusal is a precondition error."""
         resp = self.submit(body)
-        assert resp.status_code == 202, f"task not admitted: {resp.status_code} {resp.text}"
+        message = f"task not admitted: {resp.status_code} {resp.text[:300]}"
+        if setup:
+            precondition(resp.status_code == 202, message)
+        assert resp.status_code == 202, message
         return resp.json()
 
     def named(self, label: str) -> dict[str, Any]:
@@ -191,14 +212,15 @@ class World:
     def hold_slots(self, group: Group) -> list[str]:
         """Occupy every slot of the group with hold tasks, each confirmed running."""
         total = self.wait_idle(group)
-        assert total > 0, f"replica set {group.label} reports no slots"
+        precondition(total > 0, f"replica set {group.label} reports no slots")
         for n in range(total):
             body = self.new_task(HOLD_PROMPT, group=group)
-            self.submit_ok(body)
+            self.submit_ok(body, setup=True)
             w = self.watch(f"holder-{n}", body["task_id"])
-            assert w.wait_tokens(1, 5.0), (
+            precondition(
+                w.wait_tokens(1, 5.0),
                 f"holder {n + 1} of {total} did not start within 5 s: the replica set "
-                f"{group.label} reports {total} slots but runs fewer tasks at once"
+                f"{group.label} reports {total} slots but runs fewer tasks at once",
             )
             self.holders.append(body["task_id"])
         return self.holders
