@@ -135,7 +135,8 @@ class OrchClient:
         request = self.http.build_request(
             method, path, json=json_body, content=content, headers=headers or {}
         )
-        if not auth:
+        explicit = {k.lower() for k in (headers or {})}
+        if not auth and "authorization" not in explicit:  # drop only the client's own key
             request.headers.pop("Authorization", None)
         ex = Exchange(method, str(request.url), redact_headers(request.headers), body_text)
         self.exchanges.append(ex)

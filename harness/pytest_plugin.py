@@ -49,6 +49,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--family-progress", action="store_true", help="Print progress per requirement family."
     )
+    group.addoption(
+        "--target-log",
+        default=None,
+        metavar="FILE",
+        help="The target's JSON-lines log, for the log-contract checks.",
+    )
+    group.addoption(
+        "--reference-config",
+        default=None,
+        metavar="FILE",
+        help="The target is the reference started from this config (enables start-up checks).",
+    )
+    group.addoption(
+        "--model-ref",
+        default=None,
+        help="Model reference for tasks when the target's replica sets do not name one (slo).",
+    )
+    group.addoption(
+        "--tenant-key-env",
+        default=None,
+        metavar="VAR",
+        help="Env var holding an API key limited to the data plane (enables the 403 check).",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -202,8 +225,11 @@ def target(request: pytest.FixtureRequest):
     """The orchestrator under test, described by its own capabilities and replica sets."""
     from harness.target import select_target
 
+    log = request.config.getoption("target_log")
     with select_target(
-        request.config.getoption("target"), request.config.getoption("api_key_env")
+        request.config.getoption("target"),
+        request.config.getoption("api_key_env"),
+        Path(log) if log else None,
     ) as t:
         yield t
 

@@ -24,11 +24,12 @@ from harness.reports.model import Pool
 from harness.reports.model import Target as ReportTarget
 from harness.requirements import RequirementRecord, load_requirements
 from harness.results import CheckResult, Evidence, Outcome
-from harness.target import ROOT, Target, select_target
+from harness.target import DEFAULT_CONFIG, ROOT, Target, select_target
 from harness.verdicts import compute, exit_code, result_of, summary
 
 REQUIREMENTS_DIR = ROOT / "requirements"
 WHITEBOX_RESULTS = ROOT / "reports" / "whitebox" / "results.json"
+TENANT_KEY_ENV = "LLORCH_TENANT_KEY"  # the embedded reference's data-plane-only key
 
 
 class HarnessError(RuntimeError):
@@ -105,6 +106,12 @@ def _pytest_args(opts: CheckOptions, target: Target, results_dir: Path) -> list[
     ]
     if not opts.quiet:
         args.append("--family-progress")
+    if target.tenant_key:
+        args += ["--tenant-key-env", TENANT_KEY_ENV]
+    if target.log_path is not None:
+        args += ["--target-log", str(target.log_path)]
+    if target.embedded:
+        args += ["--reference-config", str(DEFAULT_CONFIG)]
     for rid in opts.only:
         args += ["--only", rid]
     for fam in opts.families:
@@ -124,6 +131,8 @@ def run_check(opts: CheckOptions) -> CheckRun:
         with tempfile.TemporaryDirectory(prefix="llorch-check-") as tmp:
             if target.api_key:
                 os.environ[opts.api_key_env] = target.api_key
+            if target.tenant_key:
+                os.environ[TENANT_KEY_ENV] = target.tenant_key
             code = pytest.main(_pytest_args(opts, target, Path(tmp)))
             results_file = Path(tmp) / "results.json"
             if code not in (0, 1) or not results_file.exists():

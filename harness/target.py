@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ class Target:
     api_key: str | None = field(repr=False)
     api_key_env: str
     embedded: bool
+    tenant_key: str | None = field(default=None, repr=False)  # data-plane-only key, if known
+    log_path: Path | None = None  # the target's JSON-lines log, when the harness can read it
     capabilities: dict[str, Any] = field(default_factory=dict)
     replica_sets: list[dict[str, Any]] = field(default_factory=list)
 
@@ -50,11 +53,24 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def embedded_reference(config: Path = DEFAULT_CONFIG, api_key_env: str = "LLORCH_API_KEY"):
-    """Start the reference orchestrator on a free loopback port; always stop it."""
+def embedded_reference(
+    config: Path = DEFAULT_CONFIG, api_key_env: str = "LLORCH_API_KEY", log_path: Path | None = None
+):
+    """Start the reference orchestrator on a free loopback port; always stop it.
+
+    Its JSON-lines log goes to `log_path` (a temporary file when None), so checks of the
+    log contract can read it and a failed start can say why.
+    """
     port = _free_port()
+    owned = log_path is None
+    if log_path is None:
+        fd, name = tempfile.mkstemp(prefix="llorch-reference-", suffix=".log")
+        os.close(fd)
+        log_path = Path(name)
+    log = log_path.open("w", encoding="utf-8")
     key = secrets.token_urlsafe(24)
-    env = {**os.environ, api_key_env: key}
+    tenant_key = secrets.token_urlsafe(24)
+    env = {**os.environ, api_key_env: key, "LLORCH_TENANT_KEY": tenant_key}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -68,12 +84,12 @@ def embedded_reference(config: Path = DEFAULT_CONFIG, api_key_env: str = "LLORCH
             "--shutdown-deadline",
             "2",
             "--log-level",
-            "warning",
+            "info",
         ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         text=True,
         start_new_session=True,
     )
@@ -82,16 +98,20 @@ def embedded_reference(config: Path = DEFAULT_CONFIG, api_key_env: str = "LLORCH
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                raise TargetError(f"embedded reference exited: {proc.stderr.read()[-2000:]}")
+                tail = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
+                raise TargetError(f"embedded reference exited: {tail}")
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{url}/livez", timeout=1).status_code == 200:
                     break
             if time.monotonic() > deadline:
                 raise TargetError("embedded reference did not start in time")
             time.sleep(0.1)
-        yield url, key
+        yield url, key, tenant_key
     finally:
         _stop(proc)
+        log.close()
+        if owned:
+            log_path.unlink(missing_ok=True)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -126,10 +146,22 @@ def describe(url: str, api_key: str | None, api_key_env: str, embedded: bool) ->
 
 
 @contextlib.contextmanager
-def select_target(url: str | None, api_key_env: str) -> Iterator[Target]:
-    """The user's target (key from `api_key_env`), or the embedded reference when none."""
+def select_target(
+    url: str | None, api_key_env: str, log_path: Path | None = None
+) -> Iterator[Target]:
+    """The user's target (key from `api_key_env`), or the embedded reference when none.
+
+    `log_path`: for a given URL, a file where that target's JSON-lines log can be read.
+    """
     if url:
-        yield describe(url.rstrip("/"), os.environ.get(api_key_env), api_key_env, False)
+        target = describe(url.rstrip("/"), os.environ.get(api_key_env), api_key_env, False)
+        target.log_path = log_path
+        yield target
         return
-    with embedded_reference(api_key_env=api_key_env) as (ref_url, key):
-        yield describe(ref_url, key, api_key_env, True)
+    with tempfile.TemporaryDirectory(prefix="llorch-target-") as tmp:
+        log = Path(tmp) / "reference.log"
+        with embedded_reference(api_key_env=api_key_env, log_path=log) as (ref, key, tenant):
+            target = describe(ref, key, api_key_env, True)
+            target.tenant_key = tenant
+            target.log_path = log
+            yield target

@@ -58,7 +58,7 @@ class SuiteRun:
 
 def _run_suite(mode: str, report_dir: Path) -> SuiteRun:
     """Reference + proxy in `mode`; the check suite in a subprocess; its results.json."""
-    with embedded_reference() as (upstream, key), running_proxy(upstream, mode, key) as url:
+    with embedded_reference() as (upstream, key, _), running_proxy(upstream, mode, key) as url:
         env = {**os.environ, KEY_ENV: key}
         cmd = [
             sys.executable,
@@ -157,7 +157,7 @@ def test_the_api_key_stays_out_of_the_console_output(faulty_run: SuiteRun) -> No
 
 @pytest.fixture(scope="module")
 def reference():
-    with embedded_reference() as (url, key):
+    with embedded_reference() as (url, key, _):
         yield url, key
 
 

@@ -9,10 +9,11 @@ from httpx_sse import connect_sse
 from pytest_bdd import then, when
 
 from harness.client import SseEvent
+from harness.engine_sim.directive import parse_directive
 from harness.steps.fixtures import P
 from harness.steps.sse import parse_event, read_events, stream_exchange, summary
 from harness.steps.streams import admitted_id
-from harness.steps.world import World
+from harness.steps.world import World, precondition
 
 
 def _cancel(world: World, task_id: str) -> httpx.Response:
@@ -36,8 +37,9 @@ def cancel_named(world: World, label: str) -> None:
 def cancel_after_tokens(world: World, n: int) -> None:
     """Follow the stream; on the n-th token send the cancel and keep reading to the end.
 
-    Events parsed after the 204 arrived are kept apart: with a slow directive (itl_ms much
-    larger than a round trip) none of them may be a token.
+    Events parsed after the 204 arrived are kept apart. The next token cannot be produced
+    before `itl_ms` after the n-th one was sent, so when the 204 came back sooner than that
+    after the n-th token arrived, the cancel took effect first and no later token may follow.
     """
     task_id = admitted_id(world, world.it())
     before: list[SseEvent] = []
@@ -53,7 +55,9 @@ def cancel_after_tokens(world: World, n: int) -> None:
             for sse in src.iter_sse():
                 (after if acked else before).append(parse_event(sse))
                 if not acked and sum(e.event == "token" for e in before) == n:
+                    t_token = time.monotonic()
                     _cancel(world, task_id)
+                    world.extra["cancel_window_ms"] = (time.monotonic() - t_token) * 1000
                     acked = True
     finally:
         ex.response_body = summary(before + after)
@@ -82,6 +86,16 @@ def cancel_status(world: World, status: int) -> None:
 def no_token_after_cancel(world: World) -> None:
     after = world.extra.get("after_cancel", [])
     late = [e.data for e in after if e.event == "token"]
+    if not late:
+        return
+    directive, _ = parse_directive(world.it().get("prompt") or "")
+    itl = directive.itl_ms if directive is not None else 0
+    window = world.extra.get("cancel_window_ms", float("inf"))
+    precondition(
+        window < itl,
+        f"the cancel took {window:.0f} ms, not less than the {itl} ms between tokens: "
+        "a late token cannot be told from one already on its way",
+    )
     assert not late, f"{len(late)} token event(s) after the cancel answered 204: {late[:3]}"
 
 

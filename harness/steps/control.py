@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pytest_bdd import given, then, when
 
 from harness.steps.fixtures import P
@@ -236,3 +237,38 @@ def metric_labels(world: World) -> None:
     labelled = set(re.findall(r'engine_version="([^"]*)"', resp.text))
     for engine, version in world.extra.get("engine_versions", set()):
         assert version in labelled, f"no metric series labels engine {engine} with {version!r}"
+
+
+# -- metrics exposition ----------------------------------------------------------------------
+def _samples(world: World, name: str) -> list[tuple[dict[str, str], float]]:
+    text = world.extra.get("metrics_text", "")
+    return [
+        (s.labels, s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    ]
+
+
+@when("I read the metrics exposition")
+def read_metrics(world: World) -> None:
+    resp = world.record(world.orch.get("/metrics"))
+    assert resp.status_code == 200, f"GET /metrics answered {resp.status_code}"
+    world.extra["metrics_text"] = resp.text
+
+
+@then(P("{name:W} is exported for every engine, between 0 and 1"))
+def ratio_per_engine(world: World, name: str) -> None:
+    samples = _samples(world, name)
+    engines = {labels.get("engine") for labels, _ in samples}
+    missing = sorted({g.engine for g in world.groups()} - engines)
+    assert not missing, f"{name} has no series for engines {missing}"
+    bad = [(labels, v) for labels, v in samples if not 0.0 <= v <= 1.0]
+    assert not bad, f"{name} values outside [0, 1]: {bad[:3]}"
+
+
+@then(P("{name:W} of the replica set's engine is above 0"))
+def ratio_above_zero(world: World, name: str) -> None:
+    engine = world.current_group().engine
+    values = [v for labels, v in _samples(world, name) if labels.get("engine") == engine]
+    assert any(v > 0 for v in values), f"{name} for {engine} stays at {values} under load"

@@ -199,7 +199,7 @@ def send_with_x_api_key(world: World, method: str, path: str, key: str) -> None:
 @given("a data-plane-only API key")
 def data_plane_key(world: World, request: pytest.FixtureRequest) -> None:
     env = request.config.getoption("tenant_key_env", None)
-    key = os.environ.get(env) if env else None
+    key = os.environ.get(env) if env else request.getfixturevalue("target").tenant_key
     if not key:
         pytest.skip(
             "needs an API key limited to the data plane: pass --tenant-key-env VAR "

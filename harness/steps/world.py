@@ -135,10 +135,8 @@ class World:
         free = total = 0
         for rs in self.replica_sets():
             if str(rs.get("id")) in group.set_ids:
-                assert isinstance(rs.get("slots_total"), int), (
-                    f"replica set {rs} has no slots_total"
-                )
-                assert isinstance(rs.get("slots_free"), int), f"replica set {rs} has no slots_free"
+                for key in ("slots_total", "slots_free"):
+                    precondition(isinstance(rs.get(key), int), f"replica set {rs} has no {key}")
                 total += rs["slots_total"]
                 free += rs["slots_free"]
         return free, total
@@ -231,8 +229,9 @@ class World:
         for task_id in dict.fromkeys(self.admitted):
             with contextlib.suppress(httpx.HTTPError):
                 self.orch.cancel(task_id)
+        deadline = time.monotonic() + 3.0
         for w in self.watches.values():
-            w.join(2.0)
+            w.join(max(0.0, deadline - time.monotonic()))
         for r in self.restore:
             self.restore_pool(r)
 
