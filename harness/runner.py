@@ -6,6 +6,7 @@ the `llorch` plugin, in this process, against the target selected here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -119,6 +120,21 @@ def _pytest_args(opts: CheckOptions, target: Target, results_dir: Path) -> list[
     return args
 
 
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):
+    """Set environment variables for the in-process check run only, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
 def run_check(opts: CheckOptions) -> CheckRun:
     started = time.monotonic()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -129,11 +145,9 @@ def run_check(opts: CheckOptions) -> CheckRun:
         raise HarnessError(f"--only names unknown requirement(s): {', '.join(unknown_only)}")
     with select_target(opts.target, opts.api_key_env) as target:
         with tempfile.TemporaryDirectory(prefix="llorch-check-") as tmp:
-            if target.api_key:
-                os.environ[opts.api_key_env] = target.api_key
-            if target.tenant_key:
-                os.environ[TENANT_KEY_ENV] = target.tenant_key
-            code = pytest.main(_pytest_args(opts, target, Path(tmp)))
+            keys = {opts.api_key_env: target.api_key, TENANT_KEY_ENV: target.tenant_key}
+            with _environment({k: v for k, v in keys.items() if v}):
+                code = pytest.main(_pytest_args(opts, target, Path(tmp)))
             results_file = Path(tmp) / "results.json"
             if code not in (0, 1) or not results_file.exists():
                 raise HarnessError(f"the check suite could not run (pytest exit code {code})")

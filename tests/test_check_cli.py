@@ -65,3 +65,30 @@ def test_list_prints_requirements_with_their_checks() -> None:
 def test_help_transcript(snapshot) -> None:
     assert CliRunner().invoke(main, ["--help"]).output == snapshot
     assert CliRunner().invoke(main, ["check", "--help"]).output == snapshot
+
+
+def test_list_and_closing_summary_transcripts(snapshot) -> None:
+    from harness.runner import CheckRun
+    from llorch.commands.check import summary_text
+
+    listing = _check("--list", "--only", "ORCH-3096")
+    assert listing.exit_code == 0
+    assert listing.output == snapshot
+    run = CheckRun(
+        exit_code=1,
+        result="failure",
+        summary={
+            "pass": 3,
+            "fail": 1,
+            "not-supported": 0,
+            "skipped": 2,
+            "unverified": 1,
+            "uncovered": 0,
+            "waived": 1,
+        },
+        failed=["ORCH-2007"],
+        claimed_not_shown=["deadlines"],
+        paths=[Path("reports/compliance.json"), Path("reports/COMPLIANCE.md")],
+        duration_s=12.34,
+    )
+    assert summary_text(run) == snapshot

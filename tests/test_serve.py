@@ -56,7 +56,7 @@ def _wait_live(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
 
 
 def test_serve_refuses_to_start_without_an_api_key() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "LLORCH_API_KEY"}
+    env = {k: v for k, v in os.environ.items() if k not in ("LLORCH_API_KEY", "LLORCH_TENANT_KEY")}
     proc = subprocess.run(
         [sys.executable, "-m", "llorch", "serve", "--config", "examples/mock.yaml"],
         cwd=ROOT,
