@@ -133,8 +133,10 @@ def test_fault_fails_exactly_its_requirements(faulty_run: SuiteRun) -> None:
 @pytest.mark.req("OC-HARNESS-8308")
 def test_failed_checks_carry_reproducible_evidence(faulty_run: SuiteRun) -> None:
     failed = [r for r in faulty_run.results if r["outcome"] == "failed"]
-    if not failed:
-        pytest.skip(f"{faulty_run.mode}: no failed check to inspect")
+    if faulty_run.mode == "passthrough":
+        assert not failed, "the control run (no fault) must not fail any check"
+        return
+    assert failed, f"{faulty_run.mode}: the fault was not caught by any check"
     for r in failed:
         evidence = r["evidence"]
         missing = [k for k in ("message", "request", "response", "curl") if not evidence.get(k)]
