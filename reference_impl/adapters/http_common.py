@@ -110,7 +110,7 @@ class HttpEngineAdapter:
             transport=transport,
         )
         self._live: dict[str, httpx.Response] = {}
-        self._closing: set[asyncio.Task] = set()
+        self._close_tasks: set[asyncio.Task] = set()  # closes started by aclose() hooks
 
     # -- streaming ---------------------------------------------------------------------
     def stream(self, req: CompletionRequest) -> TokenStream:
@@ -160,8 +160,8 @@ class HttpEngineAdapter:
         response = self._live.pop(request_id, None)
         if response is not None:
             task = asyncio.get_running_loop().create_task(response.aclose())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._close_tasks.add(task)
+            task.add_done_callback(self._close_tasks.discard)
 
     async def cancel(self, request_id: str) -> bool:
         """Close the upstream stream: the engine stops when it sees the connection gone."""
@@ -207,3 +207,35 @@ class HttpEngineAdapter:
             await response.aclose()
         self._live.clear()
         await self.client.aclose()
+
+
+class ClosingAware:
+    """Mixin for adapters whose read loop must tell a cancel from a close or a broken stream.
+
+    After `close()`, running streams end with WORKER_RESET; a request no longer tracked in
+    `_live` was canceled; any other break is a worker reset (transport errors stay typed).
+    """
+
+    _shut_down = False
+
+    async def close(self) -> None:
+        self._shut_down = True
+        await super().close()  # type: ignore[misc]
+
+    def _stopped_early(
+        self, req: CompletionRequest, index: int, broke: BaseException | None
+    ) -> bool:
+        """After the read loop: True for a cancel; raises for a close or a broken stream."""
+        if self._shut_down:
+            raise AdapterError(
+                "WORKER_RESET", f"adapter closed after {index} tokens", engine=self.engine
+            ) from broke
+        if req.request_id not in self._live:
+            return True
+        if isinstance(broke, httpx.HTTPError):
+            raise broke  # typed by HttpEngineAdapter (reset, timeout)
+        if broke is not None:
+            raise AdapterError(
+                "WORKER_RESET", f"stream broke after {index} tokens: {broke!r}", engine=self.engine
+            ) from broke
+        return False

@@ -53,7 +53,7 @@ from .base import (
     TokenEvent,
     TokenStream,
 )
-from .http_common import HttpEngineAdapter, parse_json, sse_data
+from .http_common import ClosingAware, HttpEngineAdapter, parse_json, sse_data
 
 log = logging.getLogger("reference_impl.adapters")
 
@@ -87,7 +87,7 @@ def config_digest(model_ref: str) -> str:
     return "sha256:" + hashlib.sha256(model_ref.encode()).hexdigest()
 
 
-class TgiAdapter(HttpEngineAdapter):
+class TgiAdapter(ClosingAware, HttpEngineAdapter):
     """One TGI replica behind the shared adapter protocol."""
 
     engine = "tgi"
@@ -108,7 +108,6 @@ class TgiAdapter(HttpEngineAdapter):
         self.engine_version = "unknown"
         self.model_digest = config_digest(model_ref)
         self._min_p_warned = False
-        self._closing = False
 
     # -- identity, health, load -------------------------------------------------------
     async def health(self) -> AdapterHealth:
@@ -199,29 +198,6 @@ class TgiAdapter(HttpEngineAdapter):
         )
 
     # -- streaming ---------------------------------------------------------------------
-    async def close(self) -> None:
-        """Running streams end with WORKER_RESET; later ones fail with POOL_UNAVAILABLE."""
-        self._closing = True
-        await super().close()
-
-    def _stopped_early(
-        self, req: CompletionRequest, index: int, broke: BaseException | None
-    ) -> bool:
-        """After the read loop: True for a cancel; raises for a close or a broken stream."""
-        if self._closing:
-            raise AdapterError(
-                "WORKER_RESET", f"adapter closed after {index} tokens", engine=self.engine
-            ) from broke
-        if req.request_id not in self._live:
-            return True
-        if isinstance(broke, httpx.HTTPError):
-            raise broke  # typed by HttpEngineAdapter (reset, timeout)
-        if broke is not None:
-            raise AdapterError(
-                "WORKER_RESET", f"stream broke after {index} tokens: {broke!r}", engine=self.engine
-            ) from broke
-        return False
-
     def _warn_dropped(self, sampler: SamplerParams) -> None:
         if sampler.min_p > 0 and not self._min_p_warned:
             self._min_p_warned = True
@@ -233,7 +209,7 @@ class TgiAdapter(HttpEngineAdapter):
     async def _generate(
         self, req: CompletionRequest, stream: TokenStream
     ) -> AsyncIterator[TokenEvent]:
-        if self._closing:
+        if self._shut_down:
             raise AdapterError("POOL_UNAVAILABLE", "adapter is closed", engine=self.engine)
         self._warn_dropped(req.sampler)
         body = {"inputs": req.prompt, "parameters": tgi_parameters(req)}

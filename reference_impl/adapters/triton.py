@@ -61,6 +61,7 @@ from .base import (
     TokenStream,
 )
 from .http_common import (
+    ClosingAware,
     HttpEngineAdapter,
     error_from_status,
     error_from_transport,
@@ -120,7 +121,7 @@ def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
     ]
 
 
-class TritonAdapter(HttpEngineAdapter):
+class TritonAdapter(ClosingAware, HttpEngineAdapter):
     """One Triton server replica serving `model_name`."""
 
     engine = "triton"
@@ -154,7 +155,6 @@ class TritonAdapter(HttpEngineAdapter):
         )
         self._trtllm_warned = False
         self._min_p_warned = False
-        self._closing = False
         self._slots_max: int | None = None
         base = f"/v2/models/{model_name}"
         self.model_path = f"{base}/versions/{model_version}" if model_version else base
@@ -290,29 +290,6 @@ class TritonAdapter(HttpEngineAdapter):
         )
 
     # -- streaming ---------------------------------------------------------------------
-    async def close(self) -> None:
-        """Running streams end with WORKER_RESET; later ones fail with POOL_UNAVAILABLE."""
-        self._closing = True
-        await super().close()
-
-    def _stopped_early(
-        self, req: CompletionRequest, index: int, broke: BaseException | None
-    ) -> bool:
-        """After the read loop: True for a cancel; raises for a close or a broken stream."""
-        if self._closing:
-            raise AdapterError(
-                "WORKER_RESET", f"adapter closed after {index} tokens", engine=self.engine
-            ) from broke
-        if req.request_id not in self._live:
-            return True
-        if isinstance(broke, httpx.HTTPError):
-            raise broke  # typed by HttpEngineAdapter (reset, timeout)
-        if broke is not None:
-            raise AdapterError(
-                "WORKER_RESET", f"stream broke after {index} tokens: {broke!r}", engine=self.engine
-            ) from broke
-        return False
-
     def _warn_dropped(self, sampler: SamplerParams) -> None:
         if sampler.min_p > 0 and not self._min_p_warned:
             self._min_p_warned = True
@@ -336,7 +313,7 @@ class TritonAdapter(HttpEngineAdapter):
     async def _generate(
         self, req: CompletionRequest, stream: TokenStream
     ) -> AsyncIterator[TokenEvent]:
-        if self._closing:
+        if self._shut_down:
             raise AdapterError("POOL_UNAVAILABLE", "adapter is closed", engine=self.engine)
         self._warn_dropped(req.sampler)
         loop = asyncio.get_running_loop()
