@@ -17,6 +17,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "config": ("llorch.commands.config", "config", "Validate configs; generate the JSON schema."),
     "serve": ("llorch.commands.serve", "serve", "Run the reference orchestrator (gunicorn)."),
     "bench": ("llorch.commands.bench", "bench", "Load-test an OrchQueue v1 target."),
+    "determinism": (
+        "llorch.commands.determinism",
+        "determinism",
+        "Compare token streams of two replicas over a seeded corpus.",
+    ),
     "engine-sim": (
         "llorch.commands.engine_sim",
         "engine_sim",

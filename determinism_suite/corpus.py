@@ -1,0 +1,132 @@
+"""The determinism corpus: load, validate and fingerprint `corpus.yaml` (OC-TEST-7003).
+
+A case never changes once published; a new prompt or seed is a new id. The content hash covers
+every case field, so a silent edit shows up as a changed hash next to an unchanged `version`
+(the test pins both).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reference_impl.adapters.base import CompletionRequest, SamplerParams
+
+CORPUS_PATH = Path(__file__).with_name("corpus.yaml")
+MIN_CASES = 64
+_SAMPLER_KEYS = ("temperature", "top_k", "top_p", "min_p")
+
+
+class CorpusError(ValueError):
+    """The corpus file breaks a rule (names the case and the rule)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One replayable request: prompt, fixed seed, sampler values and token budget."""
+
+    id: str
+    prompt: str
+    seed: int
+    sampler: SamplerParams
+    max_tokens: int
+
+    def request(self, request_id: str, sampler_profile_version: str) -> CompletionRequest:
+        """The adapter request for this case, identical on every replica."""
+        return CompletionRequest(
+            request_id=request_id,
+            prompt=self.prompt,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+            sampler=self.sampler,
+            sampler_profile_version=sampler_profile_version,
+        )
+
+    @property
+    def greedy(self) -> bool:
+        return self.sampler.temperature == 0.0 or self.sampler.top_k == 1
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A validated corpus with its declared version and content hash."""
+
+    version: str
+    sampler_profile_version: str
+    cases: tuple[Case, ...]
+    content_hash: str
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+
+def _case(raw: Any, index: int) -> Case:
+    if not isinstance(raw, dict):
+        raise CorpusError(f"case #{index} is not a mapping")
+    cid = raw.get("id")
+    if not isinstance(cid, str) or not cid:
+        raise CorpusError(f"case #{index} has no string id")
+    prompt, seed, max_tokens = raw.get("prompt"), raw.get("seed"), raw.get("max_tokens")
+    if not isinstance(prompt, str) or not prompt:
+        raise CorpusError(f"case {cid}: prompt must be a non-empty string")
+    if type(seed) is not int or seed < 0:
+        raise CorpusError(f"case {cid}: seed must be a non-negative integer")
+    if type(max_tokens) is not int or not 1 <= max_tokens <= 256:
+        raise CorpusError(f"case {cid}: max_tokens must be an integer in 1..256")
+    sampler = raw.get("sampler")
+    if not isinstance(sampler, dict) or set(sampler) != set(_SAMPLER_KEYS):
+        raise CorpusError(f"case {cid}: sampler needs exactly {', '.join(_SAMPLER_KEYS)}")
+    return Case(
+        id=cid,
+        prompt=prompt,
+        seed=seed,
+        sampler=SamplerParams(
+            temperature=float(sampler["temperature"]),
+            top_k=int(sampler["top_k"]),
+            top_p=float(sampler["top_p"]),
+            min_p=float(sampler["min_p"]),
+        ),
+        max_tokens=max_tokens,
+    )
+
+
+def content_hash(cases: tuple[Case, ...]) -> str:
+    """sha256 over the canonical JSON of every case, in file order."""
+    canonical = json.dumps(
+        [asdict(c) for c in cases], sort_keys=True, ensure_ascii=False, separators=(",", ":")
+    )
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_corpus(doc: Any, *, min_cases: int = MIN_CASES) -> Corpus:
+    """Validate a loaded YAML document; CorpusError on the first broken rule."""
+    if not isinstance(doc, dict):
+        raise CorpusError("corpus must be a mapping")
+    version = doc.get("version")
+    profile = doc.get("sampler_profile_version")
+    if not isinstance(version, str) or not version:
+        raise CorpusError("corpus needs a string `version`")
+    if not isinstance(profile, str) or not profile:
+        raise CorpusError("corpus needs a string `sampler_profile_version`")
+    raw_cases = doc.get("cases")
+    if not isinstance(raw_cases, list):
+        raise CorpusError("corpus needs a `cases` list")
+    cases = tuple(_case(raw, i) for i, raw in enumerate(raw_cases))
+    ids = [c.id for c in cases]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise CorpusError(f"duplicate case ids: {', '.join(dupes)}")
+    if len(cases) < min_cases:
+        raise CorpusError(f"corpus has {len(cases)} cases; at least {min_cases} are required")
+    return Corpus(version, profile, cases, content_hash(cases))
+
+
+def load_corpus(path: Path = CORPUS_PATH, *, min_cases: int = MIN_CASES) -> Corpus:
+    """Read and validate a corpus file (the shipped one by default)."""
+    with path.open(encoding="utf-8") as fh:
+        return parse_corpus(yaml.safe_load(fh), min_cases=min_cases)

@@ -1,0 +1,298 @@
+"""The determinism suite: corpus stability, equal replicas pass, and each negative control fails.
+
+Simulator replicas give the fast checks (their tokens are a pure function of prompt, seed and
+index, and a divergent salt departs at a directive's `diverge_at`); the real-engine test runs
+the full corpus on two llama-server replicas with the llama.cpp determinism settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from determinism_suite.corpus import (
+    CORPUS_PATH,
+    MIN_CASES,
+    CorpusError,
+    load_corpus,
+    parse_corpus,
+)
+from determinism_suite.report import build_report, failure_bound, to_markdown, write_reports
+from determinism_suite.runner import (
+    Replica,
+    ReplicaSetMismatch,
+    RunResult,
+    load_settings,
+    run_direct,
+)
+from harness.engine_sim.engine import SimConfig
+from llorch.commands.determinism import determinism
+from reference_impl.adapters.llamacpp import LlamaCppAdapter
+from tests._engine import llama_server
+from tests._sims import running_sim
+
+NEGATIVE = Path(__file__).resolve().parents[1] / "determinism_suite" / "negative_corpus.yaml"
+# Pinned together: a changed case is a new corpus version (OC-TEST-7003).
+CORPUS_VERSION = "1"
+CORPUS_HASH = "sha256:67d8c243a8241bcb6ef7af6207eb8944c6e26b8e97bbdf50f2b5bd4f0babd6e8"
+
+
+def _adapter(url: str, rid: str) -> LlamaCppAdapter:
+    return LlamaCppAdapter(rid, url, model_ref="sim/tiny-llama", ctx_max=2048, cache_prompt=False)
+
+
+def _run(corpus, left_url: str, right_url: str, **kw) -> RunResult:
+    left_profile = kw.pop("left_profile", corpus.sampler_profile_version)
+
+    async def go() -> RunResult:
+        a, b = _adapter(left_url, "a"), _adapter(right_url, "b")
+        try:
+            return await run_direct(
+                corpus,
+                Replica(a, left_profile),
+                Replica(b, corpus.sampler_profile_version),
+                order_seed=kw.pop("order_seed", 7),
+                **kw,
+            )
+        finally:
+            await a.close()
+            await b.close()
+
+    return asyncio.run(go())
+
+
+# -- corpus -------------------------------------------------------------------------------
+
+
+@pytest.mark.req("OC-TEST-7003")
+def test_corpus_has_enough_varied_cases_and_a_pinned_version_hash() -> None:
+    corpus = load_corpus()
+    assert len(corpus) >= MIN_CASES
+    assert (corpus.version, corpus.content_hash) == (CORPUS_VERSION, CORPUS_HASH)
+    assert load_corpus().content_hash == corpus.content_hash  # stable across loads
+    assert len({c.seed for c in corpus.cases}) == len(corpus)  # each case has its own seed
+    assert any(c.greedy for c in corpus.cases) and any(not c.greedy for c in corpus.cases)
+    assert any(any(ord(ch) > 127 for ch in c.prompt) for c in corpus.cases)
+    assert max(len(c.prompt) for c in corpus.cases) > 20 * min(len(c.prompt) for c in corpus.cases)
+    assert all(not c.prompt.startswith("[[sim") for c in corpus.cases)
+
+
+@pytest.mark.req("OC-TEST-7003")
+def test_any_edit_to_a_case_changes_the_hash_and_broken_corpora_are_rejected() -> None:
+    doc = yaml.safe_load(CORPUS_PATH.read_text(encoding="utf-8"))
+    base = parse_corpus(doc).content_hash
+    doc["cases"][5]["seed"] += 1
+    assert parse_corpus(doc).content_hash != base
+    doc["cases"][6]["id"] = doc["cases"][7]["id"]
+    with pytest.raises(CorpusError, match="duplicate"):
+        parse_corpus(doc)
+    with pytest.raises(CorpusError, match="at least 64"):
+        parse_corpus({**doc, "cases": doc["cases"][8:20]})
+
+
+# -- equal replicas -----------------------------------------------------------------------
+
+
+@pytest.mark.req("OC-TEST-7001", "OC-TEST-7002", "ORCH-3050")
+def test_two_identical_simulator_replicas_agree_on_every_case(tmp_path: Path) -> None:
+    corpus = load_corpus()
+    cfg = SimConfig("llamacpp", slots=1)
+    with running_sim(cfg) as (url_a, _), running_sim(cfg) as (url_b, _):
+        run = _run(corpus, url_a, url_b)
+    report = write_reports(run, tmp_path)
+    assert report["summary"]["equal"] == len(corpus) and report["summary"]["passed"]
+    assert all(c["compared_by"] == "token_id" for c in report["cases"])
+    assert report["settings_confirmed"] and report["settings_applied"]["request"] == {
+        "cache_prompt": False,
+        "seed": "fixed",
+    }
+    assert report["corpus"] == {
+        "version": corpus.version,
+        "content_hash": corpus.content_hash,
+        "cases": len(corpus),
+    }
+    env = report["environment"]
+    assert {r["engine_version"] for r in env["replicas"]} == {"sim-1.0"}
+    assert env["host_cpu"] and env["replicas"][0]["model_digest"].startswith("sha256:")
+    assert "0 failures in" in report["bound"]["statement"]
+    assert report["bound"]["rule_of_three"] == pytest.approx(3 / len(corpus), abs=1e-4)
+    saved = json.loads((tmp_path / "determinism.json").read_text(encoding="utf-8"))
+    assert saved["summary"] == report["summary"]
+    assert "0 failures in" in (tmp_path / "determinism.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.req("OC-TEST-7002")
+def test_unconfirmed_settings_mark_equal_cases_unverified_not_passed() -> None:
+    corpus = parse_corpus(yaml.safe_load(NEGATIVE.read_text(encoding="utf-8")), min_cases=1)
+    cfg = SimConfig("llamacpp", slots=4)  # llama.cpp determinism needs one slot
+    with running_sim(cfg) as (url_a, _), running_sim(cfg) as (url_b, _):
+        run = _run(corpus, url_a, url_b)
+    report = build_report(run)
+    assert not report["settings_confirmed"] and "slots_total is 4" in run.settings_problems[0]
+    assert report["summary"]["unverified"] == len(corpus) and not report["summary"]["passed"]
+
+
+# -- negative controls --------------------------------------------------------------------
+
+
+@pytest.mark.req("OC-TEST-7001", "ORCH-3050")
+def test_divergent_replica_is_caught_at_the_directive_index() -> None:
+    corpus = parse_corpus(yaml.safe_load(NEGATIVE.read_text(encoding="utf-8")), min_cases=1)
+    with (
+        running_sim(SimConfig("llamacpp", slots=1)) as (url_a, _),
+        running_sim(SimConfig("llamacpp", slots=1, divergent_salt="x")) as (url_b, _),
+    ):
+        run = _run(corpus, url_a, url_b)
+    report = build_report(run)
+    by_id = {c["id"]: c for c in report["cases"]}
+    assert by_id["neg-diverge-3-greedy"]["first_diff_index"] == 3
+    assert by_id["neg-diverge-3-sampled"]["first_diff_index"] == 3
+    assert by_id["neg-diverge-0"]["first_diff_index"] == 0
+    assert by_id["neg-no-directive"]["status"] == "equal"
+    split = by_id["neg-diverge-3-greedy"]
+    assert split["status"] == "diverged" and split["left"]["token_id"] != split["right"]["token_id"]
+    assert split["left"]["before"] == split["right"]["before"] != ""
+    assert split["finish_reason_equal"] and split["token_count_equal"]
+    assert split["request_json"]["left"]["prompt"].startswith("[[sim diverge_at=3]]")
+    assert split["request_json"]["left"]["cache_prompt"] is False
+    assert report["summary"]["diverged"] == 3 and not report["summary"]["passed"]
+    assert "diverged" in report["bound"]["statement"]
+    assert "neg-diverge-3-greedy | 11 | 3 |" in to_markdown(report)
+
+
+@pytest.mark.req("OC-TEST-7001", "ORCH-3050")
+def test_a_different_seed_on_one_side_diverges() -> None:
+    corpus = load_corpus()
+    cases = corpus.cases[:8]
+    shifted = tuple(dataclasses.replace(c, seed=c.seed + 1) for c in cases)
+    with running_sim(SimConfig("llamacpp", slots=1)) as (url, _):
+
+        async def go() -> list[list[int | None]]:
+            from determinism_suite.runner import collect
+
+            a, b = _adapter(url, "a"), _adapter(url, "b")
+            try:
+                left = [await collect(Replica(a, "det-v1"), c, "a") for c in cases]
+                right = [await collect(Replica(b, "det-v1"), c, "b") for c in shifted]
+            finally:
+                await a.close()
+                await b.close()
+            from determinism_suite.runner import compare
+
+            return [compare(c, lt, rt, True) for c, lt, rt in zip(cases, left, right, strict=True)]
+
+        results = asyncio.run(go())
+    assert all(r.status == "diverged" for r in results)
+    assert all(r.first_diff is not None and r.first_diff <= 2 for r in results)
+
+
+@pytest.mark.req("OC-TEST-7001")
+@pytest.mark.parametrize("what", ["engine_version", "model", "sampler_profile_version"])
+def test_replicas_outside_one_replica_set_are_refused_before_any_request(what: str) -> None:
+    corpus = parse_corpus(yaml.safe_load(NEGATIVE.read_text(encoding="utf-8")), min_cases=1)
+    other = {
+        "engine_version": SimConfig("llamacpp", slots=1, engine_version="sim-2.0"),
+        "model": SimConfig("llamacpp", slots=1),
+        "sampler_profile_version": SimConfig("llamacpp", slots=1),
+    }[what]
+    with (
+        running_sim(SimConfig("llamacpp", slots=1)) as (url_a, eng_a),
+        running_sim(other) as (url_b, eng_b),
+    ):
+
+        async def go() -> None:
+            a, b = _adapter(url_a, "a"), _adapter(url_b, "b")
+            if what == "model":
+                b = LlamaCppAdapter("b", url_b, model_ref="other/model", ctx_max=2048)
+            profile = "det-v2" if what == "sampler_profile_version" else "det-v1"
+            try:
+                await run_direct(corpus, Replica(a, "det-v1"), Replica(b, profile))
+            finally:
+                await a.close()
+                await b.close()
+
+        with pytest.raises(ReplicaSetMismatch) as info:
+            asyncio.run(go())
+        assert eng_a.stats.requests == 0 and eng_b.stats.requests == 0
+    assert info.value.field == {"model": "model_digest"}.get(what, what)
+
+
+@pytest.mark.req("OC-TEST-7002")
+def test_every_engine_has_declarative_settings() -> None:
+    llama = load_settings("llamacpp")
+    assert llama["start_args"] == ["--parallel", "1", "--no-cont-batching"]
+    assert llama["request"]["cache_prompt"] is False
+    for engine in ("vllm", "tgi", "triton"):
+        assert load_settings(engine)["max_in_flight_per_replica"] == 1
+    with pytest.raises(ValueError, match="no determinism settings"):
+        load_settings("sglang")
+
+
+def test_failure_bound_is_the_rule_of_three() -> None:
+    assert failure_bound(100, 0)["rule_of_three"] == 0.03
+    assert 0.029 < failure_bound(100, 0)["upper_bound_95"] < 0.031
+    assert "diverged" in failure_bound(100, 2)["statement"]
+
+
+@pytest.mark.req("OC-TEST-7001")
+def test_cli_reports_equal_replicas_and_refuses_a_mixed_set(tmp_path: Path) -> None:
+    cfg = SimConfig("llamacpp", slots=1)
+    runner = CliRunner()
+    with running_sim(cfg) as (url_a, _), running_sim(cfg) as (url_b, _):
+        ok = runner.invoke(
+            determinism,
+            ["--engine-url", url_a, "--engine-url", url_b, "--report-dir", str(tmp_path)],
+        )
+    assert ok.exit_code == 0, ok.output
+    assert f"{len(load_corpus())}/{len(load_corpus())} equal" in ok.output
+    assert (tmp_path / "determinism.md").exists()
+    with (
+        running_sim(cfg) as (url_a, _),
+        running_sim(SimConfig("llamacpp", slots=1, engine_version="sim-9")) as (url_b, _),
+    ):
+        refused = runner.invoke(determinism, ["--engine-url", url_a, "--engine-url", url_b])
+    assert refused.exit_code == 2 and "engine_version" in refused.output
+    assert "future work" in runner.invoke(determinism, ["--help"]).output
+
+
+# -- real engine --------------------------------------------------------------------------
+
+
+@pytest.mark.real_engine
+@pytest.mark.slow
+@pytest.mark.req("OC-TEST-7001", "OC-TEST-7002", "ORCH-3050")
+def test_two_real_llama_server_replicas_agree_on_the_full_corpus(tmp_path: Path) -> None:
+    corpus = load_corpus()
+    # One thread each: two replicas share this host's cores without spin-wait contention (a
+    # host-resource choice, equal on both sides; not one of the determinism settings).
+    args = [*load_settings("llamacpp")["start_args"], "--threads", "1"]
+    started = time.perf_counter()
+    with llama_server(*args) as url_a, llama_server(*args) as url_b:
+
+        async def go() -> RunResult:
+            model = "gemma-3-270m-q4_k_m"
+            a = LlamaCppAdapter("real-a", url_a, model_ref=model, ctx_max=2048, cache_prompt=False)
+            b = LlamaCppAdapter("real-b", url_b, model_ref=model, ctx_max=2048, cache_prompt=False)
+            try:
+                return await run_direct(corpus, Replica(a, "det-v1"), Replica(b, "det-v1"))
+            finally:
+                await a.close()
+                await b.close()
+
+        run = asyncio.run(go())
+    total = time.perf_counter() - started
+    report = write_reports(run, tmp_path)
+    print(f"determinism real engine: {len(corpus)} cases x2 in {run.wall_s:.1f}s ({total:.1f}s)")
+    diverged = [c for c in report["cases"] if c["status"] != "equal"]
+    assert not diverged, json.dumps(diverged[:3], ensure_ascii=False, indent=1)
+    assert report["summary"]["equal"] == len(corpus) and report["settings_confirmed"]
+    assert all(c["compared_by"] == "token_id" for c in report["cases"])
+    assert sum(c["tokens"] for c in report["cases"]) > len(corpus)  # real output, not empty
+    assert run.wall_s < 300  # budget: about a minute on an idle 2-core host
