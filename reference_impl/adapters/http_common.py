@@ -14,6 +14,7 @@ a request was abandoned. Engine failures become typed `AdapterError`s here, in o
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -79,6 +80,15 @@ def scrape(text: str) -> dict[str, float]:
         for sample in family.samples:
             out[sample.name] = out.get(sample.name, 0.0) + float(sample.value)
     return out
+
+
+def digest_for(model_ref: str, explicit: str | None = None) -> str:
+    """The model identity: an explicit digest, a `sha256:` model ref, else a hash of the ref."""
+    if explicit:
+        return explicit
+    if model_ref.startswith("sha256:"):
+        return model_ref
+    return "sha256:" + hashlib.sha256(model_ref.encode()).hexdigest()
 
 
 class HttpEngineAdapter:

@@ -32,7 +32,6 @@ when TGI reports a revision, else the configured digest (`sha256:` of `model_ref
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -53,7 +52,7 @@ from .base import (
     TokenEvent,
     TokenStream,
 )
-from .http_common import ClosingAware, HttpEngineAdapter, parse_json, sse_data
+from .http_common import ClosingAware, HttpEngineAdapter, digest_for, parse_json, sse_data
 
 log = logging.getLogger("reference_impl.adapters")
 
@@ -80,13 +79,6 @@ def tgi_parameters(req: CompletionRequest) -> dict[str, Any]:
     return params
 
 
-def config_digest(model_ref: str) -> str:
-    """The configured model digest: a `sha256:` ref as is, else sha256 of the ref."""
-    if model_ref.startswith("sha256:"):
-        return model_ref
-    return "sha256:" + hashlib.sha256(model_ref.encode()).hexdigest()
-
-
 class TgiAdapter(ClosingAware, HttpEngineAdapter):
     """One TGI replica behind the shared adapter protocol."""
 
@@ -106,7 +98,7 @@ class TgiAdapter(ClosingAware, HttpEngineAdapter):
         self.ready_timeout_s = ready_timeout_s
         self.info: dict[str, Any] = {}
         self.engine_version = "unknown"
-        self.model_digest = config_digest(model_ref)
+        self.model_digest = digest_for(model_ref)
         self._min_p_warned = False
 
     # -- identity, health, load -------------------------------------------------------
@@ -126,9 +118,7 @@ class TgiAdapter(ClosingAware, HttpEngineAdapter):
             log.warning("tgi /info has no version", extra={"replica_id": self.replica_id})
         model_id, model_sha = info.get("model_id"), info.get("model_sha")
         self.model_digest = (
-            f"hf:{model_id}@{model_sha}"
-            if model_id and model_sha
-            else config_digest(self.model_ref)
+            f"hf:{model_id}@{model_sha}" if model_id and model_sha else digest_for(self.model_ref)
         )
         return info
 

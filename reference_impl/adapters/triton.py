@@ -38,7 +38,6 @@ both as the attribute `trtllm_version` (None for other backends) and as the capa
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -63,6 +62,7 @@ from .base import (
 from .http_common import (
     ClosingAware,
     HttpEngineAdapter,
+    digest_for,
     error_from_status,
     error_from_transport,
     parse_json,
@@ -148,11 +148,7 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
         self.engine_version = UNKNOWN
         self.trtllm_version: str | None = None
         self.model_config: dict[str, Any] = {}
-        self.model_digest = (
-            model_ref
-            if model_ref.startswith("sha256:")
-            else "sha256:" + hashlib.sha256(model_ref.encode()).hexdigest()
-        )
+        self.model_digest = digest_for(model_ref)
         self._trtllm_warned = False
         self._min_p_warned = False
         self._slots_max: int | None = None

@@ -35,20 +35,20 @@ from reference_impl.adapters.base import (
     TokenEvent,
     TokenStream,
 )
-from reference_impl.adapters.http_common import (
-    error_from_status,
-    error_from_transport,
-    parse_json,
-)
-from reference_impl.adapters.llamacpp import (
+from reference_impl.adapters.cancel_aware import (
     STREAM_BREAKS,
     CancelAware,
     decode_one,
-    digest_for,
     last_id,
     lines,
     stream_error,
     wait_ready,
+)
+from reference_impl.adapters.http_common import (
+    digest_for,
+    error_from_status,
+    error_from_transport,
+    parse_json,
 )
 
 log = logging.getLogger(__name__)
