@@ -150,14 +150,38 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not (config.getoption("only") or config.getoption("family")):
-        return
-    keep, drop = [], []
-    for item in items:
-        (keep if _selected(item, config) else drop).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    if config.getoption("only") or config.getoption("family"):
+        keep, drop = [], []
+        for item in items:
+            (keep if _selected(item, config) else drop).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+    _flag_undefined_steps(items)
+
+
+# -- undefined Gherkin steps: found at collection, their scenarios never run -----------------
+
+
+def _flag_undefined_steps(items: list[pytest.Item]) -> None:
+    """Warn (stderr) about each undefined step of the selected scenarios before any check runs."""
+    from harness.gherkin_lint import flag_items
+
+    flag_items(items)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Refuse a scenario with undefined steps before its fixtures start: outcome `undefined`."""
+    __tracebackhide__ = True
+    from harness.gherkin_lint import refusal, undefined_of
+
+    found = undefined_of(item)
+    if found:
+        raise refusal(found)
+
+
+# -- results ------------------------------------------------------------------------------
 
 
 @pytest.hookimpl(wrapper=True)

@@ -127,18 +127,25 @@ def summary_text(run) -> str:
 
 
 def _list(only, families) -> int:
-    """Requirements with the harness checks that name them (collected, not run)."""
+    """Requirements with the harness checks that name them (collected, not run).
+
+    A scenario with an undefined Gherkin step is marked: it would not run, so it proves nothing.
+    """
     import pytest
 
+    from harness.gherkin_lint import undefined_of
     from harness.pytest_plugin import requirement_ids
     from harness.requirements import load_requirements
     from harness.runner import REQUIREMENTS_DIR
 
     found: dict[str, list[str]] = {}
+    undefined: set[str] = set()
 
     class Collector:
         def pytest_collection_finish(self, session) -> None:
             for item in session.items:
+                if undefined_of(item):
+                    undefined.add(item.nodeid)
                 for rid in requirement_ids(item):
                     found.setdefault(rid, []).append(item.nodeid)
 
@@ -166,5 +173,6 @@ def _list(only, families) -> int:
         checks = found.get(req.id, [])
         click.echo(f"{req.id:<20} {req.level:<6} {req.profile:<8} {len(checks)} check(s)")
         for check_id in checks:
-            click.echo(f"    {check_id}")
+            mark = "  [undefined step: will not run]" if check_id in undefined else ""
+            click.echo(f"    {check_id}{mark}")
     return 0
