@@ -67,6 +67,13 @@ test: lint $(ENGINE) deps
 	@$(BIN)/pytest --report-dir reports/whitebox; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
+	@# The determinism suite, black-box: the full corpus through the reference orchestrator
+	@# on two real llama-server replicas (needs the engine; a failure fails the build).
+	@if [ "$${LLORCH_SKIP_ENGINE:-0}" = 1 ]; then echo "LLORCH_SKIP_ENGINE=1: determinism suite not run"; \
+	else echo "== llorch determinism: corpus x 2 real replicas via the reference -> reports/determinism"; \
+	  $(BIN)/llorch determinism --report-dir reports/determinism; fi
+	@echo "== llorch check: compliance report with white-box and determinism evidence -> reports/"
+	$(BIN)/llorch check --profile core --report-dir reports --partial-exit-code 0 -q
 
 test-thorough: $(STAMP)
 	LLORCH_HYPOTHESIS_PROFILE=thorough $(BIN)/pytest

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from reference_impl.adapters.base import CompletionRequest, SamplerParams
 CORPUS_PATH = Path(__file__).with_name("corpus.yaml")
 MIN_CASES = 64
 _SAMPLER_KEYS = ("temperature", "top_k", "top_p", "min_p")
+_CASE_KEYS = {"id", "prompt", "seed", "sampler", "max_tokens", "stop"}
+MAX_STOP = 4  # the OrchQueue v1 limit on stop sequences per task
 
 
 class CorpusError(ValueError):
@@ -28,13 +30,16 @@ class CorpusError(ValueError):
 
 @dataclass(frozen=True)
 class Case:
-    """One replayable request: prompt, fixed seed, sampler values and token budget."""
+    """One replayable request: prompt, fixed seed, named sampler profile, token budget and
+    optional stop sequences."""
 
     id: str
     prompt: str
     seed: int
-    sampler: SamplerParams
+    profile: str  # a name from the corpus's `sampler_profiles`
+    sampler: SamplerParams  # that profile's values (what direct mode sends)
     max_tokens: int
+    stop: tuple[str, ...] = ()
 
     def request(self, request_id: str, sampler_profile_version: str) -> CompletionRequest:
         """The adapter request for this case, identical on every replica."""
@@ -45,6 +50,7 @@ class Case:
             seed=self.seed,
             sampler=self.sampler,
             sampler_profile_version=sampler_profile_version,
+            stop=self.stop,
         )
 
     @property
@@ -57,20 +63,53 @@ class Corpus:
     """A validated corpus with its declared version and content hash."""
 
     version: str
-    sampler_profile_version: str
+    sampler_profile_version: str  # version of the corpus's profile table (replica identity)
     cases: tuple[Case, ...]
     content_hash: str
+    sampler_profiles: dict[str, SamplerParams] = field(default_factory=dict)
+    ctx_budget: int = 2048  # the context each case is sized for (and asks for)
 
     def __len__(self) -> int:
         return len(self.cases)
 
 
-def _case(raw: Any, index: int) -> Case:
+def _profiles(raw: Any) -> dict[str, SamplerParams]:
+    if not isinstance(raw, dict) or not raw:
+        raise CorpusError("corpus needs a non-empty `sampler_profiles` mapping")
+    out = {}
+    for name, values in raw.items():
+        if not isinstance(values, dict) or set(values) != set(_SAMPLER_KEYS):
+            raise CorpusError(f"sampler profile {name}: needs exactly {', '.join(_SAMPLER_KEYS)}")
+        out[str(name)] = SamplerParams(
+            temperature=float(values["temperature"]),
+            top_k=int(values["top_k"]),
+            top_p=float(values["top_p"]),
+            min_p=float(values["min_p"]),
+        )
+    return out
+
+
+def _stop(raw: Any, cid: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if (
+        not isinstance(raw, list)
+        or not 1 <= len(raw) <= MAX_STOP
+        or not all(isinstance(s, str) and 1 <= len(s) <= 64 for s in raw)
+    ):
+        raise CorpusError(f"case {cid}: stop must be 1..{MAX_STOP} strings of 1..64 characters")
+    return tuple(raw)
+
+
+def _case(raw: Any, index: int, profiles: dict[str, SamplerParams]) -> Case:
     if not isinstance(raw, dict):
         raise CorpusError(f"case #{index} is not a mapping")
     cid = raw.get("id")
     if not isinstance(cid, str) or not cid:
         raise CorpusError(f"case #{index} has no string id")
+    unknown = sorted(set(raw) - _CASE_KEYS)
+    if unknown:
+        raise CorpusError(f"case {cid}: unknown field(s) {', '.join(unknown)}")
     prompt, seed, max_tokens = raw.get("prompt"), raw.get("seed"), raw.get("max_tokens")
     if not isinstance(prompt, str) or not prompt:
         raise CorpusError(f"case {cid}: prompt must be a non-empty string")
@@ -78,20 +117,18 @@ def _case(raw: Any, index: int) -> Case:
         raise CorpusError(f"case {cid}: seed must be a non-negative integer")
     if type(max_tokens) is not int or not 1 <= max_tokens <= 256:
         raise CorpusError(f"case {cid}: max_tokens must be an integer in 1..256")
-    sampler = raw.get("sampler")
-    if not isinstance(sampler, dict) or set(sampler) != set(_SAMPLER_KEYS):
-        raise CorpusError(f"case {cid}: sampler needs exactly {', '.join(_SAMPLER_KEYS)}")
+    profile = raw.get("sampler")
+    if profile not in profiles:
+        defined = ", ".join(sorted(profiles))
+        raise CorpusError(f"case {cid}: sampler must name a profile ({defined})")
     return Case(
         id=cid,
         prompt=prompt,
         seed=seed,
-        sampler=SamplerParams(
-            temperature=float(sampler["temperature"]),
-            top_k=int(sampler["top_k"]),
-            top_p=float(sampler["top_p"]),
-            min_p=float(sampler["min_p"]),
-        ),
+        profile=profile,
+        sampler=profiles[profile],
         max_tokens=max_tokens,
+        stop=_stop(raw.get("stop"), cid),
     )
 
 
@@ -113,17 +150,21 @@ def parse_corpus(doc: Any, *, min_cases: int = MIN_CASES) -> Corpus:
         raise CorpusError("corpus needs a string `version`")
     if not isinstance(profile, str) or not profile:
         raise CorpusError("corpus needs a string `sampler_profile_version`")
+    profiles = _profiles(doc.get("sampler_profiles"))
+    ctx_budget = doc.get("ctx_budget", 2048)
+    if type(ctx_budget) is not int or ctx_budget < 1:
+        raise CorpusError("`ctx_budget` must be a positive integer")
     raw_cases = doc.get("cases")
     if not isinstance(raw_cases, list):
         raise CorpusError("corpus needs a `cases` list")
-    cases = tuple(_case(raw, i) for i, raw in enumerate(raw_cases))
+    cases = tuple(_case(raw, i, profiles) for i, raw in enumerate(raw_cases))
     ids = [c.id for c in cases]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise CorpusError(f"duplicate case ids: {', '.join(dupes)}")
     if len(cases) < min_cases:
         raise CorpusError(f"corpus has {len(cases)} cases; at least {min_cases} are required")
-    return Corpus(version, profile, cases, content_hash(cases))
+    return Corpus(version, profile, cases, content_hash(cases), profiles, ctx_budget)
 
 
 def load_corpus(path: Path = CORPUS_PATH, *, min_cases: int = MIN_CASES) -> Corpus:

@@ -2,12 +2,14 @@
 
 Per case: the verdict, and for a divergence the first differing index, both token ids, the
 text around the split, finish reason and token count on each side, and the exact request JSON
-for replay. Per run: the environment fingerprint, the settings applied and the statistical
-bound that N identical comparisons give.
+for replay, and the logprob margin at the split where the engine gave probabilities. Per run:
+the mode, the environment fingerprint, the settings applied and the statistical bound that N
+identical comparisons give.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 from collections import Counter
@@ -29,6 +31,24 @@ def host_cpu() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def host_gpus() -> str:
+    """NVIDIA GPUs of this host by name (NVML), or why there are none."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception as exc:  # no driver, no library: a CPU-only host
+        return f"none ({type(exc).__name__})"
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+        names = [
+            pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(count)
+        ]
+        return ", ".join(str(n) for n in names) or "none"
+    finally:
+        pynvml.nvmlShutdown()
 
 
 def _harness_version() -> str:
@@ -72,10 +92,9 @@ def _window(stream: Stream, at: int) -> dict[str, Any]:
 
 
 def _end(stream: Stream) -> dict[str, Any]:
-    end = stream.end
     return {
-        "finish_reason": end.finish_reason if end else None,
-        "tokens_out": end.tokens_out if end else None,
+        "finish_reason": stream.finish_reason,
+        "tokens_out": stream.tokens_out,
         "pieces": len(stream.ids),
         "error": stream.error,
     }
@@ -100,43 +119,52 @@ def case_record(result: CaseResult) -> dict[str, Any]:
         record["left"] = {**_end(left), **_window(left, at)}
         record["right"] = {**_end(right), **_window(right, at)}
         record["request_json"] = {"left": left.request, "right": right.request}
+        record["logprob_margin"] = result.margin
     return record
 
 
 def build_report(run: RunResult) -> dict[str, Any]:
     """The whole report as one JSON-able mapping."""
     counts = Counter(r.status for r in run.results)
-    replicas = []
-    for replica, props in zip(run.replicas, run.props, strict=True):
-        replicas.append(
-            {
-                "replica_id": replica.adapter.replica_id,
-                "engine": replica.adapter.engine,
-                "engine_version": props.engine_version,
-                "model_digest": props.model_digest,
-                "sampler_profile_version": replica.sampler_profile_version,
-                "slots_total": props.slots_total,
-            }
-        )
+    replicas = [
+        {
+            "replica_id": r.replica_id,
+            "engine": r.engine,
+            "engine_version": r.engine_version,
+            "model_digest": r.model_digest,
+            "sampler_profile_version": r.sampler_profile_version,
+            "slots_total": r.slots_total,
+            "where": r.where,
+        }
+        for r in run.replicas
+    ]
     compared = counts["equal"] + counts["diverged"] + counts["error"]
     return {
         "suite": "determinism",
-        "mode": "direct",
+        "mode": run.mode,
+        "target": run.target,
         "corpus": {
             "version": run.corpus.version,
             "content_hash": run.corpus.content_hash,
             "cases": len(run.corpus),
+            "sampler_profiles": {
+                name: dataclasses.asdict(p) for name, p in run.corpus.sampler_profiles.items()
+            },
+            "seeds": [c.seed for c in run.corpus.cases],
         },
         "environment": {
             "engine": run.engine,
             "replicas": replicas,
+            # The suite's host; in pinned mode the replicas may run elsewhere.
             "host_cpu": host_cpu(),
+            "host_gpu": host_gpus(),
             "platform": platform.platform(),
             "harness_version": _harness_version(),
         },
         "settings_applied": run.settings,
         "settings_confirmed": run.settings_confirmed,
         "settings_problems": run.settings_problems,
+        "logprob_margin_note": run.margin_note,
         "order_seed": run.order_seed,
         "wall_s": round(run.wall_s, 3),
         "summary": {
@@ -157,9 +185,10 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Determinism report",
         "",
+        f"- mode {report['mode']}" + (f", target {report['target']}" if report["target"] else ""),
         f"- corpus version {report['corpus']['version']} ({report['corpus']['content_hash']}), "
         f"{report['corpus']['cases']} cases",
-        f"- engine {env['engine']}, host CPU {env['host_cpu']}",
+        f"- engine {env['engine']}, host CPU {env['host_cpu']}, GPU {env['host_gpu']}",
     ]
     for r in env["replicas"]:
         lines.append(
@@ -179,17 +208,26 @@ def to_markdown(report: dict[str, Any]) -> str:
     bad = [c for c in report["cases"] if c["status"] in ("diverged", "error")]
     if bad:
         lines += [
-            "| case | seed | first diff | left id | right id | left text | right text |",
-            "|---|---|---|---|---|---|---|",
+            "| case | seed | first diff | left id | right id | left text | right text | margin |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for c in bad:
             lt, rt = c["left"], c["right"]
             lines.append(
                 f"| {c['id']} | {c['seed']} | {c['first_diff_index']} | {lt['token_id']} | "
-                f"{rt['token_id']} | {_cell(lt)} | {_cell(rt)} |"
+                f"{rt['token_id']} | {_cell(lt)} | {_cell(rt)} | {_margin(c)} |"
             )
         lines += ["", "Replay bodies of divergent cases are in the JSON report."]
+        if report["logprob_margin_note"]:
+            lines.append(f"Margins: {report['logprob_margin_note']}.")
     return "\n".join(lines) + "\n"
+
+
+def _margin(case: dict[str, Any]) -> str:
+    m = case.get("logprob_margin")
+    if not m:
+        return "n/a"
+    return " / ".join(f"{m[s]['margin']}" for s in ("left", "right"))
 
 
 def _cell(side: dict[str, Any]) -> str:

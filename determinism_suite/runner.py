@@ -1,27 +1,23 @@
-"""Direct-mode determinism runner: one corpus, two replicas of one replica set (OC-TEST-7001).
+"""What both determinism modes share: replica identity, streams, comparison and the
+randomized two-sided schedule (OC-TEST-7001).
 
-Both replicas get every case with the case's fixed seed. Each side works through its own
+A mode (direct: through the reference adapters; pinned: through an orchestrator with replica
+pinning) supplies one `collect(case)` coroutine per side. Each side works through its own
 shuffled order with a bounded number of requests in flight, so hidden order or batch effects
-show up as divergences. Streams are compared by engine token id (text only where an engine
-gives no ids). Before any request, the two replicas must agree on engine version, model digest
-and sampler profile version; otherwise the run is refused with ReplicaSetMismatch.
+show up as divergences. Streams are compared by engine token id (by text only where no id is
+given, and the report says so). Before any request, the two replicas must agree on engine,
+engine version, model digest and sampler profile version, else ReplicaSetMismatch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from determinism_suite.corpus import Case, Corpus
-from reference_impl.adapters.base import AdapterError, AdapterProps, EngineAdapter, StreamEnd
-
-SETTINGS_DIR = Path(__file__).with_name("settings")
 
 
 class ReplicaSetMismatch(Exception):
@@ -34,24 +30,32 @@ class ReplicaSetMismatch(Exception):
         self.right = right
 
 
-def load_settings(engine: str) -> dict[str, Any]:
-    """The declarative determinism settings of one engine (settings/<engine>.yaml)."""
-    path = SETTINGS_DIR / f"{engine}.yaml"
-    if not path.exists():
-        raise ValueError(f"no determinism settings for engine {engine!r}")
-    with path.open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
-    if not isinstance(data, dict) or data.get("engine") != engine:
-        raise ValueError(f"{path.name}: `engine` must be {engine!r}")
-    return data
+class SuiteError(Exception):
+    """The suite could not run against this target (nothing to compare); says why."""
 
 
 @dataclass(frozen=True)
-class Replica:
-    """One side of the comparison: an adapter and the sampler profile version it runs."""
+class ReplicaInfo:
+    """Identity of one compared replica, as the engine or the orchestrator reports it."""
 
-    adapter: EngineAdapter
+    replica_id: str
+    engine: str
+    engine_version: str
+    model_digest: str
     sampler_profile_version: str
+    slots_total: int | None = None
+    where: str = ""  # engine URL (direct) or pool id (pinned)
+
+
+IDENTITY = ("engine", "engine_version", "model_digest", "sampler_profile_version")
+
+
+def check_replica_set(left: ReplicaInfo, right: ReplicaInfo) -> None:
+    """Raise ReplicaSetMismatch unless both sides are one replica set."""
+    for name in IDENTITY:
+        a, b = getattr(left, name), getattr(right, name)
+        if a != b:
+            raise ReplicaSetMismatch(name, a, b)
 
 
 @dataclass
@@ -60,9 +64,17 @@ class Stream:
 
     ids: list[int | None] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
-    end: StreamEnd | None = None
+    finish_reason: str | None = None
+    tokens_out: int | None = None
     error: str | None = None
     request: dict[str, Any] = field(default_factory=dict)
+    # Log-probabilities at each position (chosen token first, then alternatives), filled
+    # only by a replay with top logprobs after a divergence.
+    top: list[list[tuple[int | None, str, float]]] = field(default_factory=list)
+
+    @property
+    def ended(self) -> bool:
+        return self.finish_reason is not None
 
     def keys(self) -> list[int | str]:
         """Comparison keys: token ids, or the piece text where the engine gave no id."""
@@ -80,75 +92,36 @@ class CaseResult:
     right: Stream
     first_diff: int | None = None
     compared_by: str = "token_id"
+    margin: dict[str, Any] | None = None  # logprob margin at the split, where known
 
 
 @dataclass
 class RunResult:
     """Everything the report needs: verdicts, identities, settings and timing."""
 
+    mode: str  # "direct" or "pinned"
     corpus: Corpus
     engine: str
     settings: dict[str, Any]
-    props: tuple[AdapterProps, AdapterProps]
-    replicas: tuple[Replica, Replica]
+    replicas: tuple[ReplicaInfo, ReplicaInfo]
     settings_confirmed: bool
     settings_problems: list[str]
     results: list[CaseResult]
     wall_s: float
     order_seed: int
+    target: str | None = None  # the orchestrator URL in pinned mode
+    margin_note: str = ""
 
 
-def check_replica_set(left: Replica, right: Replica, lp: AdapterProps, rp: AdapterProps) -> None:
-    """Raise ReplicaSetMismatch unless both sides are one replica set."""
-    if left.adapter.engine != right.adapter.engine:
-        raise ReplicaSetMismatch("engine", left.adapter.engine, right.adapter.engine)
-    if lp.engine_version != rp.engine_version:
-        raise ReplicaSetMismatch("engine_version", lp.engine_version, rp.engine_version)
-    if lp.model_digest != rp.model_digest:
-        raise ReplicaSetMismatch("model_digest", lp.model_digest, rp.model_digest)
-    if left.sampler_profile_version != right.sampler_profile_version:
-        raise ReplicaSetMismatch(
-            "sampler_profile_version", left.sampler_profile_version, right.sampler_profile_version
-        )
-
-
-def confirm_settings(settings: dict[str, Any], props: AdapterProps) -> list[str]:
+def confirm_settings(settings: dict[str, Any], replica: ReplicaInfo) -> list[str]:
     """Problems with the expected settings on one replica (empty: confirmed)."""
     problems = []
-    expected = settings.get("expect") or {}
-    slots = expected.get("slots_total")
-    if slots is not None and props.slots_total != slots:
-        problems.append(f"slots_total is {props.slots_total}, expected {slots}")
+    slots = (settings.get("expect") or {}).get("slots_total")
+    if slots is not None and replica.slots_total != slots:
+        problems.append(
+            f"{replica.replica_id}: slots_total is {replica.slots_total}, expected {slots}"
+        )
     return problems
-
-
-def request_json(adapter: EngineAdapter, req: Any) -> dict[str, Any]:
-    """The exact engine request body where the adapter can show it, else the task fields."""
-    body = getattr(adapter, "completion_body", None)
-    if callable(body):
-        return body(req)
-    return {
-        "prompt": req.prompt,
-        "max_tokens": req.max_tokens,
-        "seed": req.seed,
-        "sampler": vars(req.sampler) if hasattr(req.sampler, "__dict__") else str(req.sampler),
-        "sampler_profile_version": req.sampler_profile_version,
-    }
-
-
-async def collect(replica: Replica, case: Case, tag: str) -> Stream:
-    """Run one case on one replica and keep ids, texts, end record or error."""
-    req = case.request(f"det-{tag}-{case.id}", replica.sampler_profile_version)
-    out = Stream(request=request_json(replica.adapter, req))
-    try:
-        async with replica.adapter.stream(req) as stream:
-            async for event in stream:
-                out.ids.append(event.token_id)
-                out.texts.append(event.text)
-            out.end = stream.end
-    except AdapterError as exc:
-        out.error = f"{exc.code}: {exc.message}"
-    return out
 
 
 def compare(case: Case, left: Stream, right: Stream, confirmed: bool) -> CaseResult:
@@ -158,11 +131,7 @@ def compare(case: Case, left: Stream, right: Stream, confirmed: bool) -> CaseRes
     first = next((i for i, (a, b) in enumerate(zip(lk, rk, strict=False)) if a != b), None)
     if first is None and len(lk) != len(rk):
         first = min(len(lk), len(rk))
-    same_end = (left.end is None) == (right.end is None) and (
-        left.end is None
-        or (left.end.finish_reason, left.end.tokens_out)
-        == (right.end.finish_reason, right.end.tokens_out)
-    )
+    same_end = (left.finish_reason, left.tokens_out) == (right.finish_reason, right.tokens_out)
     if first is None and (left.error != right.error or not same_end):
         first = len(lk)
     if first is not None:
@@ -174,8 +143,11 @@ def compare(case: Case, left: Stream, right: Stream, confirmed: bool) -> CaseRes
     return CaseResult(case, status, left, right, first, by)
 
 
+Collector = Callable[[Case], Awaitable[Stream]]
+
+
 async def _side(
-    replica: Replica, cases: list[Case], tag: str, in_flight: int, rng: random.Random
+    collect: Collector, cases: list[Case], in_flight: int, rng: random.Random
 ) -> dict[str, Stream]:
     order = list(cases)
     rng.shuffle(order)
@@ -184,48 +156,43 @@ async def _side(
 
     async def one(case: Case) -> None:
         async with gate:
-            out[case.id] = await collect(replica, case, tag)
+            out[case.id] = await collect(case)
 
     await asyncio.gather(*(one(c) for c in order))
     return out
 
 
-async def run_direct(
-    corpus: Corpus,
-    left: Replica,
-    right: Replica,
-    *,
-    engine: str | None = None,
-    order_seed: int | None = None,
-    max_in_flight: int | None = None,
-) -> RunResult:
-    """Compare every corpus case on two replicas; ReplicaSetMismatch before any request."""
-    engine = engine or left.adapter.engine
-    settings = load_settings(engine)
-    lp, rp = await left.adapter.props(), await right.adapter.props()
-    check_replica_set(left, right, lp, rp)
-    problems = [f"left: {p}" for p in confirm_settings(settings, lp)]
-    problems += [f"right: {p}" for p in confirm_settings(settings, rp)]
-    order_seed = random.SystemRandom().randrange(2**32) if order_seed is None else order_seed
+async def run_sides(
+    cases: list[Case], left: Collector, right: Collector, in_flight: int, order_seed: int
+) -> tuple[dict[str, Stream], dict[str, Stream]]:
+    """Both sides at once, each in its own order derived from `order_seed`."""
     rng = random.Random(order_seed)
-    in_flight = max_in_flight or int(settings.get("max_in_flight_per_replica", 1))
-    cases = list(corpus.cases)
-    started = time.perf_counter()
-    left_out, right_out = await asyncio.gather(
-        _side(left, cases, "a", in_flight, random.Random(rng.random())),
-        _side(right, cases, "b", in_flight, random.Random(rng.random())),
+    left_rng, right_rng = random.Random(rng.random()), random.Random(rng.random())
+    return await asyncio.gather(
+        _side(left, cases, in_flight, left_rng), _side(right, cases, in_flight, right_rng)
     )
-    wall = time.perf_counter() - started
-    results = [compare(c, left_out[c.id], right_out[c.id], not problems) for c in cases]
-    return RunResult(
-        corpus,
-        engine,
-        settings,
-        (lp, rp),
-        (left, right),
-        not problems,
-        problems,
-        results,
-        wall,
-        order_seed,
-    )
+
+
+def new_order_seed(order_seed: int | None) -> int:
+    return random.SystemRandom().randrange(2**32) if order_seed is None else order_seed
+
+
+def logprob_margin(left: Stream, right: Stream, at: int) -> dict[str, Any] | None:
+    """How close each side's choice at the split was: chosen logprob minus the best other.
+
+    A small margin means the two replicas stood near a tie, where tiny numeric differences
+    decide; a large one points at a real difference in inputs or settings.
+    """
+    sides = {}
+    for name, stream in (("left", left), ("right", right)):
+        if at >= len(stream.top) or not stream.top[at]:
+            return None
+        chosen, *others = stream.top[at]
+        best_other = max((o[2] for o in others), default=None)
+        sides[name] = {
+            "token_id": chosen[0],
+            "logprob": round(chosen[2], 6),
+            "runner_up_logprob": None if best_other is None else round(best_other, 6),
+            "margin": None if best_other is None else round(chosen[2] - best_other, 6),
+        }
+    return sides

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness import claims as claims_mod
+from harness.determinism_evidence import determinism_results, load_report
 from harness.reports import Implementation, RunInfo, build_report, write_reports
 from harness.reports.model import Pool
 from harness.reports.model import Target as ReportTarget
@@ -30,6 +31,7 @@ from harness.verdicts import compute, exit_code, result_of, summary
 
 REQUIREMENTS_DIR = ROOT / "requirements"
 WHITEBOX_RESULTS = ROOT / "reports" / "whitebox" / "results.json"
+DETERMINISM_REPORT = ROOT / "reports" / "determinism" / "determinism.json"
 TENANT_KEY_ENV = "LLORCH_TENANT_KEY"  # the embedded reference's data-plane-only key
 
 
@@ -50,6 +52,8 @@ class CheckOptions:
     impl_version: str | None = None
     impl_url: str | None = None
     whitebox: Path | None = WHITEBOX_RESULTS
+    # A `llorch determinism` report; None: the default one, for the embedded reference only.
+    determinism: Path | None = None
     quiet: bool = False
 
 
@@ -154,6 +158,7 @@ def run_check(opts: CheckOptions) -> CheckRun:
             results = load_results(results_file)
     if target.embedded and opts.whitebox is not None and opts.whitebox.exists():
         results += whitebox_results(opts.whitebox, known)
+    results += determinism_checks(opts, target, known)
     return finish(opts, requirements, results, target, started, started_at)
 
 
@@ -167,6 +172,24 @@ def whitebox_results(path: Path, known: set[str]) -> list[CheckResult]:
                 CheckResult(f"tests::{r.id}", "white-box", ids, r.outcome, r.evidence, r.duration_s)
             )
     return out
+
+
+def determinism_checks(opts: CheckOptions, target: Target, known: set[str]) -> list[CheckResult]:
+    """The determinism suite's cases as checks (kind determinism), when a report applies."""
+    path = opts.determinism
+    if path is None:
+        if not (target.embedded and DETERMINISM_REPORT.exists()):
+            return []
+        path = DETERMINISM_REPORT
+    from determinism_suite.corpus import load_corpus
+
+    corpus = load_corpus()
+    return determinism_results(
+        load_report(path),
+        target="embedded" if target.embedded else target.url,
+        shipped=(corpus.version, corpus.content_hash, len(corpus)),
+        known=known,
+    )
 
 
 def finish(

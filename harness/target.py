@@ -147,9 +147,13 @@ def describe(url: str, api_key: str | None, api_key_env: str, embedded: bool) ->
 
 @contextlib.contextmanager
 def select_target(
-    url: str | None, api_key_env: str, log_path: Path | None = None
+    url: str | None,
+    api_key_env: str,
+    log_path: Path | None = None,
+    config: Path = DEFAULT_CONFIG,
 ) -> Iterator[Target]:
-    """The user's target (key from `api_key_env`), or the embedded reference when none.
+    """The user's target (key from `api_key_env`), or the embedded reference when none,
+    started from `config`.
 
     `log_path`: for a given URL, a file where that target's JSON-lines log can be read.
     """
@@ -160,7 +164,7 @@ def select_target(
         return
     with tempfile.TemporaryDirectory(prefix="llorch-target-") as tmp:
         log = Path(tmp) / "reference.log"
-        with embedded_reference(api_key_env=api_key_env, log_path=log) as (ref, key, tenant):
+        with embedded_reference(config, api_key_env, log) as (ref, key, tenant):
             target = describe(ref, key, api_key_env, True)
             target.tenant_key = tenant
             target.log_path = log

@@ -118,3 +118,48 @@ def test_session_returns_to_its_replica_and_reports_cold_failover(client) -> Non
     dispatched = [d for n, d, _ in events(client, third["task_id"]) if "kv_migrated" in d]
     assert dispatched[0]["kv_migrated"] is False
     assert isinstance(dispatched[0]["kv_warmth"], bool)
+
+
+@pytest.mark.req("OC-CORE-1010", "ORCH-3007")
+def test_a_task_pinned_to_a_listed_replica_runs_there_and_bad_pins_are_typed_errors(
+    client,
+) -> None:
+    replicas = _set(client, "two-slots")["replicas"]
+    assert [(r["pool_id"], r["ready"]) for r in replicas] == [("two-slots", True)] * 2
+    for replica in replicas:
+        for _ in range(3):
+            body = task_body(
+                prompt="[[sim tokens=3]] pinned", placement={"replica_id": replica["id"]}
+            )
+            assert client.post("/v1/tasks", json=body).status_code == 202
+            placed = [d for n, d, _ in events(client, body["task_id"]) if "replica_id" in d]
+            assert [d["replica_id"] for d in placed] == [replica["id"]]
+    other = _set(client, "same-model-v1-profile")["replicas"][0]["id"]
+    wrong = task_body(prompt="x", placement={"replica_id": other})  # a vllm pool's replica
+    resp = client.post("/v1/tasks", json=wrong)
+    assert resp.status_code == 400
+    assert (resp.json()["code"], resp.json()["field"]) == ("INVALID_PARAMS", "placement.replica_id")
+    extra = task_body(prompt="x", placement={"replica_id": replicas[0]["id"], "pool": "x"})
+    assert client.post("/v1/tasks", json=extra).status_code == 400
+
+
+@pytest.mark.req("ORCH-2001")
+def test_stop_sequences_end_the_stream_without_the_stop_text_and_tokens_carry_ids(client) -> None:
+    prompt = "[[sim tokens=12]] stop here"
+    plain = task_body(prompt=prompt, seed=7)
+    client.post("/v1/tasks", json=plain)
+    full = events(client, plain["task_id"])
+    tokens = [d for n, d, _ in full if n == "token"]
+    assert len(tokens) == 12 and all(isinstance(d["token_id"], int) for d in tokens)
+    assert full[-1][1]["finish_reason"] == "stop"  # the directive's token count ended it
+    text = "".join(d["t"] for d in tokens)
+    stop = next(d["t"].strip() for d in tokens[5:] if d["t"].strip())
+    cut = task_body(prompt=prompt, seed=7, stop=[stop])
+    assert client.post("/v1/tasks", json=cut).status_code == 202
+    stopped = events(client, cut["task_id"])
+    got = "".join(d["t"] for n, d, _ in stopped if n == "token")
+    assert stop not in got and text.startswith(got) and len(got) < len(text)
+    assert stopped[-1][0] == "end" and stopped[-1][1]["finish_reason"] == "stop"
+    too_many = task_body(stop=["a", "b", "c", "d", "e"])
+    resp = client.post("/v1/tasks", json=too_many)
+    assert resp.status_code == 400 and resp.json()["code"] == "INVALID_PARAMS"

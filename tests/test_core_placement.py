@@ -127,3 +127,61 @@ def test_session_returns_to_its_replica_or_fails_over_cold() -> None:
     ct.admitted(sched.admit(third, 8))
     (d,) = sched.dispatch(8)
     assert d.replica_id != home and d.kv_warmth is False
+
+
+@pytest.mark.req("OC-CORE-1010")
+@given(
+    pins=st.lists(st.sampled_from([None, "p:r0", "p:r1"]), min_size=1, max_size=25),
+    order=st.randoms(use_true_random=False),
+)
+def test_pinned_tasks_run_only_on_their_replica_and_all_of_them_run(pins, order) -> None:
+    """Replica pinning: a pinned task is placed on its replica and nowhere else; the queue
+    never deadlocks, so completing whatever runs eventually runs every task."""
+    sched = ct.scheduler([ct.pool()], {"p:r0": 1, "p:r1": 2})
+    tasks = [ct.task(pin_replica=pin) for pin in pins]
+    for t in tasks:
+        ct.admitted(sched.admit(t, 0))
+    pin_of = {t.task_id: t.pin_replica for t in tasks}
+    running: list[str] = []
+    done: set[str] = set()
+    now = 1
+    while len(done) < len(tasks):
+        for d in sched.dispatch(now):
+            if pin_of[d.task_id] is not None:
+                assert d.replica_id == pin_of[d.task_id]
+            running.append(d.task_id)
+        assert running, "queued tasks but nothing running: the pins deadlocked the queue"
+        order.shuffle(running)
+        finished = running.pop()
+        sched.complete(finished, now, 1, True)
+        done.add(finished)
+        now += 1
+
+
+@pytest.mark.req("OC-CORE-1010")
+def test_a_pin_must_name_a_replica_of_the_pool_that_can_become_ready() -> None:
+    sched = ct.scheduler([ct.pool(), ct.pool("q")], {"p:r0": 1, "q:r0": 1})
+    bad = ct.rejected(sched.admit(ct.task(pin_replica="q:r0"), 0))
+    assert (bad.code.value, bad.status, bad.field) == (
+        "INVALID_PARAMS",
+        400,
+        "placement.replica_id",
+    )
+    unknown = ct.rejected(sched.admit(ct.task(pin_replica="p:r9"), 0))
+    assert unknown.field == "placement.replica_id"
+    sched.set_replica("p:r0", ready=False, failed=True)
+    gone = ct.rejected(sched.admit(ct.task(pin_replica="p:r0"), 0))
+    assert (gone.code.value, gone.status, gone.retriable) == ("POOL_UNAVAILABLE", 503, True)
+
+
+@pytest.mark.req("OC-CORE-1010")
+def test_a_pinned_head_waits_for_its_busy_replica_even_when_another_is_free() -> None:
+    sched = ct.scheduler([ct.pool()], {"p:r0": 1, "p:r1": 1})
+    first = ct.task(pin_replica="p:r0")
+    second = ct.task(pin_replica="p:r0")
+    ct.admitted(sched.admit(first, 0))
+    ct.admitted(sched.admit(second, 0))
+    assert [(d.task_id, d.replica_id) for d in sched.dispatch(1)] == [(first.task_id, "p:r0")]
+    assert sched.dispatch(2) == []  # p:r1 is free, but the task is pinned to p:r0
+    sched.complete(first.task_id, 3, 1, True)
+    assert [(d.task_id, d.replica_id) for d in sched.dispatch(4)] == [(second.task_id, "p:r0")]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -24,24 +23,21 @@ from determinism_suite.corpus import (
     load_corpus,
     parse_corpus,
 )
+from determinism_suite.direct import Replica, collect, run_direct
 from determinism_suite.report import build_report, failure_bound, to_markdown, write_reports
-from determinism_suite.runner import (
-    Replica,
-    ReplicaSetMismatch,
-    RunResult,
-    load_settings,
-    run_direct,
-)
+from determinism_suite.runner import ReplicaSetMismatch, RunResult, compare
 from harness.engine_sim.engine import SimConfig
 from llorch.commands.determinism import determinism
 from reference_impl.adapters.llamacpp import LlamaCppAdapter
+from reference_impl.pool.determinism import load_settings
 from tests._engine import llama_server
+from tests._server import API_KEY, running_server
 from tests._sims import running_sim
 
 NEGATIVE = Path(__file__).resolve().parents[1] / "determinism_suite" / "negative_corpus.yaml"
 # Pinned together: a changed case is a new corpus version (OC-TEST-7003).
-CORPUS_VERSION = "1"
-CORPUS_HASH = "sha256:67d8c243a8241bcb6ef7af6207eb8944c6e26b8e97bbdf50f2b5bd4f0babd6e8"
+CORPUS_VERSION = "2"
+CORPUS_HASH = "sha256:44664895a3726482813f79fcf68d472e6fdd27a2ea9c1470ff86b8d6687bef55"
 
 
 def _adapter(url: str, rid: str) -> LlamaCppAdapter:
@@ -82,6 +78,11 @@ def test_corpus_has_enough_varied_cases_and_a_pinned_version_hash() -> None:
     assert any(any(ord(ch) > 127 for ch in c.prompt) for c in corpus.cases)
     assert max(len(c.prompt) for c in corpus.cases) > 20 * min(len(c.prompt) for c in corpus.cases)
     assert all(not c.prompt.startswith("[[sim") for c in corpus.cases)
+    assert sum(1 for c in corpus.cases if c.stop) >= 4  # stop sequences, greedy and sampled
+    assert {c.profile for c in corpus.cases if c.stop} >= {"det-greedy", "det-warm"}
+    # Near the context limit: prompts of ~2,000 tokens in a 2,048 budget (about three
+    # characters a token for that text, measured with the real model's tokenizer).
+    assert max(len(c.prompt) for c in corpus.cases) > 5_900 and corpus.ctx_budget == 2048
 
 
 @pytest.mark.req("OC-TEST-7003")
@@ -95,6 +96,14 @@ def test_any_edit_to_a_case_changes_the_hash_and_broken_corpora_are_rejected() -
         parse_corpus(doc)
     with pytest.raises(CorpusError, match="at least 64"):
         parse_corpus({**doc, "cases": doc["cases"][8:20]})
+    doc["cases"][6]["id"] = "fresh-id"
+    doc["cases"][6]["sampler"] = "det-unknown"
+    with pytest.raises(CorpusError, match="sampler must name a profile"):
+        parse_corpus(doc)
+    doc["cases"][6]["sampler"] = "det-greedy"
+    doc["cases"][6]["stop"] = ["a", "b", "c", "d", "e"]
+    with pytest.raises(CorpusError, match="stop must be"):
+        parse_corpus(doc)
 
 
 # -- equal replicas -----------------------------------------------------------------------
@@ -111,13 +120,15 @@ def test_two_identical_simulator_replicas_agree_on_every_case(tmp_path: Path) ->
     assert all(c["compared_by"] == "token_id" for c in report["cases"])
     assert report["settings_confirmed"] and report["settings_applied"]["request"] == {
         "cache_prompt": False,
-        "seed": "fixed",
     }
-    assert report["corpus"] == {
-        "version": corpus.version,
-        "content_hash": corpus.content_hash,
-        "cases": len(corpus),
-    }
+    assert report["mode"] == "direct" and report["settings_applied"]["start_args"] == [
+        "--parallel",
+        "1",
+        "--no-cont-batching",
+    ]
+    assert report["corpus"]["version"] == corpus.version
+    assert report["corpus"]["content_hash"] == corpus.content_hash
+    assert report["corpus"]["cases"] == len(corpus) == len(set(report["corpus"]["seeds"]))
     env = report["environment"]
     assert {r["engine_version"] for r in env["replicas"]} == {"sim-1.0"}
     assert env["host_cpu"] and env["replicas"][0]["model_digest"].startswith("sha256:")
@@ -165,6 +176,11 @@ def test_divergent_replica_is_caught_at_the_directive_index() -> None:
     assert report["summary"]["diverged"] == 3 and not report["summary"]["passed"]
     assert "diverged" in report["bound"]["statement"]
     assert "neg-diverge-3-greedy | 11 | 3 |" in to_markdown(report)
+    # Replayed with top logprobs: how close each side's choice was at the split.
+    margin = split["logprob_margin"]
+    assert margin["left"]["token_id"] == split["left"]["token_id"]
+    assert margin["right"]["token_id"] == split["right"]["token_id"]
+    assert isinstance(margin["left"]["margin"], float) and margin["left"]["margin"] >= 0
 
 
 @pytest.mark.req("OC-TEST-7001", "ORCH-3050")
@@ -174,18 +190,14 @@ def test_a_different_seed_on_one_side_diverges() -> None:
     shifted = tuple(dataclasses.replace(c, seed=c.seed + 1) for c in cases)
     with running_sim(SimConfig("llamacpp", slots=1)) as (url, _):
 
-        async def go() -> list[list[int | None]]:
-            from determinism_suite.runner import collect
-
+        async def go() -> list:
             a, b = _adapter(url, "a"), _adapter(url, "b")
             try:
-                left = [await collect(Replica(a, "det-v1"), c, "a") for c in cases]
-                right = [await collect(Replica(b, "det-v1"), c, "b") for c in shifted]
+                left = [await collect(Replica(a, "det-v2"), c, "a") for c in cases]
+                right = [await collect(Replica(b, "det-v2"), c, "b") for c in shifted]
             finally:
                 await a.close()
                 await b.close()
-            from determinism_suite.runner import compare
-
             return [compare(c, lt, rt, True) for c, lt, rt in zip(cases, left, right, strict=True)]
 
         results = asyncio.run(go())
@@ -211,9 +223,9 @@ def test_replicas_outside_one_replica_set_are_refused_before_any_request(what: s
             a, b = _adapter(url_a, "a"), _adapter(url_b, "b")
             if what == "model":
                 b = LlamaCppAdapter("b", url_b, model_ref="other/model", ctx_max=2048)
-            profile = "det-v2" if what == "sampler_profile_version" else "det-v1"
+            profile = "det-v3" if what == "sampler_profile_version" else "det-v2"
             try:
-                await run_direct(corpus, Replica(a, "det-v1"), Replica(b, profile))
+                await run_direct(corpus, Replica(a, "det-v2"), Replica(b, profile))
             finally:
                 await a.close()
                 await b.close()
@@ -222,17 +234,6 @@ def test_replicas_outside_one_replica_set_are_refused_before_any_request(what: s
             asyncio.run(go())
         assert eng_a.stats.requests == 0 and eng_b.stats.requests == 0
     assert info.value.field == {"model": "model_digest"}.get(what, what)
-
-
-@pytest.mark.req("OC-TEST-7002")
-def test_every_engine_has_declarative_settings() -> None:
-    llama = load_settings("llamacpp")
-    assert llama["start_args"] == ["--parallel", "1", "--no-cont-batching"]
-    assert llama["request"]["cache_prompt"] is False
-    for engine in ("vllm", "tgi", "triton"):
-        assert load_settings(engine)["max_in_flight_per_replica"] == 1
-    with pytest.raises(ValueError, match="no determinism settings"):
-        load_settings("sglang")
 
 
 def test_failure_bound_is_the_rule_of_three() -> None:
@@ -259,7 +260,118 @@ def test_cli_reports_equal_replicas_and_refuses_a_mixed_set(tmp_path: Path) -> N
     ):
         refused = runner.invoke(determinism, ["--engine-url", url_a, "--engine-url", url_b])
     assert refused.exit_code == 2 and "engine_version" in refused.output
-    assert "future work" in runner.invoke(determinism, ["--help"]).output
+    help_text = runner.invoke(determinism, ["--help"]).output
+    assert "Pinned mode" in help_text and "Direct mode" in help_text
+
+
+# -- pinned mode (through the orchestrator) -------------------------------------------------
+
+PROFILES = """
+sampler_profiles:
+  det-greedy: {temperature: 0.0, top_k: 1, top_p: 1.0, min_p: 0.0}
+  det-warm: {temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05}
+  det-hot: {temperature: 1.2, top_k: 0, top_p: 0.9, min_p: 0.02}
+"""
+MOCK_SET = (
+    "auth: {api_keys_env: LLORCH_API_KEY}\n"
+    + PROFILES
+    + """
+pools:
+  - id: det-mock
+    engine: llamacpp
+    adapter: mock
+    model: repo:mock/tiny
+    ctx: 4096
+    devices: []
+    allow_cpu_inference: true
+    replicas: 2
+    determinism: true
+    sampler_profile_version: det-greedy
+    queue: {capacity: 64, full_policy: reject}
+"""
+)
+
+
+def _sim_pools(url_a: str, url_b: str) -> str:
+    """Two one-replica pools on two simulators; equal identity makes them one replica set."""
+    pools = "".join(
+        f"""
+  - id: sim-{name}
+    engine: llamacpp
+    model: repo:sim/tiny-llama
+    endpoint: {url}
+    ctx: 4096
+    devices: []
+    allow_cpu_inference: true
+    determinism: true
+    sampler_profile_version: det-greedy
+"""
+        for name, url in (("a", url_a), ("b", url_b))
+    )
+    return "auth: {api_keys_env: LLORCH_API_KEY}\n" + PROFILES + "pools:" + pools
+
+
+def _pinned_cli(url: str, tmp_path: Path, *extra: str):
+    return CliRunner().invoke(
+        determinism,
+        ["--target", url, "--report-dir", str(tmp_path), "--ready-wait", "10", "-q", *extra],
+        env={"LLORCH_API_KEY": API_KEY},
+    )
+
+
+@pytest.mark.req("ORCH-3045", "OC-CORE-1030", "OC-TEST-7001")
+def test_pinned_mode_through_the_reference_passes_every_case_on_two_replicas(
+    tmp_path: Path,
+) -> None:
+    with running_server(MOCK_SET) as server:
+        result = _pinned_cli(server.url, tmp_path)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "determinism.json").read_text(encoding="utf-8"))
+    corpus = load_corpus()
+    assert report["mode"] == "pinned" and report["target"] == server.url
+    assert report["summary"]["equal"] == len(corpus) and report["settings_confirmed"]
+    assert [r["replica_id"] for r in report["environment"]["replicas"]] == [
+        "det-mock-r0",
+        "det-mock-r1",
+    ]
+    assert all(c["compared_by"] == "token_id" for c in report["cases"])
+    assert "no logprob margin" in report["logprob_margin_note"]
+
+
+@pytest.mark.req("ORCH-3045", "OC-CORE-1030", "OC-TEST-7001", "ORCH-3050")
+def test_pinned_mode_catches_a_divergent_replica_at_the_directive_index(tmp_path: Path) -> None:
+    with (
+        running_sim(SimConfig("llamacpp", slots=1)) as (url_a, _),
+        running_sim(SimConfig("llamacpp", slots=1, divergent_salt="x")) as (url_b, _),
+        running_server(_sim_pools(url_a, url_b)) as server,
+    ):
+        result = _pinned_cli(server.url, tmp_path, "--corpus", str(NEGATIVE), "--small-corpus-ok")
+    assert result.exit_code == 1, result.output
+    report = json.loads((tmp_path / "determinism.json").read_text(encoding="utf-8"))
+    by_id = {c["id"]: c for c in report["cases"]}
+    assert by_id["neg-diverge-3-greedy"]["first_diff_index"] == 3
+    assert by_id["neg-diverge-0"]["first_diff_index"] == 0
+    assert by_id["neg-no-directive"]["status"] == "equal"
+    replay = by_id["neg-diverge-3-greedy"]["request_json"]["left"]
+    assert replay["placement"]["replica_id"] == "sim-a-r0" and replay["seed"] == 11
+    assert replay["sampler_profile_version"] == "det-greedy"
+
+
+@pytest.mark.req("ORCH-3046", "OC-TEST-7001")
+def test_pinned_mode_refuses_replicas_of_different_engine_versions(tmp_path: Path) -> None:
+    """The orchestrator keeps them in separate sets, so no set has two replicas to compare:
+    the run stops before any task (exit 2)."""
+    with (
+        running_sim(SimConfig("llamacpp", slots=1)) as (url_a, eng_a),
+        running_sim(SimConfig("llamacpp", slots=1, engine_version="sim-9")) as (url_b, eng_b),
+        running_server(_sim_pools(url_a, url_b)) as server,
+    ):
+        before = eng_a.stats.requests + eng_b.stats.requests
+        result = _pinned_cli(server.url, tmp_path, "--ready-wait", "1")
+        after = eng_a.stats.requests + eng_b.stats.requests
+    assert result.exit_code == 2 and "two ready replicas" in result.output
+    assert after == before  # no completion was sent to either engine
+    assert not (tmp_path / "determinism.json").exists()
 
 
 # -- real engine --------------------------------------------------------------------------
@@ -268,12 +380,16 @@ def test_cli_reports_equal_replicas_and_refuses_a_mixed_set(tmp_path: Path) -> N
 @pytest.mark.real_engine
 @pytest.mark.slow
 @pytest.mark.req("OC-TEST-7001", "OC-TEST-7002", "ORCH-3050")
-def test_two_real_llama_server_replicas_agree_on_the_full_corpus(tmp_path: Path) -> None:
-    corpus = load_corpus()
+def test_two_real_llama_server_replicas_agree_directly(tmp_path: Path) -> None:
+    """Direct mode on the real engine with a cross-section of the corpus (the full corpus
+    runs through the orchestrator in `make test`: `llorch determinism`)."""
+    full = load_corpus()
+    picked = [c for c in full.cases if c.stop or c.id.endswith(("-00", "-01"))]
+    picked += [c for c in full.cases if c.id in ("ctx-fill-c-sampled", "long-code-greedy")]
+    corpus = dataclasses.replace(full, cases=tuple(picked))
     # One thread each: two replicas share this host's cores without spin-wait contention (a
     # host-resource choice, equal on both sides; not one of the determinism settings).
-    args = [*load_settings("llamacpp")["start_args"], "--threads", "1"]
-    started = time.perf_counter()
+    args = [*load_settings("llamacpp").start_args, "--threads", "1"]
     with llama_server(*args) as url_a, llama_server(*args) as url_b:
 
         async def go() -> RunResult:
@@ -281,18 +397,17 @@ def test_two_real_llama_server_replicas_agree_on_the_full_corpus(tmp_path: Path)
             a = LlamaCppAdapter("real-a", url_a, model_ref=model, ctx_max=2048, cache_prompt=False)
             b = LlamaCppAdapter("real-b", url_b, model_ref=model, ctx_max=2048, cache_prompt=False)
             try:
-                return await run_direct(corpus, Replica(a, "det-v1"), Replica(b, "det-v1"))
+                return await run_direct(corpus, Replica(a, "det-v2"), Replica(b, "det-v2"))
             finally:
                 await a.close()
                 await b.close()
 
         run = asyncio.run(go())
-    total = time.perf_counter() - started
     report = write_reports(run, tmp_path)
-    print(f"determinism real engine: {len(corpus)} cases x2 in {run.wall_s:.1f}s ({total:.1f}s)")
+    print(f"determinism real engine (direct): {len(corpus)} cases x2 in {run.wall_s:.1f}s")
     diverged = [c for c in report["cases"] if c["status"] != "equal"]
     assert not diverged, json.dumps(diverged[:3], ensure_ascii=False, indent=1)
-    assert report["summary"]["equal"] == len(corpus) and report["settings_confirmed"]
+    assert report["summary"]["equal"] == len(corpus) >= 12 and report["settings_confirmed"]
     assert all(c["compared_by"] == "token_id" for c in report["cases"])
-    assert sum(c["tokens"] for c in report["cases"]) > len(corpus)  # real output, not empty
-    assert run.wall_s < 300  # budget: about a minute on an idle 2-core host
+    stopped = [c for c in report["cases"] if c["id"] == "stop-greedy-00"]
+    assert stopped and stopped[0]["tokens"] < 32  # the stop sequence ended it early

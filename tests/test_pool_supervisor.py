@@ -20,6 +20,7 @@ import pytest
 from reference_impl.adapters.base import AdapterError, CompletionRequest, SamplerParams
 from reference_impl.config import OrchestratorConfig
 from reference_impl.pool.backoff import BackoffPolicy, BreakerPolicy
+from reference_impl.pool.determinism import load_settings
 from reference_impl.pool.devices import DeviceRegistry
 from reference_impl.pool.factory import make_adapter
 from reference_impl.pool.manager import PoolManager
@@ -369,7 +370,13 @@ def test_close_stops_the_engines_it_started(tmp_path: Path) -> None:
 
 def test_llama_server_argv_adds_what_the_pool_implies_once() -> None:
     argv = llama_server_argv(
-        "llama-server", "/m.gguf", "127.0.0.1", 8080, ["-np", "2"], ctx=512, determinism=True
+        "llama-server",
+        "/m.gguf",
+        "127.0.0.1",
+        8080,
+        ["-np", "2"],
+        ctx=512,
+        determinism_args=load_settings("llamacpp").start_args,
     )
     assert argv[:7] == (
         "llama-server",

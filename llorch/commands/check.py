@@ -60,6 +60,13 @@ import click
 @click.option("--impl-name", default=None, help="Implementation name for the report.")
 @click.option("--impl-version", default=None, help="Implementation version for the report.")
 @click.option("--impl-url", default=None, help="Implementation URL for the report.")
+@click.option(
+    "--determinism-report",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="A `llorch determinism` report to count as evidence (default for the embedded "
+    "reference: reports/determinism/determinism.json when present).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Less output while running.")
 def check(
     target,
@@ -73,6 +80,7 @@ def check(
     impl_name,
     impl_version,
     impl_url,
+    determinism_report,
     quiet,
 ) -> None:
     """Check an orchestrator against the requirements and write compliance reports.
@@ -82,6 +90,7 @@ def check(
     compliance.json, COMPLIANCE.md, junit.xml and index.html in --report-dir.
     Exit codes: 0 success, 1 failure (or partial), 2 the harness could not run.
     """
+    from harness.determinism_evidence import DeterminismReportError
     from harness.requirements import RequirementsError
     from harness.runner import CheckOptions, HarnessError, run_check
     from harness.target import TargetError
@@ -100,11 +109,19 @@ def check(
         impl_name=impl_name,
         impl_version=impl_version,
         impl_url=impl_url,
+        determinism=determinism_report,
         quiet=quiet,
     )
     try:
         run = run_check(opts)
-    except (HarnessError, TargetError, RequirementsError, VerdictInputError, OSError) as exc:
+    except (
+        HarnessError,
+        TargetError,
+        RequirementsError,
+        VerdictInputError,
+        DeterminismReportError,
+        OSError,
+    ) as exc:
         click.echo(f"error: {exc}", err=True)
         click.echo("no report written: the harness could not run (exit 2)", err=True)
         sys.exit(2)

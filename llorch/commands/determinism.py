@@ -1,7 +1,10 @@
 """`llorch determinism`: replay the determinism corpus on two replicas and compare token ids.
 
-Direct mode only: the suite talks to two engine replicas through the reference adapters. The
-black-box mode through the orchestrator with replica pinning is future work.
+Two modes. Pinned (black-box, the default): through an orchestrator, each task pinned to one
+replica of a replica set with `placement.replica_id`; with no `--target` the reference
+orchestrator is started with `examples/determinism-llamacpp.yaml` (two real llama-server
+replicas) and stopped afterwards. Direct (`--engine-url` twice): straight to two engine
+replicas through the reference adapters, which also gives the logprob margin at a split.
 """
 
 from __future__ import annotations
@@ -14,19 +17,21 @@ from typing import Any
 import click
 
 ENGINES = ("llamacpp", "vllm", "tgi", "triton")
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = ROOT / "examples" / "determinism-llamacpp.yaml"
 
 
 def make_adapter(
     engine: str, replica_id: str, url: str, *, model_ref: str, ctx: int, model_name: str
 ) -> Any:
     """The reference adapter for one replica, with the engine's determinism settings."""
-    from determinism_suite.runner import load_settings
+    from reference_impl.pool.determinism import load_settings
 
     settings = load_settings(engine)
     if engine == "llamacpp":
         from reference_impl.adapters.llamacpp import LlamaCppAdapter
 
-        cache = bool((settings.get("request") or {}).get("cache_prompt", False))
+        cache = bool(settings.request.get("cache_prompt", False))
         return LlamaCppAdapter(
             replica_id, url, model_ref=model_ref, ctx_max=ctx, cache_prompt=cache
         )
@@ -43,14 +48,9 @@ def make_adapter(
     return TritonAdapter(replica_id, url, model_ref=model_ref, ctx_max=ctx, model_name=model_name)
 
 
-async def _run(
-    engine: str, urls: tuple[str, ...], report_dir: Path, opts: dict[str, Any]
-) -> dict[str, Any]:
-    from determinism_suite.corpus import load_corpus
-    from determinism_suite.report import write_reports
-    from determinism_suite.runner import Replica, run_direct
+async def _direct(engine: str, urls: tuple[str, ...], corpus: Any, opts: dict[str, Any]):
+    from determinism_suite.direct import Replica, run_direct
 
-    corpus = load_corpus(opts["corpus"]) if opts["corpus"] else load_corpus()
     profile = opts["sampler_profile_version"] or corpus.sampler_profile_version
     adapters = [
         make_adapter(
@@ -58,13 +58,13 @@ async def _run(
             f"{engine}-{i}",
             url,
             model_ref=opts["model_ref"],
-            ctx=opts["ctx"],
+            ctx=corpus.ctx_budget,
             model_name=opts["model_name"],
         )
         for i, url in enumerate(urls)
     ]
     try:
-        run = await run_direct(
+        return await run_direct(
             corpus,
             Replica(adapters[0], profile),
             Replica(adapters[1], profile),
@@ -74,52 +74,150 @@ async def _run(
     finally:
         for adapter in adapters:
             await adapter.close()
-    return write_reports(run, report_dir)
+
+
+def _pinned(url: str | None, corpus: Any, opts: dict[str, Any]):
+    from determinism_suite.pinned import run_pinned
+    from harness.client import OrchClient
+    from harness.target import select_target
+    from reference_impl.pool.determinism import load_settings
+
+    config = opts["config"] or DEFAULT_CONFIG
+    with select_target(url, opts["api_key_env"], config=config) as target:
+        engine = opts["engine"]
+        rs_engine = engine or _only_engine(target.replica_sets)
+        settings = load_settings(rs_engine).as_record() if rs_engine in ENGINES else {}
+
+        def client() -> OrchClient:
+            return OrchClient(
+                target.url, target.api_key, timeout_s=180, api_key_env=target.api_key_env
+            )
+
+        if not opts["quiet"]:
+            where = "embedded reference" if target.embedded else target.url
+            click.echo(f"determinism: {len(corpus)} cases x 2 replicas via {where}", err=True)
+        return asyncio.run(
+            run_pinned(
+                corpus,
+                client,
+                target=target.url if not target.embedded else f"embedded:{_rel(config)}",
+                settings=settings,
+                replica_set=opts["replica_set"],
+                engine=engine,
+                order_seed=opts["order_seed"],
+                max_in_flight=opts["max_in_flight"] or 1,
+                ready_wait_s=opts["ready_wait"],
+            )
+        )
+
+
+def _only_engine(sets: list[dict[str, Any]]) -> str | None:
+    engines = {s.get("engine") for s in sets if len(s.get("replicas") or []) >= 2}
+    return engines.pop() if len(engines) == 1 else None
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--target", default=None, help="OrchQueue v1 base URL (pinned mode).")
 @click.option(
     "--engine-url",
     "urls",
     multiple=True,
-    required=True,
-    help="Base URL of one replica; give exactly two, of one replica set.",
+    help="Direct mode: base URL of one engine replica; give exactly two, of one replica set.",
 )
-@click.option("--engine", type=click.Choice(ENGINES), default="llamacpp", show_default=True)
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default=None,
+    help="Engine of the replicas (direct mode default: llamacpp; pinned: the set's engine).",
+)
+@click.option("--api-key-env", default="LLORCH_API_KEY", show_default=True)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Config of the embedded reference (default examples/determinism-llamacpp.yaml).",
+)
+@click.option("--replica-set", default=None, help="Replica set id (default: the first usable).")
 @click.option(
     "--report-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path("reports"),
+    default=Path("reports/determinism"),
     show_default=True,
 )
-@click.option("--model-ref", default="determinism-model", show_default=True)
+@click.option("--model-ref", default="determinism-model", show_default=True, help="Direct mode.")
 @click.option("--model-name", default="model", show_default=True, help="Triton model name.")
-@click.option("--ctx", type=int, default=2048, show_default=True)
 @click.option("--corpus", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--sampler-profile-version", default=None, help="Default: the corpus's own.")
+@click.option(
+    "--small-corpus-ok",
+    is_flag=True,
+    help="Accept a --corpus under 64 cases (negative controls); it proves no requirement.",
+)
+@click.option(
+    "--sampler-profile-version",
+    default=None,
+    help="Direct mode: the replicas' profile table version (default: the corpus's own).",
+)
 @click.option("--order-seed", type=int, default=None, help="Fix the shuffled request order.")
-def determinism(urls: tuple[str, ...], engine: str, report_dir: Path, **opts: Any) -> None:
+@click.option("--max-in-flight", type=int, default=None, help="Requests in flight per replica.")
+@click.option(
+    "--ready-wait",
+    type=float,
+    default=240.0,
+    show_default=True,
+    help="Seconds to wait for two ready replicas (engines load their model first).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress line.")
+def determinism(urls: tuple[str, ...], target: str | None, report_dir: Path, **opts: Any) -> None:
     """Replay the determinism corpus on two replicas and compare their token ids.
 
-    Direct mode only: both replicas are called through the reference adapters with the
-    engine's determinism settings (determinism_suite/settings/). The mode that goes through
-    an orchestrator with replica pinning is future work. Writes determinism.json and
-    determinism.md; exits 1 when any case is not equal, 2 when the replicas are not one
-    replica set.
-    """
-    from determinism_suite.runner import ReplicaSetMismatch
+    \b
+    Pinned mode (default, black-box): through an orchestrator; every case runs on two
+      replicas of one replica set, each task pinned with placement.replica_id. Without
+      --target the reference orchestrator is started from --config (two real llama-server
+      replicas; needs `make engine`) and stopped afterwards.
+    Direct mode (--engine-url A --engine-url B): straight to two engines through the
+      reference adapters with the engine's determinism settings; a divergent case is
+      replayed once with top logprobs to report the margin at the split.
 
-    if len(urls) != 2:
+    Writes determinism.json and determinism.md (feed the JSON to `llorch check
+    --determinism-report`); exits 0 when every case is equal, 1 when any is not, 2 when
+    the replicas are not one replica set or the suite cannot run.
+    """
+    from determinism_suite.corpus import MIN_CASES, CorpusError, load_corpus
+    from determinism_suite.report import write_reports
+    from determinism_suite.runner import ReplicaSetMismatch, SuiteError
+    from harness.target import TargetError
+
+    if urls and target:
+        raise click.UsageError("give either --target (pinned mode) or --engine-url (direct)")
+    if urls and len(urls) != 2:
         raise click.UsageError("give --engine-url exactly twice")
     try:
-        report = asyncio.run(_run(engine, urls, report_dir, opts))
+        minimum = 1 if opts["small_corpus_ok"] else MIN_CASES
+        corpus = load_corpus(opts["corpus"], min_cases=minimum) if opts["corpus"] else load_corpus()
+        if urls:
+            run = asyncio.run(_direct(opts["engine"] or "llamacpp", urls, corpus, opts))
+        else:
+            run = _pinned(target, corpus, opts)
     except ReplicaSetMismatch as exc:
         click.echo(f"refused: {exc}", err=True)
         sys.exit(2)
+    except (SuiteError, TargetError, CorpusError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    report = write_reports(run, report_dir)
     s = report["summary"]
     click.echo(
         f"{s['equal']}/{report['corpus']['cases']} equal, {s['diverged']} diverged, "
-        f"{s['unverified']} unverified; {report['bound']['statement']}"
+        f"{s['error']} error, {s['unverified']} unverified ({report['mode']} mode, "
+        f"{report['wall_s']} s); {report['bound']['statement']}"
     )
     click.echo(f"reports: {report_dir / 'determinism.json'}, {report_dir / 'determinism.md'}")
     sys.exit(0 if s["passed"] else 1)

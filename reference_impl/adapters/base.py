@@ -70,6 +70,12 @@ class CompletionRequest:
     seed: int
     sampler: SamplerParams
     sampler_profile_version: str
+    # Stop sequences: generation ends (finish reason "stop") once the output contains one;
+    # the stop text itself is not streamed.
+    stop: tuple[str, ...] = ()
+    # Ask the engine for the N most likely alternatives per token (0: none). Only the
+    # determinism suite asks, when it replays a divergent case to report the logprob margin.
+    top_logprobs: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,17 @@ class TokenEvent:
     index: int
     text: str
     token_id: int | None
+    logprob: float | None = None  # of the chosen token, where the engine reports it
+    top: tuple[TokenAlt, ...] = ()  # most likely alternatives, when top_logprobs was asked
+
+
+@dataclass(frozen=True, slots=True)
+class TokenAlt:
+    """One alternative the engine considered at a position, with its log-probability."""
+
+    token_id: int | None
+    text: str
+    logprob: float
 
 
 @dataclass(frozen=True)

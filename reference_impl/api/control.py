@@ -96,6 +96,17 @@ class ReplicaSets:
                     "load": round((total - free) / total, 4) if total else 0.0,
                     "slots_total": total,
                     "slots_free": free,
+                    # Replica ids a task may pin with `placement.replica_id`.
+                    "replicas": [
+                        {
+                            "id": r.replica_id,
+                            "pool_id": p.pool_id,
+                            "ready": r.ready,
+                            "slots_total": r.slots_total,
+                        }
+                        for p in pools
+                        for r in p.replicas
+                    ],
                     "slo": {
                         "pools": [p.pool_id for p in pools],
                         "model_ref": key[1],
@@ -131,6 +142,8 @@ class Capabilities:
                         "cpu_inference": False,
                         "preemption_soft": False,
                         "deadlines": False,
+                        "replica_pinning": True,
+                        "stop_sequences": True,
                     },
                 },
             )

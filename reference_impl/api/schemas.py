@@ -41,6 +41,17 @@ class KVHint(StrEnum):
     COLD = "cold"
 
 
+StopSequence = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+
+
+class Placement(BaseModel):
+    """Where a task may run; today only a pin to one replica (for determinism checks)."""
+
+    model_config = _STRICT
+
+    replica_id: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+
+
 class TaskRequest(BaseModel):
     """Body of `POST /v1/tasks` (ORCH-2001, ORCH-2008)."""
 
@@ -63,6 +74,8 @@ class TaskRequest(BaseModel):
     expected_tokens: Annotated[Int32, Field(ge=0)] | None = None
     kv_hint: KVHint | None = None
     override: StrictBool = False
+    stop: Annotated[list[StopSequence], Field(max_length=4)] | None = None
+    placement: Placement | None = None
 
 
 class DrainRequest(BaseModel):

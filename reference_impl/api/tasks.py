@@ -79,6 +79,8 @@ class Tasks:
             expected_tokens=body.expected_tokens,
             tenant=principal.tenant if principal is not None else "default",
             correlation_id=req.context.correlation_id,
+            stop=tuple(body.stop or ()),
+            pin_replica=body.placement.replica_id if body.placement is not None else None,
         )
         try:
             rec, admitted = self._orch.submit(task)

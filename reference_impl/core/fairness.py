@@ -68,6 +68,18 @@ class Wfq:
             return flow
         return None
 
+    def peek(self, on_skip: Callable[[Flow], None] | None = None) -> Flow | None:
+        """The flow `pop` would return, left in place (empty flows are dropped as in pop)."""
+        while self.heap:
+            flow = self.heap[0][4]
+            if len(flow):
+                return flow
+            heapq.heappop(self.heap)
+            flow.in_heap = False
+            if on_skip is not None:
+                on_skip(flow)
+        return None
+
     def served(self, flow: Flow) -> None:
         """Re-queue `flow` after its head left, if it still has tasks."""
         if len(flow):

@@ -83,15 +83,23 @@ class PoolState:
     def remove_queued(self, entry: TaskEntry) -> None:
         self.queue.drop_flow_if_idle(self.queue.discard(entry))
 
+    def _next_group(self) -> Wfq | None:
+        if self.spec.wfq:
+            return self.groups[None]
+        busy = [p for p in PRIORITY_ORDER if self.queue.depth(p)]
+        return self.groups[busy[0]] if busy else None
+
+    def peek_next(self) -> TaskEntry | None:
+        """The task `pop_next` would return, still queued (to check where it may run)."""
+        group = self._next_group()
+        flow = group.peek(on_skip=self.queue.drop_flow_if_idle) if group is not None else None
+        return flow.peek() if flow is not None else None
+
     def pop_next(self) -> TaskEntry | None:
         """Next task by WFQ (or class precedence), EDF/FIFO inside its flow."""
-        if self.spec.wfq:
-            group = self.groups[None]
-        else:
-            busy = [p for p in PRIORITY_ORDER if self.queue.depth(p)]
-            if not busy:
-                return None
-            group = self.groups[busy[0]]
+        group = self._next_group()
+        if group is None:
+            return None
         flow = group.pop(on_skip=self.queue.drop_flow_if_idle)
         if flow is None:
             return None

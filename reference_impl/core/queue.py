@@ -118,6 +118,12 @@ class Flow:
             return entry
         return self.fifo.popitem(last=False)[1]
 
+    def peek(self) -> TaskEntry:
+        """The task `pop` would return, left in place."""
+        if self.edf_live:
+            return next(item[2] for item in self.edf[self.edf_lo :] if not item[2].dead)
+        return next(iter(self.fifo.values()))
+
     def remove(self, entry: TaskEntry) -> None:
         """Remove a task from anywhere in the flow (cancel, eviction, expiry)."""
         if entry.in_edf:

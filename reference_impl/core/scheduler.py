@@ -6,7 +6,9 @@ events. Admission order of checks (each refusal counted in `rejected[(pool, code
 
 1. unknown priority -> 400 INVALID_PARAMS (field "priority"; plain strings are accepted);
    task_id already known -> 400 INVALID_PARAMS (field "task_id"); unknown pool -> 400
-   INVALID_PARAMS (field "pool_id"); ctx and token guardrails -> 400 INVALID_PARAMS;
+   INVALID_PARAMS (field "pool_id"); ctx and token guardrails -> 400 INVALID_PARAMS; a pin
+   naming no replica of the pool -> 400 INVALID_PARAMS (field "placement.replica_id"), a pin
+   to a failed replica -> 503 POOL_UNAVAILABLE;
 2. session turns / budgets -> 400 ADMISSION_REJECT, not retriable (specs/10 section 4; the
    façade's "429 for budget" is overruled by the spec);
 3. pool draining or no replica that can become Ready -> 503 POOL_UNAVAILABLE; no Ready replica
@@ -114,8 +116,10 @@ class Scheduler:
         if pool is None:
             msg = f"unknown pool {task.pool_id!r}"
             return self._refuse(task, guardrails.invalid(msg, "pool_id"))
-        refusal = guardrails.check_task(task, pool.spec) or live_refusal(
-            task, pool, self._sessions, now
+        refusal = (
+            guardrails.check_task(task, pool.spec)
+            or self._pin_refusal(task)
+            or live_refusal(task, pool, self._sessions, now)
         )
         if refusal is not None:
             return self._refuse(task, refusal)
@@ -145,6 +149,19 @@ class Scheduler:
             on_time_probability=on_time_probability(start, decode, task.deadline_ms),
             evicted=room,
         )
+
+    def _pin_refusal(self, task: TaskSpec) -> Rejected | None:
+        """A pin must name a replica of the task's pool that can still become Ready."""
+        if task.pin_replica is None:
+            return None
+        replica = self._replicas.get(task.pin_replica)
+        if replica is None or replica.spec.pool_id != task.pool_id:
+            msg = f"replica {task.pin_replica!r} is not a replica of pool {task.pool_id!r}"
+            return guardrails.invalid(msg, "placement.replica_id")
+        if replica.failed:
+            msg = f"replica {task.pin_replica!r} cannot become Ready"
+            return Rejected(ErrorCode.POOL_UNAVAILABLE, msg, 503, retriable=True)
+        return None
 
     def _make_room(
         self, task: TaskSpec, pool: PoolState, now: int
@@ -191,12 +208,15 @@ class Scheduler:
         out: list[Dispatch] = []
         for pool in self._pools.values():
             while len(pool.queue) and pool.has_free_slot():
-                entry = pool.pop_next()
-                if entry is None:  # pragma: no cover - the WFQ invariant forbids it
+                head = pool.peek_next()
+                if head is None:  # pragma: no cover - the WFQ invariant forbids it
                     break
-                affinity = self._sessions.affinity(entry.spec.session_id)
-                picked = choose(pool.replicas, affinity)
-                assert picked is not None  # has_free_slot() said so
+                affinity = self._sessions.affinity(head.spec.session_id)
+                picked = choose(pool.replicas, affinity, head.spec.pin_replica)
+                if picked is None:  # pinned to a busy replica: the head (and pool) waits
+                    break
+                entry = pool.pop_next()
+                assert entry is head
                 replica, warm = picked
                 out.append(self._start(entry, pool, replica, warm, now))
         return out

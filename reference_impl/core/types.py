@@ -167,6 +167,9 @@ class TaskSpec:
     max_tokens: int
     deadline_ms: int | None = None
     expected_tokens: int | None = None
+    # Run only on this replica of the pool (replica pinning, for determinism checks and
+    # diagnostics). A pinned task at the head of the queue waits for its replica.
+    pin_replica: str | None = None
 
 
 @dataclass(frozen=True)

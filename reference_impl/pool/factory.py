@@ -15,6 +15,7 @@ import importlib
 from typing import Any
 
 from reference_impl.config import PoolConfig
+from reference_impl.pool.determinism import determinism_settings
 
 UNLOADABLE_PREFIX = "repo:mock/unloadable"
 DEFAULT_CTX = 4096
@@ -58,7 +59,7 @@ def make_adapter(
             replica_id,
             model_ref=model_ref,
             ctx_max=ctx_max,
-            slots=1 if pool.determinism else 4,
+            slots=4,  # a determinism pool's scheduler cap comes from its settings file
             preload_fail=(
                 f"cannot load {model_ref}: no such model"
                 if model_ref.startswith(UNLOADABLE_PREFIX)
@@ -73,7 +74,8 @@ def make_adapter(
     if pool.engine.value == "triton":
         kwargs["model_name"] = pool.served_model_name or pool.model
     if pool.engine.value == "llamacpp":
-        kwargs["cache_prompt"] = not pool.determinism  # prompt caching can change results
+        det = determinism_settings(pool)  # prompt caching can change results
+        kwargs["cache_prompt"] = bool(det.request.get("cache_prompt", True)) if det else True
         if pool.model_sha256 is not None:  # verified against the file before the load
             kwargs["model_digest"] = f"sha256:{pool.model_sha256}"
     return cls(replica_id, url, **kwargs)

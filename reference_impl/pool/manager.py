@@ -25,6 +25,7 @@ from typing import Any
 from reference_impl.config import AdapterKind, OrchestratorConfig, PoolConfig
 from reference_impl.pool.backoff import BackoffPolicy, BreakerPolicy, RestartGovernor
 from reference_impl.pool.catalog import DigestCache
+from reference_impl.pool.determinism import determinism_settings, slot_cap
 from reference_impl.pool.devices import DeviceRegistry, host_free_bytes
 from reference_impl.pool.preflight import DEFAULT_CTX, PoolFault, Preflight, preflight
 from reference_impl.pool.runtime import HEARTBEAT_S, PoolRuntime, gather_or_raise
@@ -266,6 +267,7 @@ class PoolManager:
         launch = pc.launch
         assert launch is not None and pre.model_path is not None and pre.placement is not None
         placement = pre.placement
+        det = determinism_settings(pc)
         port = launch.port or free_port(launch.host)
         split = pc.tensor_split if placement.explicit_split and not placement.cpu else None
         argv = llama_server_argv(
@@ -275,10 +277,11 @@ class PoolManager:
             port,
             launch.args,
             ctx=pc.ctx,
-            determinism=pc.determinism,
+            determinism_args=det.start_args if det is not None else (),
             tensor_split=split,
         )
         env = {
+            **(det.start_env if det is not None else {}),
             "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # CUDA numbers devices as NVML does
             "CUDA_VISIBLE_DEVICES": placement.cuda_visible_devices,
         }
@@ -299,7 +302,7 @@ class PoolManager:
                 old.append((stale, handle.process))
             handle.adapter, handle.process = item.adapter, item.process
             handle.ready = True
-            handle.slots_total = max(1, item.props.slots_total)
+            handle.slots_total = slot_cap(rt.config, item.props.slots_total)
         pool.engine_version = loaded[0].props.engine_version
         pool.model_digest = pre.model_digest or loaded[0].props.model_digest
         pool.cpu_inference = pre.placement is not None and pre.placement.cpu

@@ -18,6 +18,7 @@ from typing import Any
 
 from reference_impl.config import AdapterKind, PoolConfig
 from reference_impl.pool.backoff import RestartGovernor, Retry
+from reference_impl.pool.determinism import slot_cap
 from reference_impl.pool.state import PoolState, PreloadState
 
 log = logging.getLogger("reference_impl.pool")
@@ -144,7 +145,7 @@ class PoolRuntime:
             return  # still not usable; the next heartbeat tries again
         for handle, p in zip(pool.replicas, props, strict=True):
             handle.ready = True
-            handle.slots_total = max(1, p.slots_total)
+            handle.slots_total = slot_cap(self.config, p.slots_total)
         pool.engine_version = props[0].engine_version
         pool.preload_state = PreloadState.READY
         pool.last_error = None

@@ -34,8 +34,10 @@ POLL_S = 0.05
 STOP_GRACE_S = 5.0
 
 # Flags the manager adds when launch.args does not already hold them (aliases included).
-_PARALLEL = ("--parallel", "-np")
-_NO_CONT_BATCHING = ("--no-cont-batching", "-nocb")
+_ALIASES = {
+    "--parallel": ("--parallel", "-np"),
+    "--no-cont-batching": ("--no-cont-batching", "-nocb"),
+}
 _CTX = ("--ctx-size", "-c")
 _METRICS = ("--metrics",)
 _TENSOR_SPLIT = ("--tensor-split", "-ts")
@@ -98,6 +100,17 @@ def _has(args: Sequence[str], names: Sequence[str]) -> bool:
     return any(a.split("=")[0] in names for a in args)
 
 
+def _flag_groups(args: Sequence[str]) -> list[list[str]]:
+    """Split flags from their values: `--parallel 1 --no-cont-batching` gives two groups."""
+    groups: list[list[str]] = []
+    for arg in args:
+        if arg.startswith("-") or not groups:
+            groups.append([arg])
+        else:
+            groups[-1].append(arg)
+    return groups
+
+
 @dataclass(frozen=True)
 class LaunchSpec:
     """Everything needed to start one engine process."""
@@ -122,20 +135,22 @@ def llama_server_argv(
     args: Sequence[str],
     *,
     ctx: int | None = None,
-    determinism: bool = False,
+    determinism_args: Sequence[str] = (),
     tensor_split: Sequence[float] | None = None,
 ) -> tuple[str, ...]:
-    """`llama-server --model P --host H --port N <args>` plus the flags the pool implies."""
+    """`llama-server --model P --host H --port N <args>` plus the flags the pool implies.
+
+    `determinism_args` (the engine's determinism settings) are added flag by flag, each only
+    when the operator's own args do not already set it.
+    """
     extra = list(args)
     if not _has(extra, _METRICS):
         extra.append("--metrics")  # /metrics is 404 without it; the adapter scrapes it
     if ctx is not None and not _has(extra, _CTX):
         extra += ["--ctx-size", str(ctx)]
-    if determinism:
-        if not _has(extra, _PARALLEL):
-            extra += ["--parallel", "1"]
-        if not _has(extra, _NO_CONT_BATCHING):
-            extra.append("--no-cont-batching")
+    for group in _flag_groups(determinism_args):
+        if not _has(extra, _ALIASES.get(group[0], (group[0],))):
+            extra += group
     if tensor_split is not None and not _has(extra, _TENSOR_SPLIT):
         extra += ["--tensor-split", ",".join(f"{r:g}" for r in tensor_split)]
     return (

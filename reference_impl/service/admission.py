@@ -52,11 +52,22 @@ def seed_from_task_id(task_id: str) -> int:
 
 
 def pick_pool(pools: Iterable[PoolState], task: NewTask, load: Callable[[str], float]) -> PoolState:
-    """The pool to queue on: one serving the task's engine and model, Ready and least loaded."""
+    """The pool to queue on: one serving the task's engine and model, Ready and least loaded;
+    for a pinned task, the pool that owns the replica (the core checks the pin itself)."""
     matching = [p for p in pools if p.engine == task.engine and p.model_ref == task.model_ref]
     if not matching:
         message = f"no pool serves engine {task.engine!r} with model_ref {task.model_ref!r}"
         raise Refused(refusal("INVALID_PARAMS", message, 400, field="model_ref"), task.engine, None)
+    if task.pin_replica is not None:
+        owner = [p for p in matching if any(r.replica_id == task.pin_replica for r in p.replicas)]
+        if not owner:
+            message = (
+                f"replica {task.pin_replica!r} is not in a pool serving engine {task.engine!r} "
+                f"with model_ref {task.model_ref!r}"
+            )
+            bad = refusal("INVALID_PARAMS", message, 400, field="placement.replica_id")
+            raise Refused(bad, task.engine, None)
+        return owner[0]
     if len(matching) == 1:
         return matching[0]
     return min(matching, key=lambda p: (not p.ready, load(p.pool_id), p.pool_id))
@@ -82,6 +93,7 @@ def core_task(task: NewTask, pool: PoolState, prompt_tokens: int) -> core.TaskSp
         max_tokens=task.max_tokens,
         deadline_ms=task.deadline_ms or None,
         expected_tokens=task.expected_tokens,
+        pin_replica=task.pin_replica,
     )
 
 

@@ -189,7 +189,12 @@ class Orchestrator:
             # KV never moves between replicas (ORCH-3023): a cold placement says so explicitly.
             rec.stream.emit(
                 "metrics",
-                {**self._planning(rec, None), "kv_warmth": d.kv_warmth, "kv_migrated": False},
+                {
+                    **self._planning(rec, None),
+                    "kv_warmth": d.kv_warmth,
+                    "kv_migrated": False,
+                    "replica_id": d.replica_id,
+                },
             )
             rec.runner = asyncio.get_running_loop().create_task(self._run(rec, d, pool))
 
@@ -208,6 +213,7 @@ class Orchestrator:
                 min_p=profile.min_p,
             ),
             sampler_profile_version=rec.sampler_profile_version,
+            stop=rec.task.stop,
         )
         labels = (pool.engine, pool.engine_version, pool.pool_id, d.replica_id)
         tokens_out = self.metrics.tokens_out.labels(*labels)
@@ -215,7 +221,7 @@ class Orchestrator:
         gen = adapter.stream(request)
         try:
             async for event in gen:
-                if not stream.token(event.text, self._clock()):
+                if not stream.token(event.text, self._clock(), event.token_id):
                     break
                 tokens_out.inc()
                 if stream.tokens == 1:
@@ -225,7 +231,8 @@ class Orchestrator:
                 self.scheduler.progress(rec.task_id, self.now_ms())
                 if stream.tokens % METRICS_EVERY_TOKENS == 0:
                     stream.emit("metrics", self._planning(rec, None))
-            if stream.end(self._clock()):
+            finish = gen.end.finish_reason if gen.end is not None else None
+            if stream.end(self._clock(), finish):
                 self._finished(rec, "done", ok=True)
         except AdapterError as exc:
             self._terminate(rec, exc.code, exc.message, None, engine=pool.engine)

@@ -26,6 +26,8 @@ class NewTask:
     expected_tokens: int | None = None
     tenant: str = "default"
     correlation_id: str | None = None
+    stop: tuple[str, ...] = ()
+    pin_replica: str | None = None  # placement.replica_id: run only on this replica
 
 
 @dataclass

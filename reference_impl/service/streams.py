@@ -54,15 +54,22 @@ class TaskStream:
         if not self.closed:
             self._append(StreamEvent(name, _dump(payload)))
 
-    def token(self, text: str, now: float) -> bool:
-        """Append the next token; False (and nothing appended) once the stream is closed."""
+    def token(self, text: str, now: float, token_id: int | None = None) -> bool:
+        """Append the next token; False (and nothing appended) once the stream is closed.
+
+        `token_id` (the engine's id, where it gives one) lets clients compare streams by id
+        rather than by text, which can hide a multibyte character split differently.
+        """
         if self.closed:
             return False
         index = self.tokens
         self.tokens += 1
         if self.first_token_at is None:
             self.first_token_at = now
-        self._append(StreamEvent("token", _dump({"t": text, "i": index}), str(index), index))
+        payload: dict = {"t": text, "i": index}
+        if token_id is not None:
+            payload["token_id"] = token_id
+        self._append(StreamEvent("token", _dump(payload), str(index), index))
         return True
 
     def finish(self, name: str, payload: dict, now: float) -> bool:
@@ -73,10 +80,13 @@ class TaskStream:
         self.finished_at = now
         return True
 
-    def end(self, now: float) -> bool:
+    def end(self, now: float, finish_reason: str | None = None) -> bool:
         """Terminate successfully (also used for a cancel): `tokens_out` is what was sent."""
         decode_ms = 0 if self.first_token_at is None else round((now - self.first_token_at) * 1e3)
-        return self.finish("end", {"tokens_out": self.tokens, "decode_ms": decode_ms}, now)
+        payload: dict = {"tokens_out": self.tokens, "decode_ms": decode_ms}
+        if finish_reason is not None:
+            payload["finish_reason"] = finish_reason
+        return self.finish("end", payload, now)
 
     def _append(self, event: StreamEvent) -> None:
         self.events.append(event)
