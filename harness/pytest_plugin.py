@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from pytest_bdd.scenario import scenario_wrapper_template_registry
+from pytest_bdd.utils import registry_get_safe
 
 from harness.results import CheckResult, Evidence, Outcome
 from spec_extract.model import REF_RE
@@ -100,7 +102,8 @@ def _kind(item: pytest.Item) -> str:
     mark = item.get_closest_marker("kind")
     if mark is not None:
         return str(mark.args[0])
-    return "bdd" if hasattr(getattr(item, "obj", None), "__scenario__") else "check"
+    scenario = registry_get_safe(scenario_wrapper_template_registry, getattr(item, "obj", None))
+    return "bdd" if scenario is not None else "check"
 
 
 def _selected(item: pytest.Item, config: pytest.Config) -> bool:

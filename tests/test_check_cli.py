@@ -13,7 +13,7 @@ from tests._server import free_port
 
 pytestmark = pytest.mark.slow
 
-ONLY = ["--only", "ORCH-3095", "--only", "ORCH-3096", "--only", "ORCH-1101"]
+ONLY = ["--only", "ORCH-3095", "--only", "ORCH-3096", "--only", "ORCH-1101", "--only", "ORCH-2103"]
 ONLY += ["--partial-exit-code", "0", "-q"]
 
 
@@ -38,6 +38,13 @@ def test_embedded_run_writes_four_deterministic_reports(tmp_path: Path) -> None:
     assert verdicts["ORCH-3095"] == "pass" and verdicts["ORCH-3096"] == "pass"
     assert verdicts["ORCH-2001"] == "skipped"
     assert verdicts["ORCH-1101"] == "waived"  # CPU carve-out declared by the reference
+    kinds = {c["id"]: c["kind"] for r in a["requirements"] for c in r["checks"]}
+    assert any(cid.startswith("harness/checks/test_features.py::") for cid in kinds)
+    assert all(  # Gherkin scenarios are reported as kind bdd, plain checks as check
+        kind == "bdd"
+        for cid, kind in kinds.items()
+        if cid.startswith("harness/checks/test_features.py::")
+    )
 
 
 @pytest.mark.req("OC-HARNESS-8203", "OC-HARNESS-8003")
