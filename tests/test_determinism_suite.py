@@ -411,3 +411,39 @@ def test_two_real_llama_server_replicas_agree_directly(tmp_path: Path) -> None:
     assert all(c["compared_by"] == "token_id" for c in report["cases"])
     stopped = [c for c in report["cases"] if c["id"] == "stop-greedy-00"]
     assert stopped and stopped[0]["tokens"] < 32  # the stop sequence ended it early
+
+
+class _FakeOrch:
+    """Answers like an orchestrator that ignores the pin (places the task elsewhere)."""
+
+    def __init__(self, placed_on: str) -> None:
+        self.placed_on = placed_on
+
+    def submit(self, body):
+        import httpx
+
+        return httpx.Response(202, json={"task_id": body["task_id"]})
+
+    def stream(self, task_id):
+        from harness.client import SseEvent
+
+        events = [
+            SseEvent("started", {"queue_position": 0, "predicted_start_ms": 0}, None),
+            SseEvent("metrics", {"replica_id": self.placed_on}, None),
+            SseEvent("token", {"t": "a", "i": 0, "token_id": 5}, "0"),
+            SseEvent("end", {"tokens_out": 1, "decode_ms": 1, "finish_reason": "length"}, None),
+        ]
+        return None, events
+
+
+def test_a_target_that_ignores_the_pin_gives_an_error_not_a_comparison() -> None:
+    from determinism_suite.pinned import collect_pinned, task_body
+
+    case = load_corpus().cases[0]
+    rs = {"engine": "llamacpp", "slo": {"model_ref": "repo:m/x"}}
+    body = task_body(case, rs, "pool-r0", 2048)
+    honoured = collect_pinned(_FakeOrch("pool-r0"), body)
+    assert honoured.error is None and honoured.ids == [5] and honoured.finish_reason == "length"
+    ignored = collect_pinned(_FakeOrch("pool-r1"), body)
+    assert ignored.error == "pin ignored: the task ran on pool-r1, not pool-r0"
+    assert compare(case, ignored, ignored, True).status == "error"
