@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from harness.engine_sim.directive import Directive, DirectiveError, parse_directive
-from harness.engine_sim.tokens import token_id, token_text
+from harness.engine_sim.tokens import step, token_id, token_text
 
 __all__ = ["DirectiveError", "SimConfig", "SimEngine", "SimFailure", "SimOverload", "SimToken"]
 
@@ -37,9 +37,13 @@ class SimFailure(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SimToken:
+    """One generated token; `top` holds (id, logprob) of the most likely tokens when asked."""
+
     index: int
     token_id: int
     text: str
+    logprob: float = 0.0
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,15 +112,16 @@ class SimEngine:
                 raise SimOverload()
 
     async def generate(
-        self, prompt: str, seed: int | None, max_tokens: int | None
+        self, prompt: str, seed: int | None, max_tokens: int | None, *, top_n: int = 0
     ) -> AsyncIterator[SimToken]:
-        """Tokens for one request; raises DirectiveError/SimOverload before the first token
-        and SimFailure mid-stream. Closing the iterator (client gone) stops it at once."""
+        """Tokens for one request, each with its logprob and, for `top_n` > 0, the `top_n`
+        most likely tokens; raises DirectiveError/SimOverload before the first token and
+        SimFailure mid-stream. Closing the iterator (client gone, or a stop sequence the
+        protocol module found) stops it at once."""
         directive, ordinary, count = self.plan(prompt, max_tokens)
         self.check_overload(directive, ordinary)
         seed = 0 if seed is None or seed < 0 else seed
-        salt = self.config.divergent_salt
-        diverge_at = directive.diverge_at if salt is not None else None
+        salt = self.config.divergent_salt or ""
         self.stats.requests += 1
         self.stats.prompt_tokens += len(self.tokenize(ordinary)) or 1
         self.stats.waiting += 1
@@ -139,10 +144,11 @@ class SimEngine:
                     await asyncio.sleep(directive.itl_ms / 1000)
                 elif i and i % 64 == 0:
                     await asyncio.sleep(0)
-                use_salt = salt if diverge_at is not None and i >= diverge_at else ""
-                tid = token_id(ordinary, seed, i, use_salt or "")
+                at = step(
+                    ordinary, seed, i, salt=salt, diverge_at=directive.diverge_at, top_n=top_n
+                )
                 self.stats.generated_tokens += 1
-                yield SimToken(i, tid, token_text(tid))
+                yield SimToken(i, at.token_id, token_text(at.token_id), at.logprob, at.top)
             if directive.hold_ms:
                 await asyncio.sleep(directive.hold_ms / 1000)
             self.stats.decode_seconds += time.perf_counter() - decode_start

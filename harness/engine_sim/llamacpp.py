@@ -7,15 +7,18 @@ event with `timings`, no `data: [DONE]`, and a mid-stream failure as the non-sta
 `error: {...}` line older builds send. The overload answer is `503` with an
 `unavailable_error` body; a malformed directive is `400` with llama.cpp's error body.
 
-The few helpers that the vLLM simulator shares (raw SSE blocks, priming the token iterator,
-Prometheus text) live here so that both modules frame bytes the same way.
+Stop words (`stop`) follow llama-server's rule (`stops.LlamaCppStops`: the stop text is never
+sent, text that may begin one is held back); `n_probs` adds `completion_probabilities`, one
+entry per token: `{id, token, bytes, logprob, top_logprobs: [{id, token, bytes, logprob}]}`,
+pre-sampling log-probabilities as llama-server sends them by default, where `token` is the text
+this event sends for the token ("" while held); `post_sampling_probs` is not simulated. The
+byte helpers shared with the vLLM simulator live in `wire.py`.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import falcon
@@ -29,7 +32,9 @@ from harness.engine_sim.engine import (
     SimOverload,
     SimToken,
 )
-from harness.engine_sim.tokens import VOCAB_SIZE, token_text
+from harness.engine_sim.stops import LlamaCppStops
+from harness.engine_sim.tokens import token_text
+from harness.engine_sim.wire import check_fields, json_body, next_token, prometheus_text, sse_block
 
 DEFAULT_SAMPLERS = ["dry", "top_k", "typ_p", "top_p", "min_p", "xtc", "temperature"]
 # llama.cpp's own defaults: what a request gets for every field it leaves out.
@@ -45,81 +50,11 @@ DEFAULTS: dict[str, Any] = {
     "return_tokens": False,
     "n_probs": 0,
     "samplers": DEFAULT_SAMPLERS,
+    "stop": [],
 }
 _INTS = ("n_predict", "seed", "top_k", "n_probs", "id_slot")
 _FLOATS = ("temperature", "top_p", "min_p")
 _BOOLS = ("stream", "cache_prompt", "return_tokens")
-
-
-# -- helpers shared with the vLLM simulator ---------------------------------------------------
-
-
-class RawEvent(SSEvent):
-    """One SSE block written byte for byte (e.g. llama.cpp's non-standard `error:` line)."""
-
-    def __init__(self, raw: bytes) -> None:
-        super().__init__()
-        self.raw = raw
-
-    def serialize(self, handler: Any = None) -> bytes:
-        return self.raw
-
-
-def dumps(obj: Any) -> str:
-    """Compact JSON with UTF-8 kept as is, the way both engines write it."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def sse_block(field: str, obj: Any) -> RawEvent:
-    return RawEvent(f"{field}: {dumps(obj)}\n\n".encode())
-
-
-async def json_body(req: falcon.asgi.Request) -> Any:
-    """The parsed JSON body, or None when it is not valid JSON."""
-    raw = await req.stream.read()
-    try:
-        return json.loads(raw or b"null")
-    except ValueError:
-        return None
-
-
-async def next_token(tokens: AsyncIterator[SimToken]) -> SimToken | None:
-    """The next token, None at the end. Awaited once before the answer starts, so that
-    directive errors and overload become a status line rather than a stream event."""
-    try:
-        return await anext(tokens)
-    except StopAsyncIteration:
-        return None
-
-
-def prometheus_text(prefix: str, samples: Iterable[tuple[str, str, float]]) -> str:
-    """Exposition text for (name, type, value) under `prefix`, written by hand because the
-    engines' names carry a `prefix:` that these simulators reproduce exactly."""
-    lines = []
-    for name, kind, value in samples:
-        full = prefix + name
-        lines += [f"# HELP {full} {name.replace('_', ' ')}", f"# TYPE {full} {kind}"]
-        lines.append(f"{full} {value:g}")
-    return "\n".join(lines) + "\n"
-
-
-def check_fields(
-    body: dict[str, Any], ints: Iterable[str], floats: Iterable[str], bools: Iterable[str]
-) -> str | None:
-    """Name the first field whose JSON type is wrong (None when all are fine)."""
-    for key in ints:
-        value = body.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            return f'"{key}" must be an integer'
-    for key in floats:
-        value = body.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            return f'"{key}" must be a number'
-    for key in bools:
-        value = body.get(key)
-        if value is not None and not isinstance(value, bool):
-            return f'"{key}" must be a boolean'
-    return None
 
 
 # -- llama.cpp --------------------------------------------------------------------------------
@@ -182,11 +117,14 @@ class _Completion:
         self.engine, self.slots, self.body = engine, slots, body
         given = {k: v for k, v in body.items() if k in DEFAULTS and v is not None}
         self.params = {**DEFAULTS, **given}
+        stop = body.get("stop")  # llama.cpp reads only an array; anything else is ignored
+        self.params["stop"] = stop if isinstance(stop, list) else []
+        self.stops = LlamaCppStops(w for w in self.params["stop"] if isinstance(w, str))
         self.slot = -1
         self.t0 = time.perf_counter()
         self.t_first = self.t0
         self.ids: list[int] = []
-        self.text: list[str] = []
+        self.probs: list[dict[str, Any]] = []
         self.prompt = ""
         self.prompt_n = 1
 
@@ -198,37 +136,73 @@ class _Completion:
             return " ".join(map(str, prompt))  # token ids: never a directive
         return None
 
+    def problem(self) -> str | None:
+        """What llama-server refuses in this body (None: nothing)."""
+        problem = check_fields(self.body, _INTS, _FLOATS, _BOOLS)
+        if problem is None and any(not isinstance(w, str) for w in self.params["stop"]):
+            return "[json.exception.type_error.302] type must be string"
+        if problem is None and self.prompt_text() is None:
+            return '"prompt" must be a string or an array of token ids'
+        return problem
+
     def partial(self, tok: SimToken) -> dict[str, Any]:
+        """The event of one token: its text less any stop word, "" while text is held."""
         self.ids.append(tok.token_id)
-        self.text.append(tok.text)
-        event: dict[str, Any] = {
+        content = self.stops.push(tok.text)
+        event = self._partial(content, [tok.token_id])
+        if self.params["n_probs"] > 0:
+            entry = self._probs(tok, content)
+            self.probs.append(entry)
+            event["completion_probabilities"] = [entry]
+        if self.stops.word is not None:  # the stopping token's event carries the timings
+            event["timings"] = self._timings()
+        return event
+
+    def _partial(self, content: str, ids: list[int]) -> dict[str, Any]:
+        return {
             "index": 0,
-            "content": tok.text,
-            "tokens": [tok.token_id] if self.params["return_tokens"] else [],
+            "content": content,
+            "tokens": ids if self.params["return_tokens"] else [],
             "stop": False,
             "id_slot": -1,  # current builds name the slot only in the final event
             "tokens_predicted": len(self.ids),
             "tokens_evaluated": self.prompt_n,
         }
-        if self.params["n_probs"] > 0:
-            event["completion_probabilities"] = [self._probs(tok)]
-        return event
 
-    def _probs(self, tok: SimToken) -> dict[str, Any]:
-        others = [(tok.token_id + k) % VOCAB_SIZE for k in range(1, self.params["n_probs"])]
-        top = [{"id": tok.token_id, "token": tok.text, "logprob": 0.0}]
-        top += [{"id": t, "token": token_text(t), "logprob": -9.0} for t in others]
-        return {"id": tok.token_id, "token": tok.text, "logprob": 0.0, "top_logprobs": top}
+    def _probs(self, tok: SimToken, sent: str) -> dict[str, Any]:
+        """llama.cpp's pre-sampling `completion_probabilities` entry: the chosen token as sent
+        in this event (so "" while held), and the `n_probs` most likely tokens in full."""
+        top = [
+            {"id": t, "token": token_text(t), "bytes": list(token_text(t).encode()), "logprob": lp}
+            for t, lp in tok.top
+        ]
+        return {
+            "id": tok.token_id,
+            "token": sent,
+            "bytes": list(sent.encode()),
+            "logprob": tok.logprob,
+            "top_logprobs": top,
+        }
+
+    def _timings(self) -> dict[str, Any]:
+        now = time.perf_counter()
+        n = len(self.ids)
+        return _timings(self.prompt_n, self.t_first - self.t0, n, now - self.t_first)
+
+    def stop_type(self) -> str:
+        limit = self.params["n_predict"]
+        if self.stops.word is not None:
+            return "word"
+        return "limit" if limit >= 0 and len(self.ids) >= limit else "eos"
 
     def final(self, stream: bool) -> dict[str, Any]:
         n = len(self.ids)
-        limit = self.params["n_predict"]
-        now = time.perf_counter()
         settings = {k: self.params[k] for k in DEFAULTS}
         settings["n_ctx"] = self.engine.config.ctx
-        return {
+        settings["stop"] = self.params["stop"]
+        answer = {
             "index": 0,
-            "content": "" if stream else "".join(self.text),
+            "content": "" if stream else self.stops.text,
             "tokens": [] if stream or not self.params["return_tokens"] else self.ids,
             "id_slot": self.slot,
             "stop": True,
@@ -239,23 +213,25 @@ class _Completion:
             "prompt": self.prompt,
             "has_new_line": False,
             "truncated": False,
-            "stop_type": "limit" if limit >= 0 and n >= limit else "eos",
-            "stopping_word": "",
+            "stop_type": self.stop_type(),
+            "stopping_word": self.stops.word or "",
             "tokens_cached": self.prompt_n + n,
-            "timings": _timings(self.prompt_n, self.t_first - self.t0, n, now - self.t_first),
+            "timings": self._timings(),
         }
+        if not stream and self.params["n_probs"] > 0:
+            answer["completion_probabilities"] = self.probs
+        return answer
 
     async def run(self, resp: falcon.asgi.Response) -> None:
-        problem = check_fields(self.body, _INTS, _FLOATS, _BOOLS)
-        prompt = self.prompt_text()
-        if problem is None and prompt is None:
-            problem = '"prompt" must be a string or an array of token ids'
+        problem = self.problem()
         if problem is not None:
             return _error(resp, 400, problem, "invalid_request_error")
-        self.prompt = prompt
+        prompt = self.prompt = self.prompt_text() or ""
         self.prompt_n = max(1, len(self.engine.tokenize(prompt)))
         limit = self.params["n_predict"]
-        tokens = self.engine.generate(prompt, self.params["seed"], None if limit < 0 else limit)
+        tokens = self.engine.generate(
+            prompt, self.params["seed"], None if limit < 0 else limit, top_n=self.params["n_probs"]
+        )
         failed: SimFailure | None = None
         try:
             first = await next_token(tokens)
@@ -271,7 +247,8 @@ class _Completion:
             resp.sse = self._events(first, tokens, failed)
             return None
         try:
-            await self._drain(first, tokens, failed)
+            async for _ in self._pieces(first, tokens, failed):
+                pass
         except SimFailure as exc:
             return _error(resp, 500, str(exc), "server_error")
         finally:
@@ -280,26 +257,28 @@ class _Completion:
         resp.media = self.final(stream=False)
         return None
 
-    async def _drain(
+    async def _pieces(
         self, first: SimToken | None, tokens: AsyncIterator[SimToken], failed: SimFailure | None
-    ) -> None:
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Partial events until the tokens run out or a stop word matched."""
         if failed is not None:
             raise failed
-        if first is not None:
-            self.partial(first)
-            async for tok in tokens:
-                self.partial(tok)
+        tok = first
+        while tok is not None:
+            yield self.partial(tok)
+            if self.stops.word is not None:
+                return
+            tok = await next_token(tokens)
+        held = self.stops.flush()
+        if held and self.stop_type() == "eos":  # released with the end-of-sequence token
+            yield self._partial(held, [])
 
     async def _events(
         self, first: SimToken | None, tokens: AsyncIterator[SimToken], failed: SimFailure | None
     ) -> AsyncIterator[SSEvent]:
         try:
-            if failed is not None:
-                raise failed
-            if first is not None:
-                yield sse_block("data", self.partial(first))
-                async for tok in tokens:
-                    yield sse_block("data", self.partial(tok))
+            async for event in self._pieces(first, tokens, failed):
+                yield sse_block("data", event)
             yield sse_block("data", self.final(stream=True))
         except SimFailure as exc:
             yield sse_block("error", {"code": 500, "message": str(exc), "type": "server_error"})

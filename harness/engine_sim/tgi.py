@@ -19,6 +19,11 @@ Routes: `GET /health`, `GET /info`, `GET /metrics` (`tgi_` names), `POST /genera
   `create_app(engine, inband_errors=True)` reproduces that form so adapters can be tested on it;
 - a mid-stream failure is a final `data:{"error": ..., "error_type": "generation"}` event; on
   `/generate` it is `424` with the same body.
+- `parameters.stop` (at most 4 sequences) ends generation once the output ends with one of
+  them (`stops.tgi_stopped`), after the token-limit check; the stop text stays in the tokens and
+  `generated_text`, and the last event has `finish_reason: "stop_sequence"`;
+- every token carries its `logprob`; `parameters.top_n_tokens` (at most 5) adds `top_tokens`
+  (`[{id, text, logprob, special}]`, most likely first) to each event, omitted otherwise.
 
 `engine.last_request` holds the JSON body of the latest generation request, for tests.
 """
@@ -29,7 +34,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +43,8 @@ import falcon.asgi
 
 from harness.engine_sim.directive import DirectiveError
 from harness.engine_sim.engine import SimEngine, SimFailure, SimOverload, SimToken
+from harness.engine_sim.tgi_request import Rejected, TgiRequest, invalid, parse_request
+from harness.engine_sim.tokens import token_text
 
 EOS_ID = 2
 EOS_TEXT = "</s>"
@@ -49,31 +56,6 @@ class TgiEvent(falcon.asgi.SSEvent):
 
     def serialize(self, handler: Any = None) -> bytes:
         return b"data:" + (self.data or b"") + b"\n\n"
-
-
-class _Rejected(Exception):
-    """A request TGI refuses before generating: HTTP status plus its JSON error body."""
-
-    def __init__(self, status: str, body: dict[str, str]) -> None:
-        super().__init__(body["error"])
-        self.status = status
-        self.body = body
-
-
-def _invalid(message: str) -> _Rejected:
-    return _Rejected(
-        falcon.HTTP_422, {"error": f"Input validation error: {message}", "error_type": "validation"}
-    )
-
-
-@dataclass
-class _Request:
-    prompt: str
-    max_new_tokens: int | None
-    seed: int | None
-    sampling: bool
-    details: bool
-    input_length: int
 
 
 @dataclass
@@ -90,74 +72,12 @@ class _Counters:
     input_length: int = 0
 
 
-def _number(params: dict[str, Any], key: str, *, integer: bool = False) -> float | int | None:
-    value = params.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
-        kind = "an integer" if integer else "a number"
-        raise _invalid(f"`{key}` must be {kind}")
-    return value
-
-
-# TGI's parameter checks: (key, integer, valid, message); a failure is a 422 validation error.
-_CHECKS: tuple[tuple[str, bool, Callable[[float], bool], str], ...] = (
-    ("temperature", False, lambda v: v > 0, "`temperature` must be strictly positive"),
-    ("top_k", True, lambda v: v > 0, "`top_k` must be strictly positive"),
-    ("top_p", False, lambda v: 0 < v < 1, "`top_p` must be > 0.0 and < 1.0"),
-    (
-        "repetition_penalty",
-        False,
-        lambda v: v > 0,
-        "`repetition_penalty` must be strictly positive",
-    ),
-    ("max_new_tokens", True, lambda v: v > 0, "`max_new_tokens` must be strictly positive"),
-    ("seed", True, lambda v: v >= 0, "`seed` must be a non-negative integer"),
-)
-
-
-def parse_request(engine: SimEngine, body: Any) -> _Request:
-    """Validate a generation body the way TGI's router does (raises _Rejected)."""
-    if not isinstance(body, dict) or not isinstance(body.get("inputs"), str):
-        raise _invalid("`inputs` must be a string")
-    params = body.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise _invalid("`parameters` must be an object")
-    prompt: str = body["inputs"]
-    if not prompt:
-        raise _invalid("`inputs` cannot be empty")
-    values = {}
-    for key, integer, valid, message in _CHECKS:
-        value = _number(params, key, integer=integer)
-        if value is not None and not valid(value):
-            raise _invalid(message)
-        values[key] = value
-    max_new, seed = values["max_new_tokens"], values["seed"]
-    input_length = max(1, len(engine.tokenize(prompt)))
-    max_total = engine.config.ctx
-    if input_length >= max_total:
-        raise _invalid(f"`inputs` must have less than {max_total} tokens. Given: {input_length}")
-    if max_new is not None and input_length + max_new > max_total:
-        raise _invalid(
-            f"`inputs` tokens + `max_new_tokens` must be <= {max_total}. "
-            f"Given: {input_length} `inputs` tokens and {max_new} `max_new_tokens`"
-        )
-    sampling = bool(params.get("do_sample")) or any(
-        values[k] is not None for k in ("temperature", "top_k", "top_p")
-    )
-    return _Request(
-        prompt=prompt,
-        max_new_tokens=int(max_new) if max_new is not None else None,
-        seed=int(seed) if seed is not None else None,
-        sampling=sampling,
-        details=bool(params.get("details")),
-        input_length=input_length,
-    )
-
-
 def _token(tok: SimToken) -> dict[str, Any]:
-    logprob = -round((tok.token_id % 997) / 331.0, 4)
-    return {"id": tok.token_id, "text": tok.text, "logprob": logprob, "special": False}
+    return {"id": tok.token_id, "text": tok.text, "logprob": tok.logprob, "special": False}
+
+
+def _top_tokens(tok: SimToken) -> list[dict[str, Any]]:
+    return [{"id": t, "text": token_text(t), "logprob": lp, "special": False} for t, lp in tok.top]
 
 
 _EOS_TOKEN = {"id": EOS_ID, "text": EOS_TEXT, "logprob": -0.0001, "special": True}
@@ -240,7 +160,7 @@ class _Tgi:
         try:
             return json.loads(raw or b"null")
         except ValueError as exc:
-            raise _Rejected(
+            raise Rejected(
                 falcon.HTTP_400,
                 {"error": f"Failed to parse the request body as JSON: {exc}", "error_type": "json"},
             ) from exc
@@ -249,19 +169,21 @@ class _Tgi:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: Any
     ) -> None:
         """TGI's refusal: the status and `{"error", "error_type"}`, counted as a failure."""
-        assert isinstance(ex, _Rejected)
+        assert isinstance(ex, Rejected)
         self.counters.failure[ex.body["error_type"]] += 1
         resp.status = ex.status
         resp.media = ex.body
 
     async def _start(
         self, body: Any
-    ) -> tuple[_Request, AsyncIterator[SimToken], SimToken | SimFailure | None]:
+    ) -> tuple[TgiRequest, AsyncIterator[SimToken], SimToken | SimFailure | None]:
         """Validate, then pull the first token so that refusals get their own status."""
         self.counters.requests += 1
         parsed = parse_request(self.engine, body)
         self.engine.last_request = body  # type: ignore[attr-defined]
-        agen = self.engine.generate(parsed.prompt, parsed.seed, parsed.max_new_tokens)
+        agen = self.engine.generate(
+            parsed.prompt, parsed.seed, parsed.max_new_tokens, top_n=parsed.top_n
+        )
         try:
             first: SimToken | SimFailure | None = await agen.__anext__()
         except StopAsyncIteration:
@@ -269,9 +191,9 @@ class _Tgi:
         except SimFailure as exc:
             first = exc
         except DirectiveError as exc:
-            raise _invalid(str(exc)) from exc
+            raise invalid(str(exc)) from exc
         except SimOverload as exc:
-            raise _Rejected(falcon.HTTP_429, dict(_OVERLOADED)) from exc
+            raise Rejected(falcon.HTTP_429, dict(_OVERLOADED)) from exc
         return parsed, agen, first
 
     async def on_post_generate_stream(
@@ -282,7 +204,7 @@ class _Tgi:
     async def _stream(self, body: Any, resp: falcon.asgi.Response) -> None:
         try:
             parsed, agen, first = await self._start(body)
-        except _Rejected as err:
+        except Rejected as err:
             if not self.inband_errors:
                 raise
             self.counters.failure[err.body["error_type"]] += 1
@@ -293,43 +215,47 @@ class _Tgi:
         resp.sse = self._events(parsed, agen, first)
 
     async def _events(
-        self, parsed: _Request, agen: AsyncIterator[SimToken], pending: SimToken | SimFailure | None
+        self,
+        parsed: TgiRequest,
+        agen: AsyncIterator[SimToken],
+        pending: SimToken | SimFailure | None,
     ) -> AsyncIterator[TgiEvent]:
         started = time.perf_counter()
         texts: list[str] = []
-        limit = parsed.max_new_tokens
+        finish: str | None = None
         try:
             while isinstance(pending, SimToken):
                 texts.append(pending.text)
-                final = limit is not None and len(texts) >= limit
-                yield self._event(parsed, len(texts), _token(pending), texts, final, started)
+                finish = parsed.finish(texts)
+                yield self._event(parsed, len(texts), pending, texts, finish, started)
+                if finish == "stop_sequence":
+                    return
                 pending = await _next(agen)  # after the final event: runs out hold_ms
             if isinstance(pending, SimFailure):
                 self.counters.failure["generation"] += 1
                 yield TgiEvent(data=_dumps(_generation_error(pending)))
-            elif limit is None or len(texts) < limit:
-                yield self._event(parsed, len(texts) + 1, _EOS_TOKEN, texts, True, started)
+            elif finish is None:
+                yield self._event(parsed, len(texts) + 1, None, texts, "eos_token", started)
         finally:
             await agen.aclose()  # type: ignore[attr-defined]
 
     def _event(
         self,
-        parsed: _Request,
+        parsed: TgiRequest,
         index: int,
-        token: dict[str, Any],
+        tok: SimToken | None,
         texts: list[str],
-        final: bool,
+        reason: str | None,
         started: float,
     ) -> TgiEvent:
-        event: dict[str, Any] = {
-            "index": index,
-            "token": token,
-            "generated_text": None,
-            "details": None,
-        }
-        if final:
-            reason = "eos_token" if token["special"] else "length"
-            generated = len(texts) + (1 if token["special"] else 0)
+        """One stream event; `tok` None is the end-of-sequence token; `reason` marks the last."""
+        event: dict[str, Any] = {"index": index, "token": _token(tok) if tok else _EOS_TOKEN}
+        if tok is not None and parsed.top_n:
+            event["top_tokens"] = _top_tokens(tok)
+        event["generated_text"] = None
+        event["details"] = None
+        if reason is not None:
+            generated = len(texts) + (1 if tok is None else 0)
             event["generated_text"] = "".join(texts)
             if parsed.details:
                 event["details"] = {
@@ -341,7 +267,7 @@ class _Tgi:
             self._succeeded(parsed, generated, started)
         return TgiEvent(data=_dumps(event))
 
-    def _succeeded(self, parsed: _Request, generated: int, started: float) -> None:
+    def _succeeded(self, parsed: TgiRequest, generated: int, started: float) -> None:
         c = self.counters
         elapsed = time.perf_counter() - started
         c.success += 1
@@ -357,27 +283,35 @@ class _Tgi:
         started = time.perf_counter()
         parsed, agen, pending = await self._start(body)
         tokens: list[SimToken] = []
+        finish: str | None = None
         try:
             while isinstance(pending, SimToken):
                 tokens.append(pending)
+                finish = parsed.finish([t.text for t in tokens])
+                if finish == "stop_sequence":
+                    break
                 pending = await _next(agen)
         finally:
             await agen.aclose()  # type: ignore[attr-defined]
         if isinstance(pending, SimFailure):
-            raise _Rejected(falcon.HTTP_424, _generation_error(pending))
-        length = parsed.max_new_tokens is not None and len(tokens) >= parsed.max_new_tokens
-        generated = len(tokens) + (0 if length else 1)
+            raise Rejected(falcon.HTTP_424, _generation_error(pending))
+        eos = finish is None
+        generated = len(tokens) + (1 if eos else 0)
         self._succeeded(parsed, generated, started)
         out: dict[str, Any] = {"generated_text": "".join(t.text for t in tokens)}
         if parsed.details:
-            toks = [_token(t) for t in tokens] + ([] if length else [dict(_EOS_TOKEN)])
+            toks = [_token(t) for t in tokens] + ([dict(_EOS_TOKEN)] if eos else [])
             out["details"] = {
-                "finish_reason": "length" if length else "eos_token",
+                "finish_reason": finish or "eos_token",
                 "generated_tokens": generated,
                 "seed": parsed.seed if parsed.sampling else None,
                 "prefill": [],
                 "tokens": toks,
             }
+            if parsed.top_n:
+                out["details"]["top_tokens"] = [_top_tokens(t) for t in tokens] + (
+                    [[]] if eos else []
+                )
         resp.set_header("x-prompt-tokens", str(parsed.input_length))
         resp.set_header("x-generated-tokens", str(generated))
         resp.set_header("x-compute-type", "sim")
@@ -420,7 +354,7 @@ def create_app(engine: SimEngine, *, inband_errors: bool = False) -> falcon.asgi
     `/generate_stream` as an error event with status 200, the way a real TGI router does."""
     app = falcon.asgi.App(media_type=falcon.MEDIA_JSON)
     tgi = _Tgi(engine, inband_errors)
-    app.add_error_handler(_Rejected, tgi.on_rejected)
+    app.add_error_handler(Rejected, tgi.on_rejected)
     app.add_route("/health", tgi, suffix="health")
     app.add_route("/info", tgi, suffix="info")
     app.add_route("/metrics", tgi, suffix="metrics")

@@ -21,6 +21,11 @@ backend's ensemble configuration:
 - refusals before inference are JSON errors with an error status: a malformed request or
   directive `400`, the directive's overload `503 {"error": "Exceeds maximum queue size"}`;
   a mid-stream failure is `data: {"error": "..."}` while the status stays 200 (`/generate`: 500);
+- `stop_words` (a string or a list) ends the sequence once the output ends with one of them;
+  the stop word stays in the output, as TensorRT-LLM returns it (`stops.triton_stopped`);
+- `return_log_probs: true` fills `output_log_probs` (the chosen tokens' log-probabilities) and
+  the running `cum_log_probs`; otherwise both are zeros. There are no alternatives (no top-N
+  output in the ensemble);
 - `GET /metrics`: `nv_inference_*` counters and, for TensorRT-LLM,
   `nv_trt_llm_request_metrics{request_type}` and `nv_trt_llm_kv_cache_block_metrics`.
 
@@ -41,6 +46,14 @@ import falcon.asgi
 
 from harness.engine_sim.directive import DirectiveError
 from harness.engine_sim.engine import SimEngine, SimFailure, SimOverload, SimToken
+from harness.engine_sim.stops import triton_stopped
+from harness.engine_sim.triton_request import (
+    INPUTS,
+    OUTPUTS,
+    Rejected,
+    TritonRequest,
+    parse_request,
+)
 
 DEFAULT_MODEL = "ensemble"
 DEFAULT_TRTLLM_VERSION = "sim-trtllm-1.0"
@@ -50,44 +63,6 @@ EXTENSIONS = (
     "schedule_policy model_configuration system_shared_memory cuda_shared_memory "
     "binary_tensor_data parameters statistics trace logging"
 ).split()
-# (name, KServe datatype, config data_type, optional) of the TensorRT-LLM ensemble's inputs.
-INPUTS = [
-    ("text_input", "BYTES", "TYPE_STRING", False),
-    ("max_tokens", "INT32", "TYPE_INT32", False),
-    ("bad_words", "BYTES", "TYPE_STRING", True),
-    ("stop_words", "BYTES", "TYPE_STRING", True),
-    ("end_id", "INT32", "TYPE_INT32", True),
-    ("pad_id", "INT32", "TYPE_INT32", True),
-    ("top_k", "INT32", "TYPE_INT32", True),
-    ("top_p", "FP32", "TYPE_FP32", True),
-    ("temperature", "FP32", "TYPE_FP32", True),
-    ("repetition_penalty", "FP32", "TYPE_FP32", True),
-    ("random_seed", "UINT64", "TYPE_UINT64", True),
-    ("return_log_probs", "BOOL", "TYPE_BOOL", True),
-    ("beam_width", "INT32", "TYPE_INT32", True),
-    ("stream", "BOOL", "TYPE_BOOL", True),
-]
-OUTPUTS = [
-    ("text_output", "BYTES", "TYPE_STRING"),
-    ("cum_log_probs", "FP32", "TYPE_FP32"),
-    ("output_log_probs", "FP32", "TYPE_FP32"),
-]
-_INPUT_NAMES = frozenset(name for name, *_ in INPUTS)
-
-
-class _Rejected(Exception):
-    def __init__(self, status: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass
-class _Request:
-    prompt: str
-    max_tokens: int
-    seed: int | None
-    stream: bool
 
 
 @dataclass
@@ -97,48 +72,6 @@ class _Counters:
     inference_count: int = 0
     request_us: float = 0.0
     last_inference_ms: int = 0
-
-
-def _field(fields: dict[str, Any], key: str, kind: str) -> Any:
-    value = fields.get(key)
-    if value is None:
-        return None
-    ok = {
-        "uint": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-        "unit": isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1,
-        "pos": isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
-        "bool": isinstance(value, bool),
-    }[kind]
-    if not ok:
-        raise _Rejected(falcon.HTTP_400, f"unable to parse input '{key}': got {value!r}")
-    return value
-
-
-def parse_request(model: str, body: Any) -> _Request:
-    """Merge `parameters` and top-level fields and check the ensemble's inputs."""
-    if not isinstance(body, dict):
-        raise _Rejected(falcon.HTTP_400, "failed to parse the request JSON buffer")
-    params = body.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise _Rejected(falcon.HTTP_400, "'parameters' must be a JSON object")
-    fields = {**params, **{k: v for k, v in body.items() if k != "parameters"}}
-    missing = [n for n in ("text_input", "max_tokens") if fields.get(n) is None]
-    if missing:
-        got = sorted(k for k in fields if k in _INPUT_NAMES)
-        raise _Rejected(
-            falcon.HTTP_400,
-            f"[request id: <id_unknown>] expected 2 inputs but got {len(got)} inputs for model "
-            f"'{model}'. Got input(s) {got}, but missing required input(s) {missing}. "
-            "Please provide all required input(s).",
-        )
-    if not isinstance(fields["text_input"], str):
-        raise _Rejected(falcon.HTTP_400, "unable to parse input 'text_input': expected a string")
-    max_tokens = _field(fields, "max_tokens", "uint")
-    for key, kind in (("temperature", "pos"), ("top_k", "uint"), ("top_p", "unit")):
-        _field(fields, key, kind)
-    seed = _field(fields, "random_seed", "uint")
-    stream = _field(fields, "stream", "bool")
-    return _Request(fields["text_input"], max_tokens, seed, bool(stream))
 
 
 def _dumps(obj: Any) -> bytes:
@@ -168,9 +101,9 @@ class _Triton:
 
     def _check(self, model: str, version: str | None) -> None:
         if model != self.model:
-            raise _Rejected(falcon.HTTP_404, f"Request for unknown model: '{model}' is not found")
+            raise Rejected(falcon.HTTP_404, f"Request for unknown model: '{model}' is not found")
         if version not in (None, "", "1"):
-            raise _Rejected(
+            raise Rejected(
                 falcon.HTTP_404,
                 f"Request for unknown model: '{model}' version {version} is not found",
             )
@@ -303,41 +236,64 @@ class _Triton:
     # -- generate extension ------------------------------------------------------------
     async def _start(
         self, req: falcon.asgi.Request, model: str, version: str
-    ) -> tuple[_Request, AsyncIterator[SimToken], SimToken | SimFailure | None]:
+    ) -> tuple[TritonRequest, AsyncIterator[SimToken], SimToken | SimFailure | None]:
         """Validate, then pull the first token so that refusals get an error status."""
         self._check(model, version)
         raw = await req.stream.read()
         try:
             body = json.loads(raw or b"null")
         except ValueError as exc:
-            raise _Rejected(falcon.HTTP_400, f"failed to parse the request JSON: {exc}") from exc
+            raise Rejected(falcon.HTTP_400, f"failed to parse the request JSON: {exc}") from exc
         parsed = parse_request(self.model, body)
         self.engine.last_request = body  # type: ignore[attr-defined]
         agen = self.engine.generate(parsed.prompt, parsed.seed, parsed.max_tokens)
+        # TensorRT-LLM returns no alternatives, only the chosen tokens' log-probabilities.
         try:
             first = await _next(agen)
         except DirectiveError as exc:
             self.counters.failure["OTHER"] += 1
-            raise _Rejected(falcon.HTTP_400, str(exc)) from exc
+            raise Rejected(falcon.HTTP_400, str(exc)) from exc
         except SimOverload as exc:
             self.counters.failure["REJECTED"] += 1
-            raise _Rejected(falcon.HTTP_503, "Exceeds maximum queue size") from exc
+            raise Rejected(falcon.HTTP_503, "Exceeds maximum queue size") from exc
         return parsed, agen, first
 
-    def _event(self, tok: SimToken | None, text: str) -> dict[str, Any]:
-        logprob = -round(((tok.token_id if tok else 0) % 997) / 331.0, 4)
+    def _event(
+        self, parsed: TritonRequest, toks: list[SimToken], text: str, cum: float
+    ) -> dict[str, Any]:
+        """One response: `output_log_probs` of its tokens and the running `cum_log_probs`
+        when `return_log_probs` is set (zeros otherwise, as the ensemble returns them)."""
+        logprobs = [t.logprob if parsed.log_probs else 0.0 for t in toks] or [0.0]
         event: dict[str, Any] = {
             "model_name": self.model,
             "model_version": "1",
             "text_output": text,
-            "cum_log_probs": logprob,
-            "output_log_probs": [logprob],
+            "cum_log_probs": cum if parsed.log_probs else 0.0,
+            "output_log_probs": logprobs,
             "batch_index": 0,
             "sequence_index": 0,
         }
-        if self.output_ids and tok is not None:
-            event["output_ids"] = [tok.token_id]
+        if self.output_ids and toks:
+            event["output_ids"] = (
+                [t.token_id for t in toks] if not parsed.stream else [toks[-1].token_id]
+            )
         return event
+
+    @staticmethod
+    async def _run(
+        parsed: TritonRequest, agen: AsyncIterator[SimToken], pending: SimToken | SimFailure | None
+    ) -> AsyncIterator[SimToken | SimFailure]:
+        """Tokens until they run out or the output ends with a stop word (which stays in it,
+        as TensorRT-LLM returns it); a mid-stream SimFailure comes last."""
+        text = ""
+        while isinstance(pending, SimToken):
+            yield pending
+            text += pending.text
+            if parsed.stop_words and triton_stopped(text, parsed.stop_words):
+                return
+            pending = await _next(agen)
+        if isinstance(pending, SimFailure):
+            yield pending
 
     def _done(self, started: float, ok: bool) -> None:
         c = self.counters
@@ -359,27 +315,28 @@ class _Triton:
 
     async def _events(
         self,
-        parsed: _Request,
+        parsed: TritonRequest,
         agen: AsyncIterator[SimToken],
         pending: SimToken | SimFailure | None,
         started: float,
     ) -> AsyncIterator[falcon.asgi.SSEvent]:
-        texts: list[str] = []
-        last: SimToken | None = None
+        toks: list[SimToken] = []
+        cum = 0.0
         try:
-            while isinstance(pending, SimToken):
-                texts.append(pending.text)
-                last = pending
+            async for tok in self._run(parsed, agen, pending):
+                if isinstance(tok, SimFailure):
+                    self._done(started, ok=False)
+                    error = {"error": f"in-flight batching error: {tok}"}
+                    yield falcon.asgi.SSEvent(data=_dumps(error))
+                    return
+                toks.append(tok)
+                cum += tok.logprob
                 if parsed.stream:
-                    yield falcon.asgi.SSEvent(data=_dumps(self._event(pending, pending.text)))
-                pending = await _next(agen)
-            if isinstance(pending, SimFailure):
-                self._done(started, ok=False)
-                error = {"error": f"in-flight batching error: {pending}"}
-                yield falcon.asgi.SSEvent(data=_dumps(error))
-                return
+                    event = self._event(parsed, [tok], tok.text, cum)
+                    yield falcon.asgi.SSEvent(data=_dumps(event))
             if not parsed.stream:
-                yield falcon.asgi.SSEvent(data=_dumps(self._event(last, "".join(texts))))
+                text = "".join(t.text for t in toks)
+                yield falcon.asgi.SSEvent(data=_dumps(self._event(parsed, toks, text, cum)))
             self._done(started, ok=True)
         finally:
             await agen.aclose()  # type: ignore[attr-defined]
@@ -388,23 +345,20 @@ class _Triton:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model: str, version: str = ""
     ) -> None:
         started = time.perf_counter()
-        _parsed, agen, pending = await self._start(req, model, version)
-        texts: list[str] = []
-        last: SimToken | None = None
+        parsed, agen, pending = await self._start(req, model, version)
+        toks: list[SimToken] = []
         try:
-            while isinstance(pending, SimToken):
-                texts.append(pending.text)
-                last = pending
-                pending = await _next(agen)
+            async for tok in self._run(parsed, agen, pending):
+                if isinstance(tok, SimFailure):
+                    self._done(started, ok=False)
+                    raise Rejected(falcon.HTTP_500, f"in-flight batching error: {tok}")
+                toks.append(tok)
         finally:
             await agen.aclose()  # type: ignore[attr-defined]
-        if isinstance(pending, SimFailure):
-            self._done(started, ok=False)
-            return self._fail(
-                resp, _Rejected(falcon.HTTP_500, f"in-flight batching error: {pending}")
-            )
         self._done(started, ok=True)
-        resp.data = _dumps(self._event(last, "".join(texts)))
+        cum = sum(t.logprob for t in toks)
+        event = self._event(parsed, toks, "".join(t.text for t in toks), cum)
+        resp.data = _dumps(event)
         resp.content_type = falcon.MEDIA_JSON
 
 
@@ -412,7 +366,7 @@ async def _answer(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: Any
 ) -> None:
     """Triton's error answer: an error status with `{"error": message}`."""
-    assert isinstance(ex, _Rejected)
+    assert isinstance(ex, Rejected)
     resp.status = ex.status
     resp.media = {"error": ex.message}
 
@@ -429,7 +383,7 @@ def create_app(
     if model_name is None:
         model_name = engine.config.model if "/" not in engine.config.model else DEFAULT_MODEL
     app = falcon.asgi.App(media_type=falcon.MEDIA_JSON)
-    app.add_error_handler(_Rejected, _answer)
+    app.add_error_handler(Rejected, _answer)
     sim = _Triton(engine, model_name, trtllm_version, output_ids)
     app.add_route("/v2/health/live", sim, suffix="ok")
     app.add_route("/v2/health/ready", sim, suffix="ok")

@@ -7,6 +7,12 @@ null until the chunk carrying the last token, per-chunk `token_ids` when the req
 `data: [DONE]`. Errors use vLLM's body `{"error": {message, type, param, code}}`; the overload
 answer is `503`, and a mid-stream failure is a `data: {"error": {...}}` chunk followed by
 `data: [DONE]`, the way vLLM's streaming generators report an exception.
+
+`stop` (a string or a list) follows vLLM's rule (`stops.VllmStops`: the stop text is cut, the
+streamed text lags behind while stop strings are set, `stop_reason` names the match);
+`include_stop_str_in_output` keeps it. `logprobs: N` (at most 20, vLLM's default
+`max_logprobs`) adds the legacy `{text_offset, token_logprobs, tokens, top_logprobs}` object per
+chunk; `return_tokens_as_token_ids` writes tokens as `token_id:<id>`.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from harness.engine_sim.engine import (
     SimOverload,
     SimToken,
 )
-from harness.engine_sim.llamacpp import (
+from harness.engine_sim.stops import VllmStops
+from harness.engine_sim.tokens import token_text
+from harness.engine_sim.wire import (
     RawEvent,
     check_fields,
     json_body,
@@ -38,7 +46,14 @@ from harness.engine_sim.llamacpp import (
 
 _INTS = ("max_tokens", "seed", "top_k", "n", "logprobs")
 _FLOATS = ("temperature", "top_p", "min_p", "repetition_penalty")
-_BOOLS = ("stream", "return_token_ids", "echo")
+_BOOLS = (
+    "stream",
+    "return_token_ids",
+    "echo",
+    "include_stop_str_in_output",
+    "return_tokens_as_token_ids",
+)
+MAX_LOGPROBS = 20
 _DONE = RawEvent(b"data: [DONE]\n\n")
 _ERROR_TYPES = {400: "BadRequestError", 404: "NotFoundError", 503: "ServiceUnavailableError"}
 
@@ -63,8 +78,14 @@ class _Completion:
         limit = body.get("max_tokens")
         self.max_tokens: int = 16 if limit is None else limit  # vLLM's default for completions
         self.want_ids = bool(body.get("return_token_ids"))
+        self.as_ids = bool(body.get("return_tokens_as_token_ids"))
+        self.logprobs: int | None = body.get("logprobs")
+        stop = body.get("stop")
+        self.stop_list = [stop] if isinstance(stop, str) else stop if stop is not None else []
+        self.stops = VllmStops([], False)
         self.n_out = 0
         self.prompt_n = 0
+        self.streamed = 0  # characters of text already sent (logprobs `text_offset`)
 
     def validate(self) -> str | tuple[int, str]:
         """The prompt text, or (status, message) for a refused request."""
@@ -79,6 +100,16 @@ class _Completion:
             return 400, "this server answers n=1 only"
         if self.max_tokens < 0:
             return 400, "max_tokens must be at least 0"
+        if not isinstance(self.stop_list, list) or not all(
+            isinstance(s, str) for s in self.stop_list
+        ):
+            return 400, "stop must be a string or a list of strings"
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS:
+            return 400, (
+                f"Requested sample logprobs of {self.logprobs}, which is greater than max "
+                f"allowed: {MAX_LOGPROBS}"
+            )
+        self.stops = VllmStops(self.stop_list, bool(body.get("include_stop_str_in_output")))
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
             prompt = prompt[0]
@@ -88,16 +119,22 @@ class _Completion:
             return " ".join(map(str, prompt))  # token ids: never a directive
         return 400, "prompt must be a string or an array of token ids"
 
-    def chunk(self, text: str, ids: list[int] | None, finish: str | None) -> dict[str, Any]:
+    def chunk(
+        self,
+        text: str,
+        toks: list[SimToken] | None,
+        finish: str | None,
+        stop_reason: str | None = None,
+    ) -> dict[str, Any]:
         choice: dict[str, Any] = {
             "index": 0,
             "text": text,
-            "logprobs": None,
+            "logprobs": self._logprobs(toks) if toks and self.logprobs is not None else None,
             "finish_reason": finish,
-            "stop_reason": None,
+            "stop_reason": stop_reason,
         }
         if self.want_ids:
-            choice["token_ids"] = ids or []
+            choice["token_ids"] = [t.token_id for t in toks or ()]
         return {
             "id": self.id,
             "object": "text_completion",
@@ -107,6 +144,30 @@ class _Completion:
             "usage": None,
         }
 
+    def _token(self, tid: int) -> str:
+        return f"token_id:{tid}" if self.as_ids else token_text(tid)
+
+    def _logprobs(self, toks: list[SimToken]) -> dict[str, Any]:
+        """The legacy completions form: the sampled token leads each `top_logprobs` dict,
+        then the `logprobs` most likely tokens (a dict: equal keys collapse, as in vLLM)."""
+        out: dict[str, list[Any]] = {
+            "text_offset": [],
+            "token_logprobs": [],
+            "tokens": [],
+            "top_logprobs": [],
+        }
+        offset = self.streamed
+        for tok in toks:
+            name = self._token(tok.token_id)
+            top = {name: tok.logprob}
+            top.update((self._token(t), lp) for t, lp in tok.top)
+            out["text_offset"].append(offset)
+            out["token_logprobs"].append(tok.logprob)
+            out["tokens"].append(name)
+            out["top_logprobs"].append(top)
+            offset += len(name)
+        return out
+
     def usage(self) -> dict[str, int]:
         return {
             "prompt_tokens": self.prompt_n,
@@ -115,6 +176,8 @@ class _Completion:
         }
 
     def finish_reason(self) -> str:
+        if self.stops.matched is not None:
+            return "stop"
         return "length" if self.n_out >= self.max_tokens else "stop"
 
     async def run(self, resp: falcon.asgi.Response) -> None:
@@ -126,7 +189,8 @@ class _Completion:
             _, _, planned = self.engine.plan(checked, self.max_tokens)
         except DirectiveError as exc:
             return _error(resp, 400, f"invalid directive: {exc}")
-        tokens = self.engine.generate(checked, self.body.get("seed"), self.max_tokens)
+        top_n = self.logprobs or 0
+        tokens = self.engine.generate(checked, self.body.get("seed"), self.max_tokens, top_n=top_n)
         failed: SimFailure | None = None
         try:
             first = await next_token(tokens)
@@ -137,23 +201,38 @@ class _Completion:
         if self.body.get("stream"):
             resp.sse = self._events(first, tokens, failed, planned)
             return None
-        ids, text = [], []
+        toks: list[SimToken] = []
         try:
-            if failed is not None:
-                raise failed
-            if first is not None:
-                ids.append(first.token_id)
-                text.append(first.text)
-                async for tok in tokens:
-                    ids.append(tok.token_id)
-                    text.append(tok.text)
+            async for tok, _finished in self._steps(first, tokens, failed, planned):
+                toks.append(tok)
         except SimFailure as exc:
             return _error(resp, 500, str(exc))
-        self.n_out = len(ids)
-        answer = self.chunk("".join(text), ids, self.finish_reason())
+        finally:
+            await tokens.aclose()  # type: ignore[attr-defined]
+        answer = self.chunk(self.stops.text, toks, self.finish_reason(), self.stops.matched)
         answer["usage"] = self.usage()
         resp.media = answer
         return None
+
+    async def _steps(
+        self,
+        first: SimToken | None,
+        tokens: AsyncIterator[SimToken],
+        failed: SimFailure | None,
+        planned: int,
+    ) -> AsyncIterator[tuple[SimToken, bool]]:
+        """(token, finished) until the tokens run out or a stop string matched."""
+        if failed is not None:
+            raise failed
+        tok = first
+        while tok is not None:
+            self.n_out += 1
+            stopped = self.stops.push(tok.text) is not None
+            finished = stopped or self.n_out >= planned
+            yield tok, finished
+            if stopped:
+                return
+            tok = await next_token(tokens)  # past the last token: runs out `hold_ms`
 
     async def _events(
         self,
@@ -163,14 +242,12 @@ class _Completion:
         planned: int,
     ) -> AsyncIterator[SSEvent]:
         try:
-            if failed is not None:
-                raise failed
-            tok = first
-            while tok is not None:
-                self.n_out += 1
-                finish = self.finish_reason() if self.n_out >= planned else None
-                yield sse_block("data", self.chunk(tok.text, [tok.token_id], finish))
-                tok = await next_token(tokens)
+            async for tok, finished in self._steps(first, tokens, failed, planned):
+                text = self.stops.delta(finished)
+                finish = self.finish_reason() if finished else None
+                chunk = self.chunk(text, [tok], finish, self.stops.matched)
+                self.streamed += len(text)
+                yield sse_block("data", chunk)
             if planned == 0:
                 yield sse_block("data", self.chunk("", [], self.finish_reason()))
             options = self.body.get("stream_options") or {}

@@ -14,6 +14,7 @@ from .base import (
     LoadSignals,
     SamplerParams,
     StreamEnd,
+    TokenAlt,
     TokenEvent,
     TokenStream,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "MockAdapter",
     "SamplerParams",
     "StreamEnd",
+    "TokenAlt",
     "TokenEvent",
     "TokenStream",
 ]

@@ -71,7 +71,8 @@ class CompletionRequest:
     sampler: SamplerParams
     sampler_profile_version: str
     # Stop sequences: generation ends (finish reason "stop") once the output contains one;
-    # the stop text itself is not streamed.
+    # the stop text itself is not streamed. Every adapter applies the same rule whatever its
+    # engine does with the stop text (see adapters/stops.py).
     stop: tuple[str, ...] = ()
     # Ask the engine for the N most likely alternatives per token (0: none). Only the
     # determinism suite asks, when it replays a divergent case to report the logprob margin.
@@ -80,7 +81,13 @@ class CompletionRequest:
 
 @dataclass(frozen=True, slots=True)
 class TokenEvent:
-    """One non-empty piece of output; `index` counts from 0 and becomes the SSE event id."""
+    """One non-empty piece of output; `index` counts from 0 and becomes the SSE event id.
+
+    A piece may cover several engine tokens (an engine that held text back while it might begin
+    a stop string); `token_id`, `logprob` and `top` then describe the piece's last token. `top`
+    is the engine's most likely tokens at that position, most likely first (the chosen one
+    included when it ranks), at most the request's `top_logprobs` (adapters/logprobs.py).
+    """
 
     index: int
     text: str

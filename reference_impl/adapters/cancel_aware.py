@@ -61,6 +61,13 @@ def last_id(ids: Any) -> int | None:
     return None
 
 
+def token_ids(ids: Any) -> list[int]:
+    """The token ids of a piece, as a list of ints (anything else dropped)."""
+    if not isinstance(ids, list):
+        return []
+    return [i for i in ids if type(i) is int]
+
+
 async def wait_ready(adapter: Any, timeout_s: float) -> None:
     """Poll `health()` until ready; POOL_UNAVAILABLE with the last detail at the deadline."""
     loop = asyncio.get_running_loop()

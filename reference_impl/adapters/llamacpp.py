@@ -7,6 +7,13 @@ accepted: token ids in `tokens` (absent in builds before `return_tokens`), `stop
 older `stopped_limit` flag, a mid-stream failure as an `error: {...}` line (older builds) or as
 `data: {"error": {...}}` (newer ones), and `:` keep-alive comments (skipped by `sse_data`).
 
+Stop strings go out as `stop` and `top_logprobs` as `n_probs`. llama-server cuts the stop word
+from the output itself (`stop_type: "word"`, `stopping_word` in the final event); while text
+may begin a stop word it streams the token ids with `content: ""`, which the adapter joins to
+the next piece with text (`stops.PieceJoiner`), and text it held when `n_predict` ran out is
+recovered with `/detokenize`. `completion_probabilities` become `TokenEvent.logprob` and `top`
+(`logprobs.llama_entry`: pre-sampling logprobs by default, `post_sampling_probs` read too).
+
 Cancel, in-stream error and preload rules are shared with the vLLM adapter
 (`adapters.cancel_aware`).
 """
@@ -40,6 +47,7 @@ from reference_impl.adapters.cancel_aware import (
     last_id,
     lines,
     stream_error,
+    token_ids,
     wait_ready,
 )
 from reference_impl.adapters.http_common import (
@@ -49,6 +57,8 @@ from reference_impl.adapters.http_common import (
     parse_json,
     scrape,
 )
+from reference_impl.adapters.logprobs import TokenLogprob, llama_entry
+from reference_impl.adapters.stops import PieceJoiner
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +70,13 @@ _SEED_MASK = 0xFFFFFFFF  # llama.cpp seeds are uint32; this value itself means "
 
 
 # -- llama.cpp --------------------------------------------------------------------------------
+
+
+def _probs(entries: Any, req: CompletionRequest) -> list[TokenLogprob]:
+    """The `completion_probabilities` of one event, one entry per token."""
+    if not isinstance(entries, list):
+        return []
+    return [llama_entry(entry, req.top_logprobs) for entry in entries]
 
 
 def llama_seed(seed: int) -> int:
@@ -128,6 +145,10 @@ class LlamaCppAdapter(CancelAware):
         }
         if s.repeat_penalty is not None:
             body["repeat_penalty"] = s.repeat_penalty
+        if req.stop:
+            body["stop"] = list(req.stop)
+        if req.top_logprobs > 0:
+            body["n_probs"] = req.top_logprobs
         return body
 
     async def _generate(
@@ -139,6 +160,7 @@ class LlamaCppAdapter(CancelAware):
         first_at: float | None = None
         index = 0
         final: dict[str, Any] | None = None
+        pieces = PieceJoiner()
         try:
             async for field, value in lines(response):
                 if field == "error":
@@ -153,9 +175,15 @@ class LlamaCppAdapter(CancelAware):
                 if isinstance(event.get("id_slot"), int) and event["id_slot"] >= 0:
                     self._slot_of[rid] = event["id_slot"]
                 text = event.get("content") or ""
-                if text:
+                probs = event.get("completion_probabilities")
+                if text and not probs and not pieces.held:  # the common case, kept cheap
+                    token: TokenEvent | None = TokenEvent(index, text, last_id(event.get("tokens")))
+                else:
+                    ids = token_ids(event.get("tokens"))
+                    token = pieces.join(index, text, ids, _probs(probs, req))
+                if token is not None:
                     first_at = first_at if first_at is not None else loop.time()
-                    yield TokenEvent(index, text, last_id(event.get("tokens")))
+                    yield token
                     index += 1
                 if event.get("stop") is True:
                     final = event
@@ -175,10 +203,35 @@ class LlamaCppAdapter(CancelAware):
                 "WORKER_RESET", "stream ended without its final event", engine=self.engine
             )
         else:
+            if pieces.held and final.get("stop_type") == "limit":
+                text = await self._detokenize(pieces.held)
+                if text:
+                    yield pieces.emit(index, text)
+                    index += 1
             stream.end = self._end(final, index, measured_ms)
+
+    async def _detokenize(self, ids: list[int]) -> str:
+        """Text of token ids by `POST /detokenize`; "" when that fails (logged).
+
+        llama-server holds back text that may begin a stop word and, when `n_predict` runs out
+        meanwhile, never streams it (its non-streamed answer has it): the adapter asks for it.
+        """
+        try:
+            response = await self.client.post("/detokenize", json={"tokens": ids})
+            content = response.json().get("content") if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            content = None
+        if not isinstance(content, str):
+            log.warning(
+                "llama-server did not detokenize held-back tokens; their text is lost",
+                extra={"replica_id": self.replica_id, "tokens": len(ids)},
+            )
+            return ""
+        return content
 
     @staticmethod
     def _end(final: dict[str, Any], pieces: int, measured_ms: int) -> StreamEnd:
+        """`stop_type` limit is FINISH_LENGTH; eos and word (a stop string) FINISH_STOP."""
         timings = final.get("timings") if isinstance(final.get("timings"), dict) else {}
         tokens_out = final.get("tokens_predicted", timings.get("predicted_n", pieces))
         decode_ms = timings.get("predicted_ms")

@@ -5,6 +5,10 @@ prompt (specs/80, section 6), parsed with the harness's shared parser; token con
 the harness's shared token function, so the mock and the engine simulator agree token for token.
 All waits are event-loop timers that cancel() can cut short, so a cancel takes effect within one
 token interval and the slot is free when cancel() returns.
+
+Stop strings are cut from the output with the adapters' shared `stops.StopScanner` (the stream
+ends at the first one, finish reason "stop", `tokens_out` counting the stop token); asked-for
+logprobs come from the harness's `tokens.step`, the same values the engine simulators send.
 """
 
 from __future__ import annotations
@@ -12,10 +16,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 
 from harness.engine_sim.directive import Directive, DirectiveError, parse_directive
-from harness.engine_sim.tokens import iter_tokens, token_id
+from harness.engine_sim.tokens import iter_tokens, step, token_id, token_text
 
 from .base import (
     FINISH_CANCELED,
@@ -27,9 +31,11 @@ from .base import (
     CompletionRequest,
     LoadSignals,
     StreamEnd,
+    TokenAlt,
     TokenEvent,
     TokenStream,
 )
+from .stops import StopScanner
 
 MOCK_CAPABILITIES = frozenset({"stream", "cancel", "seed", "token_ids", "sim_directives"})
 # At itl_ms=0 the stream hands control back to the event loop every this many tokens, so a
@@ -214,16 +220,11 @@ class MockAdapter:
                 await self._pause(run, directive.ttft_ms)
             itl = directive.itl_ms
             fail_at = directive.fail_after if directive.fail_after is not None else count
-            tokens = iter_tokens(
-                ordinary, req.seed, count, salt=self.salt or "", diverge_at=directive.diverge_at
-            )
+            scanner = StopScanner(req.stop)
             index = 0
-            for tid, text in tokens:
+            for tid, text, logprob, top in self._tokens(req, directive, ordinary, count):
                 if index:
-                    if itl:
-                        await self._pause(run, itl)
-                    elif not index % YIELD_EVERY:
-                        await asyncio.sleep(0)
+                    await self._pace(run, index, itl)
                 if run.state != _RUNNING:
                     break
                 if index == fail_at:
@@ -232,20 +233,54 @@ class MockAdapter:
                         f"mock engine failed after {index} tokens (directive)",
                         engine=self.engine,
                     )
-                yield TokenEvent(index, text, tid)
+                for event in scanner.push(text, tid, logprob, top):
+                    yield event
                 index += 1
-            if directive.hold_ms:
+                if scanner.matched is not None:
+                    break
+            if run.state == _RUNNING:
+                for event in scanner.finish():
+                    yield event
+            if directive.hold_ms and scanner.matched is None:
                 await self._pause(run, directive.hold_ms)
             if run.state == _RESET:
                 raise AdapterError("WORKER_RESET", "mock engine closed", engine=self.engine)
             if run.state == _CANCELED:
                 reason = FINISH_CANCELED
+            elif scanner.matched is not None:
+                reason = FINISH_STOP
             else:
                 reason = FINISH_LENGTH if count == req.max_tokens else FINISH_STOP
             decode_ms = int((loop.time() - started) * 1000)
             ts.end = StreamEnd(tokens_out=index, finish_reason=reason, decode_ms=decode_ms)
         finally:
             self._release(run)
+
+    async def _pace(self, run: _Run, index: int, itl_ms: int) -> None:
+        """The wait before token `index` > 0: the directive's interval, else a yield to the
+        event loop every YIELD_EVERY tokens."""
+        if itl_ms:
+            await self._pause(run, itl_ms)
+        elif not index % YIELD_EVERY:
+            await asyncio.sleep(0)
+
+    def _tokens(
+        self, req: CompletionRequest, directive: Directive, ordinary: str, count: int
+    ) -> Iterator[tuple[int, str, float | None, tuple[TokenAlt, ...]]]:
+        """(id, text, logprob, top) per position; logprobs only when the request asks."""
+        salt, diverge_at = self.salt or "", directive.diverge_at
+        if req.top_logprobs <= 0:
+            for tid, text in iter_tokens(
+                ordinary, req.seed, count, salt=salt, diverge_at=diverge_at
+            ):
+                yield tid, text, None, ()
+            return
+        for i in range(count):
+            at = step(
+                ordinary, req.seed, i, salt=salt, diverge_at=diverge_at, top_n=req.top_logprobs
+            )
+            top = tuple(TokenAlt(t, token_text(t), lp) for t, lp in at.top)
+            yield at.token_id, token_text(at.token_id), at.logprob, top
 
     async def _acquire(self, run: _Run) -> None:
         """Take a free slot, or queue FIFO for one (counted as `waiting`)."""

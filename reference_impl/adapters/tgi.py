@@ -15,7 +15,16 @@ replica gets byte-identical parameters for the same task:
 - `min_p` is always dropped: TGI has no such parameter. A profile with `min_p > 0` is logged
   once per adapter as a warning; the request is the same with or without it, on every replica;
 - `seed` is always sent (TGI uses it only when sampling), with `max_new_tokens` and
-  `details: true`.
+  `details: true`;
+- stop strings go out as `stop` (TGI takes at most `--max-stop-sequences`, 4 by default; more
+  is a 422 -> INVALID_PARAMS) and `top_logprobs` as `top_n_tokens`, capped at
+  `max_top_n_tokens` (TGI's default limit 5).
+
+Stop text: TGI keeps the stop sequence in the output and stops only once the output ends with
+it (`finish_reason: "stop_sequence"`). The adapter cuts it with `stops.StopScanner`, ends the
+stream as soon as a stop string appears (closing the request if TGI goes on), and reports
+FINISH_STOP; `tokens_out` counts the tokens TGI generated, the stop token included. Every
+token's `logprob` becomes `TokenEvent.logprob`; `top_tokens` become `TokenEvent.top`.
 
 Stream: `data:` events carry `token {id, text, special}`; special tokens (end of sequence) and
 empty pieces produce no TokenEvent. The final event's `details.finish_reason` gives the end:
@@ -53,18 +62,27 @@ from .base import (
     TokenStream,
 )
 from .http_common import ClosingAware, HttpEngineAdapter, digest_for, parse_json, sse_data
+from .logprobs import last_number, tgi_top
+from .stops import StopScanner
 
 log = logging.getLogger("reference_impl.adapters")
 
 TGI_CAPABILITIES = frozenset({"stream", "cancel", "seed", "token_ids"})
 _ERROR_TYPES = {"overloaded": "REPLICA_EXHAUSTED", "validation": "INVALID_PARAMS"}
 PRELOAD_PROMPT = "Hello"
+MAX_TOP_N_TOKENS = 5  # TGI's `--max-top-n-tokens` default; more is a 422
 
 
-def tgi_parameters(req: CompletionRequest) -> dict[str, Any]:
+def tgi_parameters(
+    req: CompletionRequest, max_top_n_tokens: int = MAX_TOP_N_TOKENS
+) -> dict[str, Any]:
     """TGI `parameters` for a task: the profile mapping of the module docstring."""
     s = req.sampler
     params: dict[str, Any] = {"max_new_tokens": req.max_tokens, "seed": req.seed, "details": True}
+    if req.stop:
+        params["stop"] = list(req.stop)
+    if req.top_logprobs > 0:
+        params["top_n_tokens"] = min(req.top_logprobs, max_top_n_tokens)
     if s.temperature <= 0:
         params["do_sample"] = False
         return params
@@ -92,10 +110,12 @@ class TgiAdapter(ClosingAware, HttpEngineAdapter):
         model_ref: str,
         ctx_max: int,
         ready_timeout_s: float = 0.0,
+        max_top_n_tokens: int = MAX_TOP_N_TOKENS,
         **http: Any,
     ) -> None:
         super().__init__(replica_id, base_url, model_ref=model_ref, ctx_max=ctx_max, **http)
         self.ready_timeout_s = ready_timeout_s
+        self.max_top_n_tokens = max_top_n_tokens
         self.info: dict[str, Any] = {}
         self.engine_version = "unknown"
         self.model_digest = digest_for(model_ref)
@@ -202,11 +222,13 @@ class TgiAdapter(ClosingAware, HttpEngineAdapter):
         if self._shut_down:
             raise AdapterError("POOL_UNAVAILABLE", "adapter is closed", engine=self.engine)
         self._warn_dropped(req.sampler)
-        body = {"inputs": req.prompt, "parameters": tgi_parameters(req)}
+        params = tgi_parameters(req, self.max_top_n_tokens)
+        body = {"inputs": req.prompt, "parameters": params}
         loop = asyncio.get_running_loop()
         started = loop.time()
         response = await self._open(req, "POST", "/generate_stream", body)
-        index, finish = 0, None
+        scanner = StopScanner(req.stop)
+        finish = None
         broke: BaseException | None = None
         try:
             async for _field, data in sse_data(response):
@@ -216,29 +238,41 @@ class TgiAdapter(ClosingAware, HttpEngineAdapter):
                 if not isinstance(event, dict):
                     continue
                 if "error" in event:
-                    raise self._stream_error(event, index)
-                token = event.get("token") or {}
-                text = token.get("text") or ""
-                if text and not token.get("special"):
-                    yield TokenEvent(index, text, token.get("id"))
-                    index += 1
+                    raise self._stream_error(event, scanner.released)
                 if event.get("generated_text") is not None or event.get("details"):
                     finish = (event.get("details") or {}).get("finish_reason") or "eos_token"
+                token = event.get("token") or {}
+                text = token.get("text") or ""
+                if not text or token.get("special"):
+                    continue
+                top = tgi_top(event.get("top_tokens"), req.top_logprobs) if req.top_logprobs else ()
+                for out in scanner.push(
+                    text, token.get("id"), last_number(token.get("logprob")), top
+                ):
+                    yield out
+                if scanner.matched is not None:
+                    break
         except (httpx.HTTPError, httpx.StreamError) as exc:
             broke = exc
         decode_ms = int((loop.time() - started) * 1000)
-        if self._stopped_early(req, index, broke):
+        if scanner.matched is not None:
+            await self.cancel(req.request_id)  # TGI misses a stop string inside a token
+            stream.end = StreamEnd(scanner.received, FINISH_STOP, decode_ms)
+            return
+        if self._stopped_early(req, scanner.released, broke):
             await response.aclose()
-            stream.end = StreamEnd(index, FINISH_CANCELED, decode_ms)
+            stream.end = StreamEnd(scanner.received, FINISH_CANCELED, decode_ms)
             return
         if finish is None:
             raise AdapterError(
                 "WORKER_RESET",
-                f"tgi stream ended without its final event after {index} tokens",
+                f"tgi stream ended without its final event after {scanner.released} tokens",
                 engine=self.engine,
             )
+        for out in scanner.finish():
+            yield out
         reason = FINISH_LENGTH if finish == "length" else FINISH_STOP
-        stream.end = StreamEnd(index, reason, decode_ms)
+        stream.end = StreamEnd(scanner.received, reason, decode_ms)
 
     def _stream_error(self, event: dict[str, Any], index: int) -> AdapterError:
         kind = str(event.get("error_type") or "generation")

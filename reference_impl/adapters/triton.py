@@ -17,7 +17,15 @@ reads them; entries of `parameters` become request parameters that it ignores). 
   (TensorRT-LLM decodes greedily at top_k 1; a zero temperature is not a valid sampling value);
 - otherwise `temperature`, `top_k` (0 means off), `top_p`, and `repetition_penalty` when set;
 - `min_p` is always dropped: the ensemble has no such input. A profile with `min_p > 0` is
-  logged once per adapter as a warning; every replica gets the same request either way.
+  logged once per adapter as a warning; every replica gets the same request either way;
+- stop strings go out as the ensemble's `stop_words` input (a list), and `top_logprobs > 0`
+  sets `return_log_probs: true`.
+
+Stop text: TensorRT-LLM matches stop words by token ids and keeps them in the output. The
+adapter cuts the text at the first stop string with `stops.StopScanner`, ends the stream there
+(closing the request if the engine goes on) and reports FINISH_STOP. Logprobs: with
+`return_log_probs` each event's `output_log_probs` gives `TokenEvent.logprob`; the ensemble
+returns no alternatives, so `TokenEvent.top` stays empty.
 
 Stream: each `data:` event's `text_output` is one piece; empty pieces produce no TokenEvent.
 The stock ensemble returns no token ids, so `token_id` is None unless the deployment adds an
@@ -68,6 +76,8 @@ from .http_common import (
     parse_json,
     sse_data,
 )
+from .logprobs import last_number
+from .stops import StopScanner
 
 log = logging.getLogger("reference_impl.adapters")
 
@@ -86,6 +96,10 @@ def triton_inputs(req: CompletionRequest) -> dict[str, Any]:
         "random_seed": req.seed,
         "stream": True,
     }
+    if req.stop:
+        body["stop_words"] = list(req.stop)
+    if req.top_logprobs > 0:
+        body["return_log_probs"] = True
     if s.temperature <= 0:
         body["top_k"] = 1
         return body
@@ -315,7 +329,7 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
         loop = asyncio.get_running_loop()
         started = loop.time()
         response = await self._open_generate(req)
-        index = 0
+        scanner = StopScanner(req.stop)
         broke: BaseException | None = None
         try:
             async for _field, data in sse_data(response):
@@ -327,7 +341,8 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
                 if "error" in event:
                     raise AdapterError(
                         "WORKER_RESET",
-                        f"triton reported an error after {index} tokens: {event['error']}",
+                        f"triton reported an error after {scanner.released} tokens: "
+                        f"{event['error']}",
                         engine=self.engine,
                     )
                 text = event.get("text_output") or ""
@@ -335,14 +350,22 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
                     continue
                 ids = event.get("output_ids")
                 tid = ids[0] if isinstance(ids, list) and len(ids) == 1 else None
-                yield TokenEvent(index, text, tid if isinstance(tid, int) else None)
-                index += 1
+                logprob = last_number(event.get("output_log_probs")) if req.top_logprobs else None
+                for out in scanner.push(text, tid if isinstance(tid, int) else None, logprob):
+                    yield out
+                if scanner.matched is not None:
+                    break
         except (httpx.HTTPError, httpx.StreamError) as exc:
             broke = exc
         decode_ms = int((loop.time() - started) * 1000)
-        if self._stopped_early(req, index, broke):
+        if scanner.matched is not None:
+            await self.cancel(req.request_id)  # when TensorRT-LLM missed the stop string
+            reason = FINISH_STOP
+        elif self._stopped_early(req, scanner.released, broke):
             await response.aclose()
             reason = FINISH_CANCELED
         else:
-            reason = FINISH_LENGTH if index >= req.max_tokens else FINISH_STOP
-        stream.end = StreamEnd(index, reason, decode_ms)
+            for out in scanner.finish():
+                yield out
+            reason = FINISH_LENGTH if scanner.received >= req.max_tokens else FINISH_STOP
+        stream.end = StreamEnd(scanner.received, reason, decode_ms)

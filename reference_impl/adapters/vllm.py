@@ -10,6 +10,13 @@ has no `/version` (404: the `engine_version` option, else "unknown"), no `max_mo
 configured `ctx_max`), ignores the extra request fields, and in older builds reports a
 mid-stream failure as an `error: {...}` line before `data: [DONE]`; newer builds and vLLM send
 `data: {"error": {...}}`. Both end the stream with an error here.
+
+Stop strings go out as `stop`, `top_logprobs` as `logprobs: N`. Both servers cut the stop text
+themselves (`finish_reason: "stop"`; vLLM names the match in `stop_reason`) and, while stop
+strings are set, may stream chunks with token ids but no text; those ids join the next chunk
+with text (`stops.PieceJoiner`). Logprobs come in vLLM's legacy form or in llama-server's
+`content` form (`logprobs.openai_logprobs`); llama-server sends no `token_ids`, so with
+logprobs the ids come from there.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from reference_impl.adapters.cancel_aware import (
     last_id,
     lines,
     stream_error,
+    token_ids,
     wait_ready,
 )
 from reference_impl.adapters.http_common import (
@@ -50,6 +58,8 @@ from reference_impl.adapters.http_common import (
     error_from_transport,
     parse_json,
 )
+from reference_impl.adapters.logprobs import openai_logprobs
+from reference_impl.adapters.stops import PieceJoiner
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +89,9 @@ class VllmAdapter(CancelAware):
     id of `/v1/models`), `engine_version` (used when `/version` is missing), `model_digest`,
     `max_num_seqs` (the slot total the server was launched with), `return_token_ids` and
     `include_usage` (request fields; switch off for servers that reject unknown fields),
-    `preload_timeout_s`. `connect_timeout_s`, `idle_timeout_s` and `transport` go to the HTTP
-    client.
+    `logprob_token_ids` (asks `return_tokens_as_token_ids` with logprobs, so alternatives carry
+    ids but no text), `preload_timeout_s`. `connect_timeout_s`, `idle_timeout_s` and
+    `transport` go to the HTTP client.
     """
 
     engine = "vllm"
@@ -98,6 +109,7 @@ class VllmAdapter(CancelAware):
         max_num_seqs: int = DEFAULT_MAX_NUM_SEQS,
         return_token_ids: bool = True,
         include_usage: bool = True,
+        logprob_token_ids: bool = False,
         preload_timeout_s: float = 60.0,
         **http: Any,
     ) -> None:
@@ -108,6 +120,7 @@ class VllmAdapter(CancelAware):
         self.max_num_seqs = max(1, max_num_seqs)
         self.return_token_ids = return_token_ids
         self.include_usage = include_usage
+        self.logprob_token_ids = logprob_token_ids
         self.preload_timeout_s = preload_timeout_s
 
     # -- requests ----------------------------------------------------------------------------
@@ -137,6 +150,12 @@ class VllmAdapter(CancelAware):
             body["stream_options"] = {"include_usage": True}
         if self.return_token_ids:
             body["return_token_ids"] = True
+        if req.stop:
+            body["stop"] = list(req.stop)
+        if req.top_logprobs > 0:
+            body["logprobs"] = req.top_logprobs
+            if self.logprob_token_ids:
+                body["return_tokens_as_token_ids"] = True
         return body
 
     async def _generate(
@@ -150,6 +169,7 @@ class VllmAdapter(CancelAware):
         finish: str | None = None
         usage: int | None = None
         done = False
+        pieces = PieceJoiner()
         try:
             async for field, value in lines(response):
                 if field == "error":
@@ -166,9 +186,15 @@ class VllmAdapter(CancelAware):
                     ids = choice.get("token_ids")
                     ids_seen += len(ids) if isinstance(ids, list) else 0
                     text = choice.get("text") or ""
-                    if text:
+                    lp = choice.get("logprobs")
+                    if text and lp is None and not pieces.held:  # the common case, kept cheap
+                        token: TokenEvent | None = TokenEvent(index, text, last_id(ids))
+                    else:
+                        per_token = openai_logprobs(lp, req.top_logprobs)
+                        token = pieces.join(index, text, token_ids(ids), per_token)
+                    if token is not None:
                         first_at = first_at if first_at is not None else loop.time()
-                        yield TokenEvent(index, text, last_id(ids))
+                        yield token
                         index += 1
                     finish = choice.get("finish_reason") or finish
         except STREAM_BREAKS as exc:

@@ -1,0 +1,106 @@
+"""Request parsing of the Triton simulator: the TensorRT-LLM ensemble's inputs and checks.
+
+`stop_words` is a string or a list of strings (`""` means none), `return_log_probs` a bool;
+both are ensemble inputs like the sampler fields, top-level or inside `parameters`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import falcon
+
+# (name, KServe datatype, config data_type, optional) of the TensorRT-LLM ensemble's inputs.
+INPUTS = [
+    ("text_input", "BYTES", "TYPE_STRING", False),
+    ("max_tokens", "INT32", "TYPE_INT32", False),
+    ("bad_words", "BYTES", "TYPE_STRING", True),
+    ("stop_words", "BYTES", "TYPE_STRING", True),
+    ("end_id", "INT32", "TYPE_INT32", True),
+    ("pad_id", "INT32", "TYPE_INT32", True),
+    ("top_k", "INT32", "TYPE_INT32", True),
+    ("top_p", "FP32", "TYPE_FP32", True),
+    ("temperature", "FP32", "TYPE_FP32", True),
+    ("repetition_penalty", "FP32", "TYPE_FP32", True),
+    ("random_seed", "UINT64", "TYPE_UINT64", True),
+    ("return_log_probs", "BOOL", "TYPE_BOOL", True),
+    ("beam_width", "INT32", "TYPE_INT32", True),
+    ("stream", "BOOL", "TYPE_BOOL", True),
+]
+OUTPUTS = [
+    ("text_output", "BYTES", "TYPE_STRING"),
+    ("cum_log_probs", "FP32", "TYPE_FP32"),
+    ("output_log_probs", "FP32", "TYPE_FP32"),
+]
+_INPUT_NAMES = frozenset(name for name, *_ in INPUTS)
+
+
+class Rejected(Exception):
+    """A refusal before inference: an error status and Triton's `{"error": message}`."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class TritonRequest:
+    """The ensemble inputs one generate request sets."""
+
+    prompt: str
+    max_tokens: int
+    seed: int | None
+    stream: bool
+    stop_words: list[str] = field(default_factory=list)
+    log_probs: bool = False
+
+
+def _field(fields: dict[str, Any], key: str, kind: str) -> Any:
+    value = fields.get(key)
+    if value is None:
+        return None
+    ok = {
+        "uint": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+        "unit": isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1,
+        "pos": isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
+        "bool": isinstance(value, bool),
+    }[kind]
+    if not ok:
+        raise Rejected(falcon.HTTP_400, f"unable to parse input '{key}': got {value!r}")
+    return value
+
+
+def parse_request(model: str, body: Any) -> TritonRequest:
+    """Merge `parameters` and top-level fields and check the ensemble's inputs."""
+    if not isinstance(body, dict):
+        raise Rejected(falcon.HTTP_400, "failed to parse the request JSON buffer")
+    params = body.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise Rejected(falcon.HTTP_400, "'parameters' must be a JSON object")
+    fields = {**params, **{k: v for k, v in body.items() if k != "parameters"}}
+    missing = [n for n in ("text_input", "max_tokens") if fields.get(n) is None]
+    if missing:
+        got = sorted(k for k in fields if k in _INPUT_NAMES)
+        raise Rejected(
+            falcon.HTTP_400,
+            f"[request id: <id_unknown>] expected 2 inputs but got {len(got)} inputs for model "
+            f"'{model}'. Got input(s) {got}, but missing required input(s) {missing}. "
+            "Please provide all required input(s).",
+        )
+    if not isinstance(fields["text_input"], str):
+        raise Rejected(falcon.HTTP_400, "unable to parse input 'text_input': expected a string")
+    max_tokens = _field(fields, "max_tokens", "uint")
+    for key, kind in (("temperature", "pos"), ("top_k", "uint"), ("top_p", "unit")):
+        _field(fields, key, kind)
+    seed = _field(fields, "random_seed", "uint")
+    stream = _field(fields, "stream", "bool")
+    log_probs = _field(fields, "return_log_probs", "bool")
+    stop = fields.get("stop_words") or []
+    stop = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stop, list) or not all(isinstance(w, str) for w in stop):
+        raise Rejected(falcon.HTTP_400, f"unable to parse input 'stop_words': got {stop!r}")
+    return TritonRequest(
+        fields["text_input"], max_tokens, seed, bool(stream), stop, bool(log_probs)
+    )
