@@ -200,6 +200,39 @@ class OrchClient:
     def get(self, path: str, **kw: Any) -> httpx.Response:
         return self.request("GET", path, **kw)
 
+    # -- typed OrchQueue v1 operations (one per operationId; the Pact consumer uses these) ----
+    def get_session(self, session_id: str, **kw: Any) -> httpx.Response:
+        """getSession: `200` with a SessionInfo."""
+        return self.request("GET", f"/v1/sessions/{session_id}", **kw)
+
+    def delete_session(self, session_id: str, **kw: Any) -> httpx.Response:
+        """deleteSession: `204`; the session's KV cache is evicted."""
+        return self.request("DELETE", f"/v1/sessions/{session_id}", **kw)
+
+    def capabilities(self, **kw: Any) -> httpx.Response:
+        """getCapabilities: `200` with the capability document."""
+        return self.request("GET", "/v1/capabilities", **kw)
+
+    def replica_sets(self, **kw: Any) -> httpx.Response:
+        """listReplicaSets: `200` with an array of replica sets."""
+        return self.request("GET", "/v1/replicasets", **kw)
+
+    def pool_health(self, pool_id: str, **kw: Any) -> httpx.Response:
+        """getPoolHealth: `200` with a PoolHealth."""
+        return self.request("GET", f"/v1/pools/{pool_id}/health", **kw)
+
+    def drain(self, pool_id: str, deadline_ms: int, **kw: Any) -> httpx.Response:
+        """drainPool: `202`; the pool stops taking new work."""
+        return self.request(
+            "POST", f"/v1/pools/{pool_id}/drain", json_body={"deadline_ms": deadline_ms}, **kw
+        )
+
+    def reload(self, pool_id: str, new_model_ref: str, **kw: Any) -> httpx.Response:
+        """reloadPool: `202`; the pool switches to `new_model_ref`."""
+        return self.request(
+            "POST", f"/v1/pools/{pool_id}/reload", json_body={"new_model_ref": new_model_ref}, **kw
+        )
+
     def evidence(self, message: str) -> Evidence:
         """Evidence from the newest exchange (or just the message when there was none)."""
         return self.exchanges[-1].evidence(message) if self.exchanges else Evidence(message)

@@ -1,0 +1,240 @@
+"""Provider verification: replay each pact interaction against the target with Pact's verifier.
+
+`ContractVerifier` serves, on a loopback port, the two things the Pact verifier talks to:
+
+- the provider-state endpoint (`STATE_PATH`), which sets states up and tears them down through
+  `harness.contracts.states` and hands the verifier the values the request needs;
+- a recording pass-through to the target for every other path, which keeps each exchange
+  (credentials redacted) as evidence for a failing check.
+
+Each interaction is verified by its own verifier run, filtered to its description, so every
+interaction gets its own result (a pass, the mismatches Pact found, or a state that could not
+be set up) and its own evidence. The target's API key goes to the verifier as a custom
+`Authorization` header, except for interactions marked `comments.credentials: "none"`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+import httpx
+from pact import Verifier
+
+from harness.client import MAX_BODY_CHARS, REDACTED, Exchange, redact_headers
+from harness.contracts.pactfile import PactInteraction
+from harness.contracts.states import ProviderStates, StateError
+from harness.results import Evidence
+
+STATE_PATH = "/_llorch/pact-state"
+REQUEST_TIMEOUT_MS = 30_000
+# A failed state change answers 422: the verifier then skips the request (a 5xx would make it
+# retry with backoff for minutes, and a 200 would send the request with example values).
+STATE_FAILED = 422
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host"}
+_NOT_FORWARDED = _HOP_BY_HOP | {"content-length", "accept-encoding"}
+_NOT_RETURNED = _HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
+_REGEX_META = re.compile(r"([\\.+*?()|\[\]{}^$])")
+
+
+@dataclass
+class InteractionOutcome:
+    """What verifying one interaction showed, with the exchange that showed it."""
+
+    interaction: PactInteraction
+    passed: bool = False
+    problems: list[str] = field(default_factory=list)  # Pact's mismatches, one per line
+    state_error: str | None = None  # a provider state could not be set up
+    harness_error: str | None = None  # the verifier could not run the interaction
+    exchanges: list[Exchange] = field(default_factory=list)
+    api_key_env: str = "LLORCH_API_KEY"
+
+    def message(self) -> str:
+        head = f"{self.interaction.description!r} ({self.interaction.key})"
+        return "\n".join([f"pact mismatch in {head}:", *(f"- {p}" for p in self.problems)])
+
+    def evidence(self, message: str) -> Evidence:
+        """The exchange the verifier made (the pytest plugin calls this for a failed check)."""
+        if not self.exchanges:
+            return Evidence(message)
+        ex = self.exchanges[-1]
+        return Evidence(message, ex.request_text(), ex.response_text(), ex.curl(self.api_key_env))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep stderr quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.command == "POST" and self.path == STATE_PATH:
+            self._state(body)
+        else:
+            self._forward(body)
+
+    def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.send_response(status)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _state(self, body: bytes) -> None:
+        try:
+            change = json.loads(body or b"{}")
+            state, action = str(change.get("state") or ""), change.get("action", "setup")
+            if action == "teardown":
+                self.server.states.teardown(state)
+                values: dict[str, Any] = {}
+            else:
+                values = self.server.states.setup(state, change.get("params"))
+        except StateError as exc:
+            self.server.state_errors.append(str(exc))
+            self._reply(STATE_FAILED, [("Content-Type", "text/plain")], str(exc).encode())
+            return
+        except Exception as exc:  # a harness fault: report it, never pass the interaction
+            self.server.state_errors.append(f"harness error in provider state: {exc!r}")
+            self._reply(STATE_FAILED, [("Content-Type", "text/plain")], repr(exc).encode())
+            return
+        self._reply(200, [("Content-Type", "application/json")], json.dumps(values).encode())
+
+    def _forward(self, body: bytes) -> None:
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _NOT_FORWARDED}
+        text = body.decode("utf-8", "replace")[:MAX_BODY_CHARS] if body else None
+        ex = Exchange(self.command, f"{self.server.target_url}{self.path}", {}, text)
+        ex.request_headers = redact_headers(headers)
+        self.server.exchanges.append(ex)
+        try:
+            resp = self.server.http.request(self.command, self.path, headers=headers, content=body)
+        except httpx.HTTPError as exc:
+            ex.error = f"{type(exc).__name__}: {exc}"
+            self._reply(502, [("Content-Type", "text/plain")], f"target: {ex.error}".encode())
+            return
+        ex.status = resp.status_code
+        ex.response_headers = redact_headers(resp.headers)
+        ex.response_body = resp.text[:MAX_BODY_CHARS]
+        kept = [(k, v) for k, v in resp.headers.multi_items() if k.lower() not in _NOT_RETURNED]
+        self._reply(resp.status_code, kept, resp.content)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, target_url: str, states: ProviderStates) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.target_url = target_url
+        self.states = states
+        self.http = httpx.Client(base_url=target_url, timeout=httpx.Timeout(30.0, connect=5.0))
+        self.exchanges: list[Exchange] = []
+        self.state_errors: list[str] = []
+
+
+def exact(description: str) -> str:
+    """A regex (Rust syntax) matching exactly `description`, for the verifier's filter."""
+    escaped = _REGEX_META.sub(r"\\\1", description)
+    return f"^{escaped}$"
+
+
+def _problems(result: dict[str, Any]) -> list[str]:
+    mismatch = result.get("mismatch") or {}
+    if mismatch.get("type") != "mismatches":  # a request or state-change error
+        return [str(mismatch.get("message") or mismatch or "the verifier reported an error")]
+    out = []
+    for m in mismatch.get("mismatches") or ():
+        where = f" at {m['path']}" if m.get("path") else ""
+        out.append(f"{m.get('type', 'Mismatch')}{where}: {m.get('mismatch', m)}")
+    return out or ["the verifier reported a failure without mismatches"]
+
+
+class ContractVerifier:
+    """Verifies pact interactions, one at a time, against one target (a context manager)."""
+
+    def __init__(self, target: Any, model_ref: str | None = None) -> None:
+        self.target = target
+        self._states = ProviderStates(target, model_ref)
+        self._server = _Server(target.url.rstrip("/"), self._states)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="pact-provider-side", daemon=True
+        )
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> ContractVerifier:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._server.http.close()
+        self._states.close()
+
+    def _verifier(self, interaction: PactInteraction) -> Verifier:
+        verifier = (
+            Verifier(interaction.provider, host="127.0.0.1")
+            .add_transport(url=self.url)
+            .add_source(interaction.pact_file)
+            .filter(exact(interaction.description))
+            .state_handler(f"{self.url}{STATE_PATH}", teardown=True, body=True)
+            .set_request_timeout(REQUEST_TIMEOUT_MS)
+            .set_coloured_output(enabled=False)
+        )
+        if interaction.credentials and self.target.api_key:
+            verifier.add_custom_header("Authorization", f"Bearer {self.target.api_key}")
+        return verifier
+
+    def verify(self, interaction: PactInteraction) -> InteractionOutcome:
+        """Replay `interaction` against the target; its outcome and evidence."""
+        self._server.exchanges.clear()
+        self._server.state_errors.clear()
+        outcome = InteractionOutcome(interaction, api_key_env=self.target.api_key_env)
+        verifier = self._verifier(interaction)
+        try:
+            verifier.verify()
+        except RuntimeError:
+            pass  # any failing interaction makes the run "fail"; the results say which and why
+        finally:
+            self._states.reset()
+        results = verifier.results
+        mine = [
+            r
+            for r in results.get("interactionResults") or ()
+            if r.get("description") == interaction.description
+        ]
+        outcome.exchanges = list(self._server.exchanges)
+        if self._server.state_errors:
+            outcome.state_error = "; ".join(self._server.state_errors)
+        elif len(mine) != 1:
+            lines = [line for line in results.get("output") or () if line.strip()]
+            outcome.harness_error = (
+                f"the Pact verifier ran {len(mine)} results for {interaction.label!r}; "
+                f"its output: {' | '.join(lines)[-1500:]}"
+            )
+        elif mine[0].get("result") == "OK":
+            outcome.passed = True
+        else:
+            outcome.problems = [self._scrub(p) for p in _problems(mine[0])]
+        return outcome
+
+    def _scrub(self, text: str) -> str:
+        key = self.target.api_key
+        return text.replace(key, REDACTED) if key else text
