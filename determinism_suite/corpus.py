@@ -15,8 +15,6 @@ from typing import Any
 
 import yaml
 
-from reference_impl.adapters.base import CompletionRequest, SamplerParams
-
 CORPUS_PATH = Path(__file__).with_name("corpus.yaml")
 MIN_CASES = 64
 _SAMPLER_KEYS = ("temperature", "top_k", "top_p", "min_p")
@@ -29,6 +27,16 @@ class CorpusError(ValueError):
 
 
 @dataclass(frozen=True)
+class Sampler:
+    """A sampler profile's values (temperature 0 or top_k 1 is greedy)."""
+
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+
+
+@dataclass(frozen=True)
 class Case:
     """One replayable request: prompt, fixed seed, named sampler profile, token budget and
     optional stop sequences."""
@@ -37,21 +45,9 @@ class Case:
     prompt: str
     seed: int
     profile: str  # a name from the corpus's `sampler_profiles`
-    sampler: SamplerParams  # that profile's values (what direct mode sends)
+    sampler: Sampler  # that profile's values (what direct mode sends)
     max_tokens: int
     stop: tuple[str, ...] = ()
-
-    def request(self, request_id: str, sampler_profile_version: str) -> CompletionRequest:
-        """The adapter request for this case, identical on every replica."""
-        return CompletionRequest(
-            request_id=request_id,
-            prompt=self.prompt,
-            max_tokens=self.max_tokens,
-            seed=self.seed,
-            sampler=self.sampler,
-            sampler_profile_version=sampler_profile_version,
-            stop=self.stop,
-        )
 
     @property
     def greedy(self) -> bool:
@@ -66,21 +62,21 @@ class Corpus:
     sampler_profile_version: str  # version of the corpus's profile table (replica identity)
     cases: tuple[Case, ...]
     content_hash: str
-    sampler_profiles: dict[str, SamplerParams] = field(default_factory=dict)
+    sampler_profiles: dict[str, Sampler] = field(default_factory=dict)
     ctx_budget: int = 2048  # the context each case is sized for (and asks for)
 
     def __len__(self) -> int:
         return len(self.cases)
 
 
-def _profiles(raw: Any) -> dict[str, SamplerParams]:
+def _profiles(raw: Any) -> dict[str, Sampler]:
     if not isinstance(raw, dict) or not raw:
         raise CorpusError("corpus needs a non-empty `sampler_profiles` mapping")
     out = {}
     for name, values in raw.items():
         if not isinstance(values, dict) or set(values) != set(_SAMPLER_KEYS):
             raise CorpusError(f"sampler profile {name}: needs exactly {', '.join(_SAMPLER_KEYS)}")
-        out[str(name)] = SamplerParams(
+        out[str(name)] = Sampler(
             temperature=float(values["temperature"]),
             top_k=int(values["top_k"]),
             top_p=float(values["top_p"]),
@@ -101,7 +97,7 @@ def _stop(raw: Any, cid: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
-def _case(raw: Any, index: int, profiles: dict[str, SamplerParams]) -> Case:
+def _case(raw: Any, index: int, profiles: dict[str, Sampler]) -> Case:
     if not isinstance(raw, dict):
         raise CorpusError(f"case #{index} is not a mapping")
     cid = raw.get("id")
@@ -132,10 +128,23 @@ def _case(raw: Any, index: int, profiles: dict[str, SamplerParams]) -> Case:
     )
 
 
+def _canonical(case: Case) -> dict[str, Any]:
+    """A case as plain data, spelled out so that the hash follows the file, not the classes."""
+    return {
+        "id": case.id,
+        "prompt": case.prompt,
+        "seed": case.seed,
+        "profile": case.profile,
+        "sampler": asdict(case.sampler),
+        "max_tokens": case.max_tokens,
+        "stop": list(case.stop),
+    }
+
+
 def content_hash(cases: tuple[Case, ...]) -> str:
-    """sha256 over the canonical JSON of every case, in file order."""
+    """sha256 over the canonical JSON of every case (profile values included), in file order."""
     canonical = json.dumps(
-        [asdict(c) for c in cases], sort_keys=True, ensure_ascii=False, separators=(",", ":")
+        [_canonical(c) for c in cases], sort_keys=True, ensure_ascii=False, separators=(",", ":")
     )
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 

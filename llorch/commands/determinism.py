@@ -77,16 +77,16 @@ async def _direct(engine: str, urls: tuple[str, ...], corpus: Any, opts: dict[st
 
 
 def _pinned(url: str | None, corpus: Any, opts: dict[str, Any]):
+    from determinism_suite.expected import expected_settings
     from determinism_suite.pinned import run_pinned
     from harness.client import OrchClient
     from harness.target import select_target
-    from reference_impl.pool.determinism import load_settings
 
     config = opts["config"] or DEFAULT_CONFIG
     with select_target(url, opts["api_key_env"], config=config) as target:
         engine = opts["engine"]
         rs_engine = engine or _only_engine(target.replica_sets)
-        settings = load_settings(rs_engine).as_record() if rs_engine in ENGINES else {}
+        settings = expected_settings(rs_engine) if rs_engine in ENGINES else {}
 
         def client() -> OrchClient:
             return OrchClient(

@@ -1,23 +1,25 @@
 """Per-engine determinism settings, one declarative file each, applied to pools marked
 `determinism: true` (specs/70-determinism-suite.md, section 3; ORCH-3050).
 
-The files live in `determinism_settings/<engine>.yaml` so that the settings the pool manager
-applies and the settings the determinism suite reports are the same bytes. The manager applies
-start flags and environment to engines it launches, per-request fields through the adapter,
-and `max_in_flight_per_replica` as a cap on the slots the scheduler may fill.
+The files are the determinism suite's own (`determinism_suite/settings/<engine>.yaml`, data
+only), so the settings the pool manager applies and the settings the suite reports are the
+same bytes. The manager applies start flags and environment to engines it launches,
+per-request fields through the adapter, and `max_in_flight_per_replica` as a cap on the slots
+the scheduler may fill.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-SETTINGS_DIR = Path(__file__).with_name("determinism_settings")
+SETTINGS_DIR = Path(str(files("determinism_suite").joinpath("settings")))
 _KEYS = {"engine", "start_args", "start_env", "request", "max_in_flight_per_replica", "expect"}
 # Per-request fields an adapter knows how to apply, by engine.
 _REQUEST_FIELDS = {"llamacpp": {"cache_prompt"}, "vllm": set(), "tgi": set(), "triton": set()}
@@ -90,7 +92,7 @@ def parse_settings(doc: Any, path: Path, engine: str) -> DeterminismSettings:
         request=dict(request),
         max_in_flight_per_replica=in_flight,
         expect=dict(expect),
-        source=f"reference_impl/pool/determinism_settings/{path.name}",
+        source=f"determinism_suite/settings/{path.name}",
     )
 
 
