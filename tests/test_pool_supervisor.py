@@ -270,8 +270,11 @@ def test_reload_starts_a_new_engine_beside_the_old_and_retires_it(tmp_path: Path
     asyncio.run(run())
 
 
-@pytest.mark.req("OC-POOL-3020", "ORCH-3011", "OC-POOL-3021", "ORCH-3012")
+@pytest.mark.req(
+    "OC-POOL-3020", "ORCH-3011", "OC-POOL-3021", "ORCH-3012", "ORCH-3001", "OC-CORE-1011"
+)
 def test_engine_sees_only_the_pool_mask_and_its_explicit_split(tmp_path: Path) -> None:
+    """One engine process per replica: one model, and only the pool's devices visible to it."""
     four = gpus(*[("NVIDIA L4", 24 * GIB, 20 * GIB)] * 4)
     cfg = launched(tmp_path, devices=[1, 3], tensor_split=[0.75, 0.25], allow_cpu_inference=False)
 
@@ -285,6 +288,8 @@ def test_engine_sees_only_the_pool_mask_and_its_explicit_split(tmp_path: Path) -
             assert "CUDA_VISIBLE_DEVICES='1,3'" in output
             argv = argv_of(pm)
             assert argv[argv.index("--tensor-split") + 1] == "0.75,0.25"
+            assert argv.count("--model") == 1
+            assert argv[argv.index("--model") + 1] == str(cfg.model_path_for(cfg.pools[0]))
             assert pool.replicas[0].devices == frozenset({1, 3})
         finally:
             await pm.close()
