@@ -146,7 +146,7 @@ async def run_direct(
     in_flight = max_in_flight or int(settings["max_in_flight_per_replica"])
     cases = list(corpus.cases)
     started = time.perf_counter()
-    left_out, right_out = await run_sides(
+    left_out, right_out, schedule = await run_sides(
         cases,
         lambda c: collect(left, c, "a"),
         lambda c: collect(right, c, "b"),
@@ -167,5 +167,6 @@ async def run_direct(
         results=results,
         wall_s=wall,
         order_seed=order_seed,
+        in_flight=schedule.in_flight,
         margin_note=note,
     )

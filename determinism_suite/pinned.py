@@ -203,7 +203,7 @@ async def run_pinned(
 
     started = time.perf_counter()
     try:
-        left_out, right_out = await run_sides(
+        left_out, right_out, schedule = await run_sides(
             list(corpus.cases),
             side(clients[0], left),
             side(clients[1], right),
@@ -227,5 +227,6 @@ async def run_pinned(
         wall_s=wall,
         order_seed=order_seed,
         target=target,
+        in_flight=schedule.in_flight,
         margin_note=NO_MARGIN,
     )

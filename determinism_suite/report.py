@@ -166,6 +166,7 @@ def build_report(run: RunResult) -> dict[str, Any]:
         "settings_problems": run.settings_problems,
         "logprob_margin_note": run.margin_note,
         "order_seed": run.order_seed,
+        "in_flight": list(run.in_flight),
         "wall_s": round(run.wall_s, 3),
         "summary": {
             "equal": counts["equal"],
@@ -199,7 +200,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += [
         f"- settings confirmed: {report['settings_confirmed']}"
         + (f" ({'; '.join(report['settings_problems'])})" if report["settings_problems"] else ""),
-        f"- wall time {report['wall_s']} s, order seed {report['order_seed']}",
+        f"- wall time {report['wall_s']} s, order seed {report['order_seed']}, "
+        f"in flight per replica {report['in_flight']}",
         "",
         f"**{s['equal']} equal, {s['diverged']} diverged, {s['error']} error, "
         f"{s['unverified']} unverified.** {report['bound']['statement']}.",

@@ -110,6 +110,7 @@ class RunResult:
     wall_s: float
     order_seed: int
     target: str | None = None  # the orchestrator URL in pinned mode
+    in_flight: tuple[int, int] = (1, 1)  # requests in flight per side
     margin_note: str = ""
 
 
@@ -146,16 +147,29 @@ def compare(case: Case, left: Stream, right: Stream, confirmed: bool) -> CaseRes
 Collector = Callable[[Case], Awaitable[Stream]]
 
 
+JITTER_MS = 10  # random pause before each request: varies how the two sides interleave
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How one run was scheduled, for the report (and a rerun with the same order seed)."""
+
+    order_seed: int
+    in_flight: tuple[int, int]  # per side, drawn from 1..max_in_flight
+
+
 async def _side(
     collect: Collector, cases: list[Case], in_flight: int, rng: random.Random
 ) -> dict[str, Stream]:
     order = list(cases)
     rng.shuffle(order)
+    pauses = {c.id: rng.uniform(0, JITTER_MS) / 1000 for c in order}
     gate = asyncio.Semaphore(in_flight)
     out: dict[str, Stream] = {}
 
     async def one(case: Case) -> None:
         async with gate:
+            await asyncio.sleep(pauses[case.id])
             out[case.id] = await collect(case)
 
     await asyncio.gather(*(one(c) for c in order))
@@ -163,14 +177,17 @@ async def _side(
 
 
 async def run_sides(
-    cases: list[Case], left: Collector, right: Collector, in_flight: int, order_seed: int
-) -> tuple[dict[str, Stream], dict[str, Stream]]:
-    """Both sides at once, each in its own order derived from `order_seed`."""
+    cases: list[Case], left: Collector, right: Collector, max_in_flight: int, order_seed: int
+) -> tuple[dict[str, Stream], dict[str, Stream], Schedule]:
+    """Both sides at once, each in its own shuffled order and at its own concurrency (drawn
+    from 1..max_in_flight), all derived from `order_seed` so a run can be repeated."""
     rng = random.Random(order_seed)
     left_rng, right_rng = random.Random(rng.random()), random.Random(rng.random())
-    return await asyncio.gather(
-        _side(left, cases, in_flight, left_rng), _side(right, cases, in_flight, right_rng)
+    levels = (left_rng.randint(1, max_in_flight), right_rng.randint(1, max_in_flight))
+    left_out, right_out = await asyncio.gather(
+        _side(left, cases, levels[0], left_rng), _side(right, cases, levels[1], right_rng)
     )
+    return left_out, right_out, Schedule(order_seed, levels)
 
 
 def new_order_seed(order_seed: int | None) -> int:

@@ -447,3 +447,15 @@ def test_a_target_that_ignores_the_pin_gives_an_error_not_a_comparison() -> None
     ignored = collect_pinned(_FakeOrch("pool-r1"), body)
     assert ignored.error == "pin ignored: the task ran on pool-r1, not pool-r0"
     assert compare(case, ignored, ignored, True).status == "error"
+
+
+@pytest.mark.req("OC-TEST-7001")
+def test_concurrency_per_side_is_drawn_from_the_order_seed_and_reported() -> None:
+    """With --max-in-flight N each side runs at its own level in 1..N (repeatable from the
+    order seed); more requests in flight on single-slot replicas still compare equal."""
+    cfg = SimConfig("llamacpp", slots=1)
+    with running_sim(cfg) as (url_a, _), running_sim(cfg) as (url_b, _):
+        runs = [_run(load_corpus(), url_a, url_b, max_in_flight=4, order_seed=s) for s in (3, 3)]
+    assert runs[0].in_flight == runs[1].in_flight == (2, 3)  # same seed, same schedule
+    report = build_report(runs[0])
+    assert report["in_flight"] == [2, 3] and report["summary"]["passed"]

@@ -165,7 +165,13 @@ def _rel(path: Path) -> str:
     help="Direct mode: the replicas' profile table version (default: the corpus's own).",
 )
 @click.option("--order-seed", type=int, default=None, help="Fix the shuffled request order.")
-@click.option("--max-in-flight", type=int, default=None, help="Requests in flight per replica.")
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Upper bound of requests in flight per replica; each side draws its level from "
+    "1..N (default: the engine's max_in_flight_per_replica, 1).",
+)
 @click.option(
     "--ready-wait",
     type=float,
