@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +136,7 @@ async def run_direct(
     engine: str | None = None,
     order_seed: int | None = None,
     max_in_flight: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Compare every corpus case on two replicas; ReplicaSetMismatch before any request."""
     engine = engine or left.adapter.engine
@@ -152,6 +154,7 @@ async def run_direct(
         lambda c: collect(right, c, "b"),
         in_flight,
         order_seed,
+        progress,
     )
     wall = time.perf_counter() - started
     results = [compare(c, left_out[c.id], right_out[c.id], not problems) for c in cases]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -175,6 +176,7 @@ async def run_pinned(
     order_seed: int | None = None,
     max_in_flight: int = 1,
     ready_wait_s: float = READY_WAIT_S,
+    progress: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Compare every case on two replicas of one set of the target; `client_factory()`
     gives a fresh OrchClient (one per side, so evidence stays per side)."""
@@ -209,6 +211,7 @@ async def run_pinned(
             side(clients[1], right),
             max_in_flight,
             order_seed,
+            progress,
         )
     finally:
         for c in clients:

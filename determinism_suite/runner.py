@@ -159,7 +159,11 @@ class Schedule:
 
 
 async def _side(
-    collect: Collector, cases: list[Case], in_flight: int, rng: random.Random
+    collect: Collector,
+    cases: list[Case],
+    in_flight: int,
+    rng: random.Random,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Stream]:
     order = list(cases)
     rng.shuffle(order)
@@ -171,13 +175,20 @@ async def _side(
         async with gate:
             await asyncio.sleep(pauses[case.id])
             out[case.id] = await collect(case)
+        if progress is not None:
+            progress(case.id)
 
     await asyncio.gather(*(one(c) for c in order))
     return out
 
 
 async def run_sides(
-    cases: list[Case], left: Collector, right: Collector, max_in_flight: int, order_seed: int
+    cases: list[Case],
+    left: Collector,
+    right: Collector,
+    max_in_flight: int,
+    order_seed: int,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Stream], dict[str, Stream], Schedule]:
     """Both sides at once, each in its own shuffled order and at its own concurrency (drawn
     from 1..max_in_flight), all derived from `order_seed` so a run can be repeated."""
@@ -185,7 +196,8 @@ async def run_sides(
     left_rng, right_rng = random.Random(rng.random()), random.Random(rng.random())
     levels = (left_rng.randint(1, max_in_flight), right_rng.randint(1, max_in_flight))
     left_out, right_out = await asyncio.gather(
-        _side(left, cases, levels[0], left_rng), _side(right, cases, levels[1], right_rng)
+        _side(left, cases, levels[0], left_rng, progress),
+        _side(right, cases, levels[1], right_rng, progress),
     )
     return left_out, right_out, Schedule(order_seed, levels)
 

@@ -252,7 +252,9 @@ def test_cli_reports_equal_replicas_and_refuses_a_mixed_set(tmp_path: Path) -> N
             ["--engine-url", url_a, "--engine-url", url_b, "--report-dir", str(tmp_path)],
         )
     assert ok.exit_code == 0, ok.output
-    assert f"{len(load_corpus())}/{len(load_corpus())} equal" in ok.output
+    n = len(load_corpus())
+    assert f"{n}/{n} equal" in ok.output
+    assert f"[determinism] {2 * n}/{2 * n} requests" in ok.stderr  # progress while running
     assert (tmp_path / "determinism.md").exists()
     with (
         running_sim(cfg) as (url_a, _),

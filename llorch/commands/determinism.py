@@ -70,6 +70,8 @@ async def _direct(engine: str, urls: tuple[str, ...], corpus: Any, opts: dict[st
             Replica(adapters[1], profile),
             engine=engine,
             order_seed=opts["order_seed"],
+            max_in_flight=opts["max_in_flight"],
+            progress=_Progress(2 * len(corpus), opts["quiet"]),
         )
     finally:
         for adapter in adapters:
@@ -107,8 +109,21 @@ def _pinned(url: str | None, corpus: Any, opts: dict[str, Any]):
                 order_seed=opts["order_seed"],
                 max_in_flight=opts["max_in_flight"] or 1,
                 ready_wait_s=opts["ready_wait"],
+                progress=_Progress(2 * len(corpus), opts["quiet"]),
             )
         )
+
+
+class _Progress:
+    """One stderr line each time another tenth of the requests has finished."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total, self.done, self.quiet, self.step = total, 0, quiet, max(1, total // 10)
+
+    def __call__(self, _case_id: str) -> None:
+        self.done += 1
+        if not self.quiet and (self.done % self.step == 0 or self.done == self.total):
+            click.echo(f"[determinism] {self.done}/{self.total} requests", err=True)
 
 
 def _only_engine(sets: list[dict[str, Any]]) -> str | None:
@@ -137,7 +152,12 @@ def _rel(path: Path) -> str:
     default=None,
     help="Engine of the replicas (direct mode default: llamacpp; pinned: the set's engine).",
 )
-@click.option("--api-key-env", default="LLORCH_API_KEY", show_default=True)
+@click.option(
+    "--api-key-env",
+    default="LLORCH_API_KEY",
+    show_default=True,
+    help="Env var holding the target's API key (pinned mode with --target).",
+)
 @click.option(
     "--config",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -151,9 +171,18 @@ def _rel(path: Path) -> str:
     default=Path("reports/determinism"),
     show_default=True,
 )
-@click.option("--model-ref", default="determinism-model", show_default=True, help="Direct mode.")
+@click.option(
+    "--model-ref",
+    default="determinism-model",
+    show_default=True,
+    help="Direct mode: the model name the adapters report (digest source where none).",
+)
 @click.option("--model-name", default="model", show_default=True, help="Triton model name.")
-@click.option("--corpus", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--corpus",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Another corpus file (default: determinism_suite/corpus.yaml).",
+)
 @click.option(
     "--small-corpus-ok",
     is_flag=True,
