@@ -45,6 +45,8 @@ class PoolHealth:
                 "model_digest": pool.model_digest,
                 "restarts": pool.restarts,
                 "breaker_open": pool.breaker_open,
+                # Last start-up self-test (ORCH-3049): item -> pass/fail/skip, null before one.
+                "self_test": self._orch.pools.self_test(pool_id),
             },
         }
 

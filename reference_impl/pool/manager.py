@@ -1,10 +1,11 @@
 """Builds pools from config, brings them up, supervises them, and carries out drain and reload.
 
 Each pool has one lifecycle task: preflight (digest, devices, headroom), start the engine
-processes it launches itself, create and preload the adapters, then watch: a process exit or
-failed heartbeats are a fault (unready at once, engine killed so running streams end with
-WORKER_RESET, `driver_reset` logged), followed by a restart after an exponential backoff that
-a circuit breaker bounds (specs/30). Pools on an `endpoint` (started by someone else) are
+processes it launches itself, create the adapters and self-test them (preload, decode, cancel,
+telemetry: pool/selftest.py), then watch: a process exit or failed heartbeats are a fault
+(unready at once, engine killed so running streams end with WORKER_RESET, `driver_reset`
+logged), followed by a restart after an exponential backoff that a circuit breaker bounds
+(specs/30). Pools on an `endpoint` (started by someone else) are
 heartbeat-checked and flip between failed and ready without a restart.
 
 Readiness changes are reported through `on_change(pool)`, which the orchestrator uses to keep
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reference_impl.config import AdapterKind, OrchestratorConfig, PoolConfig
+from reference_impl.pool import selftest
 from reference_impl.pool.backoff import BackoffPolicy, BreakerPolicy, RestartGovernor
 from reference_impl.pool.catalog import DigestCache
 from reference_impl.pool.determinism import determinism_settings, slot_cap
@@ -76,8 +78,11 @@ class PoolManager:
         clock: Callable[[], float] = time.monotonic,
         host_free: Callable[[], int | None] = host_free_bytes,
         rand: Callable[[], float] = random.random,
+        self_test: selftest.SelfTestLimits | None = None,
     ) -> None:
         self._config = config
+        self._self_test = self_test or selftest.SelfTestLimits()
+        self._self_tests: dict[str, tuple[selftest.SelfTestResult, ...]] = {}
         self._factory = adapter_factory
         self._on_change = on_change
         self.devices = devices or DeviceRegistry()
@@ -118,6 +123,11 @@ class PoolManager:
 
     def pool_config(self, pool_id: str) -> PoolConfig:
         return self._config.pool(pool_id)
+
+    def self_test(self, pool_id: str) -> dict[str, str] | None:
+        """The pool's last start-up self-test, item -> pass/fail/skip; None before one ran."""
+        results = self._self_tests.get(pool_id)
+        return dict(selftest.pool_summary(results)) if results else None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -228,7 +238,8 @@ class PoolManager:
         self._on_change(pool)
 
     async def _bring_up(self, pool: PoolState, model_ref: str) -> tuple[list[_Loaded], Preflight]:
-        """Preflight, start engines, create, preload and probe adapters; all or nothing."""
+        """Preflight, start engines, create and self-test (preload first) adapters; all or
+        nothing. A failed self-test is a failed preload (ORCH-3049)."""
         pc = self._config.pool(pool.pool_id)
         pre = await preflight(
             self._config, pc, catalog=self.catalog, devices=self.devices, host_free=self._host_free
@@ -241,7 +252,11 @@ class PoolManager:
                 await gather_or_raise([p.start() for p in procs if p is not None])
             for handle, proc in zip(pool.replicas, procs, strict=True):
                 created.append(self._make_adapter(pc, handle.replica_id, model_ref, proc))
-            await gather_or_raise([a.preload() for a in created])
+            tested = await selftest.self_test_replicas(
+                pool.pool_id, pool.engine, created, self._self_test
+            )
+            self._self_tests[pool.pool_id] = tested
+            selftest.raise_on_failure(tested)
             props = await gather_or_raise([a.props() for a in created])
         except BaseException as exc:
             await asyncio.gather(*(a.close() for a in created), return_exceptions=True)
