@@ -5,7 +5,8 @@ The API layer builds `PoolSpec` / `ReplicaSpec` / `SessionPolicy` from the confi
 and metrics. Module map: types (data), queue (bounded per-class FIFO and flows), fairness
 (WFQ), policies (full-queue victims, soft preemption), quotas (rate and concurrency),
 deadlines (predictions, feasibility, on-time probability), placement, sessions, watchdog,
-guardrails and admission (checks), pool_state, scheduler (the façade), snapshot, testing
+guardrails and admission (checks), pool_state, state (the scheduler's records), endings (how a
+task leaves them), queries (read-only views), scheduler (the façade), snapshot, testing
 (factories for tests).
 
 Choices where the façade left room or the spec overrules it (each documented in its module):

@@ -1,7 +1,8 @@
-"""Admission checks that need live state: sessions, pool readiness, quotas, queue room.
+"""Admission checks that need live state: pins, sessions, pool readiness, quotas, queue room.
 
 Kept apart from the façade so each check reads on its own; the scheduler applies the outcome
-(counting, evicting, committing). Steps 2-4 and 6 of the order documented in scheduler.py.
+(counting, evicting, committing). The pin check of step 1 and steps 2-4 and 6 of the order
+documented in scheduler.py.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import guardrails
+from .placement import Replica
 from .policies import EVICTION_CODE, REFUSAL_CODE, policy_victim, preemption_victim
 from .pool_state import PoolState
 from .queue import TaskEntry
@@ -17,6 +19,20 @@ from .types import ErrorCode, Rejected, TaskSpec
 
 POOL_UNREADY_RETRY_MS = 1_000
 POOL_UNAVAILABLE_RETRY_MS = 5_000
+
+
+def pin_refusal(task: TaskSpec, replicas: dict[str, Replica]) -> Rejected | None:
+    """A pin must name a replica of the task's pool that can still become Ready."""
+    if task.pin_replica is None:
+        return None
+    replica = replicas.get(task.pin_replica)
+    if replica is None or replica.spec.pool_id != task.pool_id:
+        msg = f"replica {task.pin_replica!r} is not a replica of pool {task.pool_id!r}"
+        return guardrails.invalid(msg, "placement.replica_id")
+    if replica.failed:
+        msg = f"replica {task.pin_replica!r} cannot become Ready"
+        return Rejected(ErrorCode.POOL_UNAVAILABLE, msg, 503, retriable=True)
+    return None
 
 
 def live_refusal(

@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .types import TaskSpec
 
 PRIOR_TASK_MS = 50.0
 PRIOR_TOKEN_MS = 5.0
@@ -50,6 +54,13 @@ class Predictor:
 
     def decode_ms(self, tokens: int) -> int:
         return round(self.token_ms * max(0, tokens))
+
+
+def expected_tokens(task: TaskSpec) -> int:
+    """Tokens a task's decode is predicted to take: `expected_tokens` capped by `max_tokens`."""
+    if task.expected_tokens is not None:
+        return min(task.expected_tokens, task.max_tokens)
+    return task.max_tokens
 
 
 def feasible(start_ms: int, decode_ms: int, deadline_ms: int | None) -> bool:

@@ -1,0 +1,65 @@
+"""`CoreState`: the records one `Scheduler` keeps, in one place so helper modules can take it.
+
+The façade (scheduler.py) makes the decisions and counts the events (`Scheduler.counters`);
+endings.py and queries.py update and read these records as plain data. Pools and replicas are
+kept in id order so dispatch and snapshots visit them the same way on every run. Live tasks
+(queued and running) sit in `tasks`; the running ones also in `running`; ended task ids are
+remembered in `ended`, oldest forgotten first past `terminal_memory`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .deadlines import MetWindow
+from .fairness import ShareTracker
+from .placement import Replica
+from .pool_state import PoolState
+from .queue import TaskEntry
+from .sessions import SessionStore
+from .types import PRIORITY_ORDER, PoolSpec, Priority, ReplicaSpec, SessionPolicy, TaskState
+
+
+def _met_windows() -> dict[Priority, MetWindow]:
+    return {p: MetWindow() for p in PRIORITY_ORDER}
+
+
+@dataclass(slots=True, eq=False)
+class CoreState:
+    """Pools, replicas, sessions, live and ended tasks, fairness shares, deadline windows."""
+
+    pools: dict[str, PoolState]
+    replicas: dict[str, Replica]
+    sessions: SessionStore
+    terminal_memory: int
+    tasks: dict[str, TaskEntry] = field(default_factory=dict)
+    running: dict[str, TaskEntry] = field(default_factory=dict)
+    ended: OrderedDict[str, TaskState] = field(default_factory=OrderedDict)
+    shares: ShareTracker = field(default_factory=ShareTracker)
+    met: dict[Priority, MetWindow] = field(default_factory=_met_windows)
+
+    @classmethod
+    def build(
+        cls,
+        pools: list[PoolSpec],
+        replicas: list[ReplicaSpec],
+        sessions: SessionPolicy,
+        terminal_memory: int,
+    ) -> CoreState:
+        """Empty state for these specs; ValueError on a duplicate id or a replica's unknown pool."""
+        by_pool: dict[str, PoolState] = {}
+        for spec in sorted(pools, key=lambda p: p.pool_id):
+            if spec.pool_id in by_pool:
+                raise ValueError(f"duplicate pool_id {spec.pool_id!r}")
+            by_pool[spec.pool_id] = PoolState(spec)
+        by_id: dict[str, Replica] = {}
+        for rs in sorted(replicas, key=lambda r: r.replica_id):
+            if rs.replica_id in by_id:
+                raise ValueError(f"duplicate replica_id {rs.replica_id!r}")
+            if rs.pool_id not in by_pool:
+                raise ValueError(f"replica {rs.replica_id!r} names unknown pool {rs.pool_id!r}")
+            replica = Replica(rs, slots_total=rs.slots_total)
+            by_id[rs.replica_id] = replica
+            by_pool[rs.pool_id].replicas.append(replica)
+        return cls(by_pool, by_id, SessionStore(sessions), terminal_memory)
