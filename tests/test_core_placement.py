@@ -132,18 +132,26 @@ def test_session_returns_to_its_replica_or_fails_over_cold() -> None:
 @pytest.mark.req("OC-CORE-1010")
 @given(
     pins=st.lists(st.sampled_from([None, "p:r0", "p:r1"]), min_size=1, max_size=25),
+    cancel=st.sets(st.integers(0, 24), max_size=6),
     order=st.randoms(use_true_random=False),
+    edf=st.booleans(),
 )
-def test_pinned_tasks_run_only_on_their_replica_and_all_of_them_run(pins, order) -> None:
+def test_pinned_tasks_run_only_on_their_replica_and_all_of_them_run(
+    pins, cancel, order, edf
+) -> None:
     """Replica pinning: a pinned task is placed on its replica and nowhere else; the queue
-    never deadlocks, so completing whatever runs eventually runs every task."""
-    sched = ct.scheduler([ct.pool()], {"p:r0": 1, "p:r1": 2})
-    tasks = [ct.task(pin_replica=pin) for pin in pins]
+    never deadlocks (queued cancels included), so completing whatever runs eventually runs
+    every task that was not cancelled."""
+    sched = ct.scheduler([ct.pool(edf=edf)], {"p:r0": 1, "p:r1": 2})
+    deadline = {"deadline_ms": 10_000_000} if edf else {}
+    tasks = [ct.task(pin_replica=pin, **deadline) for pin in pins]
     for t in tasks:
         ct.admitted(sched.admit(t, 0))
+    done = {tasks[i].task_id for i in cancel if i < len(tasks)}
+    for tid in done:
+        assert sched.cancel(tid, 0).value == "queued"
     pin_of = {t.task_id: t.pin_replica for t in tasks}
     running: list[str] = []
-    done: set[str] = set()
     now = 1
     while len(done) < len(tasks):
         for d in sched.dispatch(now):
@@ -156,6 +164,7 @@ def test_pinned_tasks_run_only_on_their_replica_and_all_of_them_run(pins, order)
         sched.complete(finished, now, 1, True)
         done.add(finished)
         now += 1
+    assert sched._state.pools["p"].pinned_queued == 0  # the fast-path counter balances
 
 
 @pytest.mark.req("OC-CORE-1010")

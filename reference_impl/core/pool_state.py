@@ -29,6 +29,7 @@ class PoolState:
         self.draining = False
         self.predictor = Predictor()
         self.running = 0
+        self.pinned_queued = 0  # queued tasks with a replica pin (0: dispatch skips the peek)
         self.tenants = {q.tenant: TenantState.for_quota(q) for q in spec.tenants}
         self._tenant_weight = {q.tenant: q.weight for q in spec.tenants}
         self.class_buckets = {
@@ -75,12 +76,16 @@ class PoolState:
     # -- queue operations --------------------------------------------------------------------
 
     def enqueue(self, entry: TaskEntry) -> None:
+        if entry.spec.pin_replica is not None:
+            self.pinned_queued += 1
         key = entry.flow_key
         flow = self.queue.flow(key, self.weight(key))
         self.queue.add(entry, flow, self.spec.edf)
         self.group(key[1]).activate(flow)
 
     def remove_queued(self, entry: TaskEntry) -> None:
+        if entry.spec.pin_replica is not None:
+            self.pinned_queued -= 1
         self.queue.drop_flow_if_idle(self.queue.discard(entry))
 
     def _next_group(self) -> Wfq | None:
@@ -104,6 +109,8 @@ class PoolState:
         if flow is None:
             return None
         entry = flow.pop()
+        if entry.spec.pin_replica is not None:
+            self.pinned_queued -= 1
         self.queue.unindex(entry)
         group.served(flow)
         self.queue.drop_flow_if_idle(flow)

@@ -178,14 +178,17 @@ class Scheduler:
         out: list[Dispatch] = []
         for pool in self._state.pools.values():
             while len(pool.queue) and pool.has_free_slot():
-                head = pool.peek_next()
+                # Without pinned tasks any head fits a free slot: pop without peeking.
+                peeked = pool.pinned_queued > 0
+                head = pool.peek_next() if peeked else pool.pop_next()
                 if head is None:  # pragma: no cover - the WFQ invariant forbids it
                     break
                 affinity = sessions.affinity(head.spec.session_id)
                 picked = choose(pool.replicas, affinity, head.spec.pin_replica)
                 if picked is None:  # pinned to a busy replica: the head (and pool) waits
+                    assert peeked, "an unpinned head always fits a free slot"
                     break
-                entry = pool.pop_next()
+                entry = pool.pop_next() if peeked else head
                 assert entry is head
                 replica, warm = picked
                 out.append(self._start(entry, pool, replica, warm, now))
