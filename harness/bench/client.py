@@ -6,6 +6,13 @@ server: measured on 2 cores, httpx's pool bookkeeping cost ~5 ms of CPU per task
 concurrency 64 and capped the run at ~200 tasks/s while the server idled (bench/RESULTS.md).
 The task's timings end at the terminal event; the body is then read to its end so the
 connection goes back to the pool.
+
+Queue wait: SSE `metrics` is an open object, and the reference orchestrator emits one naming the
+`replica_id` at the moment it dispatches the task to a slot. The first such event marks the end
+of the task's queue wait (time from sending the POST). It is a client-side figure: when a task
+is dispatched before its stream is opened, the replayed event arrives on connect, so the figure
+is an upper bound that includes the admission round trip. Targets that send no such event
+report no queue wait.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,27 +136,61 @@ def _json_or_none(text: str) -> Any:
         return None
 
 
+ShapeFn = Callable[[int], TaskTemplate]
+AdmittedFn = Callable[[int, int | None], None]
+
+
+def _names_replica(data: str) -> bool:
+    """True for a `metrics` payload that carries `replica_id` (the dispatch marker)."""
+    if "replica_id" not in data:  # cheap test first: most metrics events do not
+        return False
+    payload = _json_or_none(data)
+    return isinstance(payload, dict) and isinstance(payload.get("replica_id"), str)
+
+
 class OrchQueueTarget:
-    """Runs one task per call against an OrchQueue v1 server through a shared session."""
+    """Runs one task per call against an OrchQueue v1 server through a shared session.
+
+    `shape(task_no)`, when given, picks each task's template (a priority mix, or a scenario's
+    classes); otherwise every task uses `template`. `on_admitted(task_no, status)` is called
+    once the POST is answered (status None when it failed in transport), so a scenario can
+    start later tasks once earlier ones are queued.
+    """
 
     def __init__(
-        self, client: aiohttp.ClientSession, template: TaskTemplate, run_id: str = ""
+        self,
+        client: aiohttp.ClientSession,
+        template: TaskTemplate,
+        run_id: str = "",
+        *,
+        shape: ShapeFn | None = None,
+        on_admitted: AdmittedFn | None = None,
     ) -> None:
         self.client = client
         self.template = template
         self.run_id = run_id or uuid.uuid4().hex[:8]
+        self.shape = shape
+        self.on_admitted = on_admitted
 
     async def run_task(self, task_no: int) -> TaskResult:
         task_id = str(uuid.uuid4())
         headers = {"X-Correlation-Id": f"bench-{self.run_id}-{task_no}"}
-        body = self.template.body(task_id, str(uuid.uuid4()))
+        template = self.template if self.shape is None else self.shape(task_no)
+        body = template.body(task_id, str(uuid.uuid4()))
         timer = TaskTimer(task_no)
+        timer.result.priority = template.priority
+        status: int | None = None
         try:
-            async with self.client.post("v1/tasks", json=body, headers=headers) as resp:
-                text = await resp.text()
-                timer.admitted()
-                if resp.status != 202:
-                    return timer.finish(*_error_of(resp.status, _json_or_none(text)))
+            try:
+                async with self.client.post("v1/tasks", json=body, headers=headers) as resp:
+                    text = await resp.text()
+                    timer.admitted()
+                    status = resp.status
+            finally:
+                if self.on_admitted is not None:
+                    self.on_admitted(task_no, status)
+            if status is not None and status != 202:
+                return timer.finish(*_error_of(status, _json_or_none(text)))
             return await self._stream(task_id, headers, timer)
         except (TimeoutError, aiohttp.ClientError) as exc:
             return timer.finish(transport_code(exc), str(exc) or None)
@@ -166,6 +207,9 @@ class OrchQueueTarget:
                     continue  # drain to the end so the connection is reused
                 if event == "token":
                     timer.token()
+                elif event == "metrics":
+                    if timer.result.queue_wait_ms is None and _names_replica(data):
+                        timer.dispatched()
                 elif event == "end":
                     result = timer.finish()
                 elif event == "error":

@@ -31,6 +31,8 @@ class TaskResult:
     e2e_ms: float | None = None
     admit_ms: float | None = None
     detail: str | None = None
+    priority: str | None = None
+    queue_wait_ms: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -52,6 +54,11 @@ class TaskTimer:
     def admitted(self) -> None:
         """The admission request was answered (HTTP targets only)."""
         self.result.admit_ms = self._ms_since(self._t0)
+
+    def dispatched(self) -> None:
+        """The target said the task left its queue for an engine slot (first call counts)."""
+        if self.result.queue_wait_ms is None:
+            self.result.queue_wait_ms = self._ms_since(self._t0)
 
     def token(self) -> None:
         now = self._clock()
@@ -311,6 +318,37 @@ async def run_load(
     else:
         body = _closed_loop(run, plan.concurrency or 1)
     await _phase(run, progress, progress_interval, body)
+    wall_s = time.perf_counter() - run.t0
+    results = sorted(run.results, key=lambda r: r.task_no)
+    return RunResult(name, plan, results, wall_s, run.max_in_flight)
+
+
+async def run_schedule(
+    target: Target,
+    count: int,
+    schedule: Callable[[int], Awaitable[None]],
+    *,
+    name: str = "target",
+    progress: ProgressFn | None = None,
+    progress_interval: float = 1.0,
+) -> RunResult:
+    """Run tasks 0..count-1, each as soon as `await schedule(task_no)` returns.
+
+    For scenarios that neither loop shape fits: `schedule` may sleep, wait on an event (e.g.
+    "the backlog is admitted") or both. All tasks are pending at once, so nothing but the
+    schedule and the target limits how many are in flight. No warm-up.
+    """
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    plan = LoadPlan(concurrency=count, requests=count)  # nominal: every task may be in flight
+    run = _Run(target, plan, "run", name)
+
+    async def one(task_no: int) -> None:
+        await schedule(task_no)
+        run.started += 1
+        await run.one(task_no)
+
+    await _phase(run, progress, progress_interval, asyncio.gather(*(one(n) for n in range(count))))
     wall_s = time.perf_counter() - run.t0
     results = sorted(run.results, key=lambda r: r.task_no)
     return RunResult(name, plan, results, wall_s, run.max_in_flight)

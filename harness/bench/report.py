@@ -5,11 +5,20 @@ from __future__ import annotations
 from typing import Any, TextIO
 
 from harness.bench.load import Progress
-from harness.bench.stats import RunSummary
+from harness.bench.stats import ClassSummary, RunSummary
 
 REPORT_VERSION = 1
 _LABELS = {"ttft": "TTFT", "itl": "ITL", "e2e": "E2E", "admit": "admit"}
 _COLS = ("count", "p50", "p95", "p99", "max")
+_CLASS_COLS = (
+    ("TTFT p50", "ttft", "p50"),
+    ("TTFT p95", "ttft", "p95"),
+    ("TTFT p99", "ttft", "p99"),
+    ("E2E p50", "e2e", "p50"),
+    ("E2E p95", "e2e", "p95"),
+    ("wait p50", "queue_wait", "p50"),
+    ("wait p95", "queue_wait", "p95"),
+)
 
 
 def compare(orchestrator: RunSummary, direct: RunSummary) -> dict[str, float | None]:
@@ -63,6 +72,36 @@ def _signed(value: float | None) -> str:
     return "-" if value is None else f"{value:+.2f}"
 
 
+def _aligned(rows: list[list[str]]) -> list[str]:
+    """Rows as text: the first column left-aligned, the rest right-aligned, two-space gaps."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        out.append("  " + "  ".join(cells))
+    return out
+
+
+def format_classes(classes: dict[str, ClassSummary]) -> list[str]:
+    """The per-priority block: counts, TTFT/E2E and queue-wait percentiles (ms) per class."""
+    rows = [["by priority", "tasks", "ok", "failed", *(label for label, _, _ in _CLASS_COLS)]]
+    for name, c in classes.items():
+        figures = []
+        for _, metric, stat in _CLASS_COLS:
+            dist = c.latency_ms.get(metric)
+            figures.append(_fmt(getattr(dist, stat) if dist else None))
+        rows.append([name, str(c.tasks_total), str(c.tasks_ok), str(c.tasks_total - c.tasks_ok)])
+        rows[-1].extend(figures)
+    lines = _aligned(rows)
+    for name, c in classes.items():
+        if c.errors:
+            codes = ", ".join(f"{k} {v}" for k, v in sorted(c.errors.items()))
+            lines.append(f"    {name} errors: {codes}")
+    return lines
+
+
 def format_run(summary: RunSummary, where: str) -> str:
     """One run's block: totals, throughput, latency percentiles and errors by code."""
     lines = [
@@ -74,12 +113,7 @@ def format_run(summary: RunSummary, where: str) -> str:
     rows = [["latency ms", *_COLS]]
     for key, dist in summary.latency_ms.items():
         rows.append([_LABELS.get(key, key), *(_fmt(getattr(dist, c)) for c in _COLS)])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        cells = [row[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
-        ]
-        lines.append("  " + "  ".join(cells))
+    lines.extend(_aligned(rows))
     if summary.errors:
         width = max(len(code) for code in summary.errors)
         lines.append("  errors")
@@ -87,6 +121,8 @@ def format_run(summary: RunSummary, where: str) -> str:
             lines.append(f"    {code.ljust(width)}  {count}")
     else:
         lines.append("  errors: none")
+    if summary.by_priority:
+        lines.extend(format_classes(summary.by_priority))
     return "\n".join(lines)
 
 

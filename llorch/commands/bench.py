@@ -3,12 +3,15 @@
 The runner and statistics live in `harness.bench`; this module parses options, builds the
 targets (the HTTP one, and with `--direct-mock` the reference's mock adapter called without the
 orchestrator in between) and prints the report. The reference implementation is imported only
-for `--direct-mock`, so the harness package stays independent of it.
+for `--direct-mock`, so the harness package stays independent of it. `--priority-mix` spreads
+tasks over the priority classes and adds a per-class block; `--scenario priority-inversion`
+runs the ORCH-3051 load test (harness.bench.inversion) and prints its verdict.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import os
@@ -16,25 +19,21 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 
+from harness.bench import inversion
 from harness.bench.client import OrchQueueTarget, TaskTemplate, make_client
 from harness.bench.load import DirectStreamTarget, LoadPlan, ProgressFn, StreamFn, run_load
+from harness.bench.mix import PRIORITIES, PriorityMix
 from harness.bench.report import ProgressPrinter, compare, format_table, to_json
 from harness.bench.stats import RunSummary, summarize
+from llorch.commands import bench_modes
+from llorch.commands.bench_modes import redact as _redact
 
 ENGINES = ("llamacpp", "vllm", "tgi", "triton")
 _RATE_MODE_CONNECTIONS = 256
 _DEFAULT_REQUESTS = 100
-
-
-def _redact(url: str) -> str:
-    """The URL without any user:password part, for the report."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _direct_mock(template: TaskTemplate, slots: int) -> tuple[StreamFn, Any]:
@@ -80,12 +79,17 @@ async def _bench(
     direct: tuple[StreamFn, Any, str] | None,
     template: TaskTemplate,
     plan: LoadPlan,
+    mix: PriorityMix | None,
     max_connections: int,
     timeouts: tuple[float, float],
     progress: ProgressFn | None,
     interval: float,
 ) -> list[tuple[RunSummary, str]]:
     runs: list[tuple[RunSummary, str]] = []
+    shape = None
+    if mix is not None:
+        shapes = {p: dataclasses.replace(template, priority=p) for p, _ in mix.weights}
+        shape = lambda n: shapes[mix.priority_of(n)]  # noqa: E731
     if target_url is not None:
         async with make_client(
             target_url,
@@ -94,7 +98,7 @@ async def _bench(
             connect_timeout=timeouts[0],
             read_timeout=timeouts[1],
         ) as client:
-            http_target = OrchQueueTarget(client, template)
+            http_target = OrchQueueTarget(client, template, shape=shape)
             result = await run_load(
                 http_target,
                 plan,
@@ -102,7 +106,7 @@ async def _bench(
                 progress=progress,
                 progress_interval=interval,
             )
-        runs.append((summarize(result), _redact(target_url)))
+        runs.append((summarize(result, per_priority=mix is not None), _redact(target_url)))
     if direct is not None:
         stream, adapter, where = direct
         direct_target = DirectStreamTarget(
@@ -121,6 +125,33 @@ async def _bench(
             await adapter.close()
         runs.append((summarize(result), where))
     return runs
+
+
+def _emit(
+    opts: dict[str, Any],
+    doc: dict[str, Any],
+    runs: list[tuple[RunSummary, str]],
+    comparison: dict[str, float | None] | None,
+    verdict: inversion.Verdict | None,
+) -> None:
+    """Write the JSON file, print the report (and a scenario's verdict line), set the exit
+    code: 1 when no task succeeded, else the verdict's."""
+    if verdict is not None:
+        doc["priority_inversion"] = verdict.to_dict()
+    if opts["json_path"] is not None:
+        opts["json_path"].write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    if opts["fmt"] == "json":
+        click.echo(json.dumps(doc, indent=2))
+        if verdict is not None:
+            click.echo(verdict.line, err=True)
+    else:
+        click.echo(format_table(runs, comparison), nl=False)
+        if verdict is not None:
+            click.echo("\n" + verdict.line)
+    if all(summary.tasks_ok == 0 for summary, _ in runs):
+        raise SystemExit(1)
+    if verdict is not None and verdict.exit_code:
+        raise SystemExit(verdict.exit_code)
 
 
 @click.command("bench")
@@ -157,20 +188,26 @@ async def _bench(
 @click.option("--ctx", type=click.IntRange(min=1), default=4096, show_default=True)
 @click.option(
     "--priority",
-    type=click.Choice(["interactive", "batch"]),
+    type=click.Choice(PRIORITIES),
     default="interactive",
     show_default=True,
+    help="Priority class of every task.",
 )
+@bench_modes.mix_option
 @click.option("--deadline-ms", type=click.IntRange(min=0), default=60_000, show_default=True)
-@click.option("--seed", type=int, help="Seed sent with every task; also seeds Poisson arrivals.")
+@click.option(
+    "--seed",
+    type=int,
+    help="Seed sent with every task; also seeds Poisson arrivals and --priority-mix.",
+)
 @click.option(
     "--sampler-profile", help="sampler_profile_version to send (server default if unset)."
 )
 @click.option(
     "--max-connections",
     type=click.IntRange(min=1),
-    help=f"HTTP pool size [the concurrency; {_RATE_MODE_CONNECTIONS} in rate mode]. Waiting "
-    "for a free connection counts in a task's latency.",
+    help=f"HTTP pool size [the concurrency; {_RATE_MODE_CONNECTIONS} in rate mode; one per "
+    "task with --scenario]. Waiting for a free connection counts in a task's latency.",
 )
 @click.option("--connect-timeout", type=float, default=5.0, show_default=True, help="Seconds.")
 @click.option(
@@ -204,6 +241,7 @@ async def _bench(
     show_default=True,
     help="What to print on stdout.",
 )
+@bench_modes.scenario_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def bench(**opts: Any) -> None:
     """Load a target with tasks and report latency percentiles and throughput.
@@ -212,9 +250,20 @@ def bench(**opts: Any) -> None:
     the first `token` event, ITL is the gap between token events, E2E runs to `end`; latency
     figures cover successful tasks. Failures are counted by the ErrorEnvelope or SSE `error`
     code, HTTP_<status> without one, or TRANSPORT_<error>. Exits 1 when no task succeeded.
+
+    Per-class queue wait (with --priority-mix or --scenario) runs to the first `metrics`
+    event naming a `replica_id`, which the reference sends at dispatch; other targets show
+    none.
+
+    --scenario priority-inversion (ORCH-3051): sends --backlog long batch tasks
+    (--batch-prompt) at once, then, once all are answered, --probes interactive tasks
+    (--prompt) at --probe-rate. Verdict line: "priority inversion: none" (exit 0) when
+    interactive p95 TTFT is at most --inversion-ratio x batch p95 TTFT and at most one batch
+    decode plus the batch class's --class-weights share of batch p95 TTFT; "INVERSION" (exit
+    1) otherwise or when an interactive task failed; "INCONCLUSIVE" (exit 2) when no backlog
+    formed or a class had no successful task.
     """
-    if opts["concurrency"] is not None and opts["rate"] is not None:
-        raise click.UsageError("--concurrency and --rate exclude each other")
+    mix = bench_modes.check_modes(click.get_current_context(), opts)
     if opts["target_url"] is None and not opts["direct_mock"]:
         raise click.UsageError("give --target URL, --direct-mock, or both")
     if opts["requests"] is None and opts["duration"] is None:
@@ -256,39 +305,59 @@ def bench(**opts: Any) -> None:
             )
     printer = None if opts["quiet"] else ProgressPrinter(sys.stderr)
     interval = 0.5 if printer is not None and printer.tty else 5.0
-
-    runs = asyncio.run(
-        _bench(
-            target_url=opts["target_url"],
-            api_key=api_key,
-            direct=direct,
-            template=template,
-            plan=plan,
-            max_connections=max_connections,
-            timeouts=(opts["connect_timeout"], opts["read_timeout"]),
-            progress=printer,
-            interval=interval,
+    timeouts = (opts["connect_timeout"], opts["read_timeout"])
+    task = template.body("<per-task>", "<per-task>")
+    verdict = None
+    if opts["scenario"] is not None:
+        scenario, summary, verdict = asyncio.run(
+            bench_modes.run_inversion(
+                target_url=opts["target_url"],
+                api_key=api_key,
+                template=template,
+                opts=opts,
+                timeouts=timeouts,
+                progress=printer,
+                interval=interval,
+            )
         )
-    )
-    comparison = compare(runs[0][0], runs[1][0]) if len(runs) == 2 else None
-    settings = {
-        "mode": plan.mode,
-        "concurrency": plan.concurrency,
-        "rate_per_s": plan.rate,
-        "arrival": plan.arrival if plan.rate is not None else None,
-        "requests": plan.requests,
-        "duration_s": plan.duration_s,
-        "warmup": plan.warmup,
-        "max_connections": max_connections if opts["target_url"] else None,
-        "api_key_env": opts["api_key_env"] if opts["target_url"] else None,
-        "task": template.body("<per-task>", "<per-task>"),
-    }
-    doc = to_json(settings, runs, comparison)
-    if opts["json_path"] is not None:
-        opts["json_path"].write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    if opts["fmt"] == "json":
-        click.echo(json.dumps(doc, indent=2))
+        runs = [(summary, _redact(opts["target_url"]))]
+        task["priority"] = "<per-class>"
+        settings: dict[str, Any] = {
+            "mode": "scenario",
+            "scenario": scenario.settings(),
+            "max_connections": opts["max_connections"] or scenario.tasks,
+            "api_key_env": opts["api_key_env"],
+            "task": task,
+        }
     else:
-        click.echo(format_table(runs, comparison), nl=False)
-    if all(summary.tasks_ok == 0 for summary, _ in runs):
-        raise SystemExit(1)
+        runs = asyncio.run(
+            _bench(
+                target_url=opts["target_url"],
+                api_key=api_key,
+                direct=direct,
+                template=template,
+                plan=plan,
+                mix=mix,
+                max_connections=max_connections,
+                timeouts=timeouts,
+                progress=printer,
+                interval=interval,
+            )
+        )
+        settings = {
+            "mode": plan.mode,
+            "concurrency": plan.concurrency,
+            "rate_per_s": plan.rate,
+            "arrival": plan.arrival if plan.rate is not None else None,
+            "requests": plan.requests,
+            "duration_s": plan.duration_s,
+            "warmup": plan.warmup,
+            "max_connections": max_connections if opts["target_url"] else None,
+            "api_key_env": opts["api_key_env"] if opts["target_url"] else None,
+            "task": task,
+        }
+        if mix is not None:
+            task["priority"] = "<per-task>"
+            settings["priority_mix"] = {"weights": dict(mix.weights), "seed": mix.seed}
+    comparison = compare(runs[0][0], runs[1][0]) if len(runs) == 2 else None
+    _emit(opts, to_json(settings, runs, comparison), runs, comparison, verdict)
