@@ -5,6 +5,11 @@ would run it, against a provider that drops one field from one response; only th
 interaction's check may fail, with Pact's mismatch and the exchange as evidence. The verifier
 itself is also run against the faulty-target proxies whose fault lands on one interaction, and
 against a target where a provider state cannot be set up (an `error`, not a pass).
+
+The provider side's own evidence is checked too: a target that echoes the API key back (in a
+header, a body, a mismatch the verifier prints) must not get it into any outcome, evidence or
+results.json, and an answer that comes after the verifier gave up must stay out of the next
+interaction's evidence.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,10 +28,12 @@ import pytest
 os.environ["PACT_DO_NOT_TRACK"] = "true"  # before anything loads pact
 
 from harness.contracts.pactfile import PactInteraction, load_interactions
-from harness.contracts.provider import ContractVerifier
+from harness.contracts.provider import UNANSWERED, ContractVerifier, InteractionOutcome
+from harness.results import CheckResult, Outcome
 from harness.target import Target, describe, embedded_reference
 from tests.fixtures.faulty.proxy import running_proxy
-from tests.fixtures.pact_broken import DROPPED, DropBackoff, running
+from tests.fixtures.pact_broken import DROPPED, running
+from tests.fixtures.pact_hazards import ECHO_HEADER, EchoKey, LateAnswers
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_ENV = "LLORCH_PACT_PROVIDER_KEY"
@@ -55,8 +63,9 @@ def _verify_all(target: Target, keys: list[str]) -> dict[str, object]:
 
 @pytest.mark.req("OC-HARNESS-8103", "OC-HARNESS-8308", "OC-HARNESS-8003")
 def test_a_dropped_field_fails_exactly_its_interaction(reference, tmp_path: Path) -> None:
+    """The provider also echoes the API key in every answer: the report must not carry it."""
     upstream, key = reference
-    with running(DropBackoff(upstream)) as url:
+    with running(EchoKey(upstream, key)) as url:
         cmd = [
             sys.executable,
             "-m",
@@ -88,6 +97,8 @@ def test_a_dropped_field_fails_exactly_its_interaction(reference, tmp_path: Path
     assert DROPPED in evidence["message"] and "BodyMismatch" in evidence["message"], evidence
     assert evidence["request"].startswith("POST ") and "/v1/tasks" in evidence["request"]
     assert evidence["response"].startswith("HTTP 202") and DROPPED not in evidence["response"]
+    assert f"{ECHO_HEADER}: [REDACTED]" in evidence["response"], evidence["response"]
+    assert '"echo": "[REDACTED]"' in evidence["response"], evidence["response"]
     assert "[REDACTED]" in evidence["request"] and evidence["curl"].startswith("curl ")
     assert f"${KEY_ENV}" in evidence["curl"]
 
@@ -151,3 +162,72 @@ def test_states_leave_the_target_as_they_found_it(reference) -> None:
         for pool in rs["slo"]["pools"]:
             health = httpx.get(f"{upstream}/v1/pools/{pool}/health", headers=headers).json()
             assert health["ready"] is True and health["draining"] is False, (pool, health)
+
+
+def _echo_pact(directory: Path, source: PactInteraction, copies: int) -> list[PactInteraction]:
+    """`copies` of `source` under one description, each expecting an echo header it won't get."""
+    doc = json.loads(source.pact_file.read_text(encoding="utf-8"))
+    (raw,) = [i for i in doc["interactions"] if i["key"] == source.key]
+    raw["response"]["headers"][ECHO_HEADER] = ["not-the-key"]
+    doc["interactions"] = [{**raw, "key": f"echo-{n}"} for n in range(copies)]
+    directory.mkdir()
+    (directory / "echo.json").write_text(json.dumps(doc), encoding="utf-8")
+    return load_interactions(directory)
+
+
+def _everything(outcome: InteractionOutcome, message: str) -> str:
+    """All an outcome lets out: its repr (assertion rewriting shows it), and its CheckResult."""
+    ids = outcome.interaction.requirement_ids
+    result = CheckResult("x", "contract", ids, Outcome.FAILED, outcome.evidence(message))
+    return "\n".join([repr(outcome), outcome.message(), json.dumps(result.evidence.to_json())])
+
+
+def test_the_api_key_never_leaves_the_provider_side(
+    reference, interactions, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The key is planted in the target's answers and, through them, in what Pact prints."""
+    upstream, key = reference
+    (single,) = _echo_pact(tmp_path / "one", interactions["capabilities"], 1)
+    twice = _echo_pact(tmp_path / "two", interactions["capabilities"], 2)
+    with running(EchoKey(upstream, key)) as url:
+        with ContractVerifier(replace(_target(upstream, key), url=url)) as verifier:
+            mismatch = verifier.verify(single)
+            unclear = verifier.verify(twice[0])  # two results for one description
+    printed = capfd.readouterr()
+    assert "Verifying a pact" in printed.out, "Pact's report is no longer printed"
+    assert key not in printed.out + printed.err and "[REDACTED]" in printed.out
+    # Pact's mismatch quotes the header it got, and its raw output does too: both scrubbed.
+    assert not mismatch.passed and "[REDACTED]" in " ".join(mismatch.problems), mismatch.problems
+    assert unclear.harness_error and "its output" in unclear.harness_error, unclear
+    assert "[REDACTED]" in unclear.harness_error, unclear.harness_error
+    for outcome, message in [
+        (mismatch, f"AssertionError: {mismatch.message()}"),
+        (unclear, f"VerifierError: {unclear.harness_error}"),
+    ]:
+        echoed = [ex.response_headers.get(ECHO_HEADER) for ex in outcome.exchanges]
+        assert echoed and set(echoed) == {"[REDACTED]"}, echoed
+        text = _everything(outcome, message)
+        assert key not in text, f"the API key leaked: {text[:3000]}"
+        assert f"{ECHO_HEADER}: [REDACTED]" in text and f"${KEY_ENV}" in text
+
+
+def test_a_late_answer_stays_with_its_own_interaction(reference, interactions) -> None:
+    """What outlives the verifier's timeout lands during the next interaction, not in it."""
+    upstream, key = reference
+    slow = LateAnswers(upstream, delay_s=2.0)
+    with running(slow) as url:
+        target = replace(_target(upstream, key), url=url)
+        with ContractVerifier(target, request_timeout_ms=1500) as verifier:
+            # its state set-up gives up at 1.5 s and fails at about 2 s, during the next one
+            gave_up = verifier.verify(interactions["pool-health"])
+            # verified from 1.5 to 3 s; the target answers at about 3.5 s, during the next one
+            timed_out = verifier.verify(interactions["capabilities"])
+            quick = verifier.verify(interactions["capabilities-without-key"])
+            assert slow.late_capabilities_done.wait(10), "the late answer never came"
+            time.sleep(0.3)  # the provider side records the late answer
+    assert not gave_up.passed and not gave_up.exchanges, gave_up
+    assert timed_out.state_error is None, "the previous interaction's late state error leaked"
+    assert not timed_out.passed and "error sending request" in timed_out.message()
+    (ex,) = timed_out.exchanges
+    assert (ex.status, ex.error) == (None, UNANSWERED), "the late answer rewrote the evidence"
+    assert quick.passed and [e.status for e in quick.exchanges] == [401], quick

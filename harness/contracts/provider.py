@@ -11,10 +11,22 @@ Each interaction is verified by its own verifier run, filtered to its descriptio
 interaction gets its own result (a pass, the mismatches Pact found, or a state that could not
 be set up) and its own evidence. The target's API key goes to the verifier as a custom
 `Authorization` header, except for interactions marked `comments.credentials: "none"`.
+
+Two rules keep that evidence honest:
+
+- Everything an outcome carries (Pact's messages, the verifier's raw output, state errors,
+  recorded exchanges), every `Evidence` it hands out and the report Pact prints pass through
+  one `Scrubber` (`harness.contracts.scrub`), which walks every string field, so a field
+  added later cannot skip redaction.
+- Every exchange and state error is tagged with the sequence number of the interaction being
+  verified when its request arrived. A request or state set-up that outlives the verifier's
+  timeout finishes on a daemon thread during a later interaction; its tag keeps it out of that
+  interaction's evidence, and the outcome holds copies, so a late answer cannot rewrite it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -26,8 +38,9 @@ from typing import Any
 import httpx
 from pact import Verifier
 
-from harness.client import MAX_BODY_CHARS, REDACTED, Exchange, redact_headers
+from harness.client import MAX_BODY_CHARS, Exchange, redact_headers
 from harness.contracts.pactfile import PactInteraction
+from harness.contracts.scrub import Scrubber, scrubbed_stdout
 from harness.contracts.states import ProviderStates, StateError
 from harness.results import Evidence
 
@@ -40,6 +53,7 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade",
 _NOT_FORWARDED = _HOP_BY_HOP | {"content-length", "accept-encoding"}
 _NOT_RETURNED = _HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
 _REGEX_META = re.compile(r"([\\.+*?()|\[\]{}^$])")
+UNANSWERED = "no answer before the Pact verifier gave up on the request"
 
 
 @dataclass
@@ -53,17 +67,20 @@ class InteractionOutcome:
     harness_error: str | None = None  # the verifier could not run the interaction
     exchanges: list[Exchange] = field(default_factory=list)
     api_key_env: str = "LLORCH_API_KEY"
+    scrub: Scrubber = field(default_factory=Scrubber, repr=False, compare=False)
 
     def message(self) -> str:
         head = f"{self.interaction.description!r} ({self.interaction.key})"
-        return "\n".join([f"pact mismatch in {head}:", *(f"- {p}" for p in self.problems)])
+        lines = [f"pact mismatch in {head}:", *(f"- {p}" for p in self.problems)]
+        return self.scrub("\n".join(lines))
 
     def evidence(self, message: str) -> Evidence:
         """The exchange the verifier made (the pytest plugin calls this for a failed check)."""
         if not self.exchanges:
-            return Evidence(message)
+            return self.scrub(Evidence(message))
         ex = self.exchanges[-1]
-        return Evidence(message, ex.request_text(), ex.response_text(), ex.curl(self.api_key_env))
+        curl = ex.curl(self.api_key_env)
+        return self.scrub(Evidence(message, ex.request_text(), ex.response_text(), curl))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -78,23 +95,27 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
     def _handle(self) -> None:
+        seq = self.server.sequence  # the interaction this request belongs to, fixed on arrival
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         if self.command == "POST" and self.path == STATE_PATH:
-            self._state(body)
+            self._state(seq, body)
         else:
-            self._forward(body)
+            self._forward(seq, body)
 
     def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.send_response(status)
-        for key, value in headers:
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        try:
+            self.send_response(status)
+            for key, value in headers:
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the verifier gave up on this request; its timeout is already reported
 
-    def _state(self, body: bytes) -> None:
+    def _state(self, seq: int, body: bytes) -> None:
         try:
             change = json.loads(body or b"{}")
             state, action = str(change.get("state") or ""), change.get("action", "setup")
@@ -104,30 +125,35 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 values = self.server.states.setup(state, change.get("params"))
         except StateError as exc:
-            self.server.state_errors.append(str(exc))
+            self.server.state_error(seq, str(exc))
             self._reply(STATE_FAILED, [("Content-Type", "text/plain")], str(exc).encode())
             return
         except Exception as exc:  # a harness fault: report it, never pass the interaction
-            self.server.state_errors.append(f"harness error in provider state: {exc!r}")
+            self.server.state_error(seq, f"harness error in provider state: {exc!r}")
             self._reply(STATE_FAILED, [("Content-Type", "text/plain")], repr(exc).encode())
             return
         self._reply(200, [("Content-Type", "application/json")], json.dumps(values).encode())
 
-    def _forward(self, body: bytes) -> None:
+    def _forward(self, seq: int, body: bytes) -> None:
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _NOT_FORWARDED}
         text = body.decode("utf-8", "replace")[:MAX_BODY_CHARS] if body else None
-        ex = Exchange(self.command, f"{self.server.target_url}{self.path}", {}, text)
-        ex.request_headers = redact_headers(headers)
-        self.server.exchanges.append(ex)
+        url = f"{self.server.target_url}{self.path}"
+        ex = Exchange(self.command, url, redact_headers(headers), text)
+        self.server.record(seq, ex)
         try:
             resp = self.server.http.request(self.command, self.path, headers=headers, content=body)
         except httpx.HTTPError as exc:
-            ex.error = f"{type(exc).__name__}: {exc}"
-            self._reply(502, [("Content-Type", "text/plain")], f"target: {ex.error}".encode())
+            error = f"{type(exc).__name__}: {exc}"
+            self.server.settle(ex, error=error)
+            self._reply(502, [("Content-Type", "text/plain")], f"target: {error}".encode())
             return
-        ex.status = resp.status_code
-        ex.response_headers = redact_headers(resp.headers)
-        ex.response_body = resp.text[:MAX_BODY_CHARS]
+        answer = redact_headers(resp.headers)
+        self.server.settle(
+            ex,
+            status=resp.status_code,
+            response_headers=answer,
+            response_body=resp.text[:MAX_BODY_CHARS],
+        )
         kept = [(k, v) for k, v in resp.headers.multi_items() if k.lower() not in _NOT_RETURNED]
         self._reply(resp.status_code, kept, resp.content)
 
@@ -140,8 +166,42 @@ class _Server(ThreadingHTTPServer):
         self.target_url = target_url
         self.states = states
         self.http = httpx.Client(base_url=target_url, timeout=httpx.Timeout(30.0, connect=5.0))
-        self.exchanges: list[Exchange] = []
-        self.state_errors: list[str] = []
+        self.sequence = 0  # the interaction being verified; handlers tag what they record
+        self._lock = threading.Lock()
+        self._exchanges: list[tuple[int, Exchange]] = []
+        self._state_errors: list[tuple[int, str]] = []
+
+    def begin(self) -> int:
+        """Start a new interaction: a new tag; what older ones recorded is dropped."""
+        with self._lock:
+            self.sequence += 1
+            self._exchanges.clear()
+            self._state_errors.clear()
+            return self.sequence
+
+    def record(self, seq: int, ex: Exchange) -> None:
+        with self._lock:
+            self._exchanges.append((seq, ex))
+
+    def settle(self, ex: Exchange, **answer: Any) -> None:
+        """Fill in the answer in one step, so a copy never sees half of it."""
+        with self._lock:
+            for name, value in answer.items():
+                setattr(ex, name, value)
+
+    def state_error(self, seq: int, message: str) -> None:
+        with self._lock:
+            self._state_errors.append((seq, message))
+
+    def recorded(self, seq: int) -> tuple[list[Exchange], list[str]]:
+        """Copies of interaction `seq`'s exchanges (unanswered ones say so) and state errors."""
+        with self._lock:
+            exchanges = [dataclasses.replace(ex) for tag, ex in self._exchanges if tag == seq]
+            errors = [message for tag, message in self._state_errors if tag == seq]
+        for ex in exchanges:
+            if ex.status is None and ex.error is None:
+                ex.error = UNANSWERED
+        return exchanges, errors
 
 
 def exact(description: str) -> str:
@@ -164,8 +224,16 @@ def _problems(result: dict[str, Any]) -> list[str]:
 class ContractVerifier:
     """Verifies pact interactions, one at a time, against one target (a context manager)."""
 
-    def __init__(self, target: Any, model_ref: str | None = None) -> None:
+    def __init__(
+        self,
+        target: Any,
+        model_ref: str | None = None,
+        *,
+        request_timeout_ms: int = REQUEST_TIMEOUT_MS,
+    ) -> None:
         self.target = target
+        self.request_timeout_ms = request_timeout_ms
+        self._scrub = Scrubber([target.api_key, getattr(target, "tenant_key", None)])
         self._states = ProviderStates(target, model_ref)
         self._server = _Server(target.url.rstrip("/"), self._states)
         self._thread = threading.Thread(
@@ -195,7 +263,7 @@ class ContractVerifier:
             .add_source(interaction.pact_file)
             .filter(exact(interaction.description))
             .state_handler(f"{self.url}{STATE_PATH}", teardown=True, body=True)
-            .set_request_timeout(REQUEST_TIMEOUT_MS)
+            .set_request_timeout(self.request_timeout_ms)
             .set_coloured_output(enabled=False)
         )
         if interaction.credentials and self.target.api_key:
@@ -203,13 +271,15 @@ class ContractVerifier:
         return verifier
 
     def verify(self, interaction: PactInteraction) -> InteractionOutcome:
-        """Replay `interaction` against the target; its outcome and evidence."""
-        self._server.exchanges.clear()
-        self._server.state_errors.clear()
-        outcome = InteractionOutcome(interaction, api_key_env=self.target.api_key_env)
+        """Replay `interaction` against the target; its outcome and evidence, secrets redacted."""
+        seq = self._server.begin()
+        outcome = InteractionOutcome(
+            interaction, api_key_env=self.target.api_key_env, scrub=self._scrub
+        )
         verifier = self._verifier(interaction)
         try:
-            verifier.verify()
+            with scrubbed_stdout(self._scrub):  # Pact prints what the target sent
+                verifier.verify()
         except RuntimeError:
             pass  # any failing interaction makes the run "fail"; the results say which and why
         finally:
@@ -220,9 +290,9 @@ class ContractVerifier:
             for r in results.get("interactionResults") or ()
             if r.get("description") == interaction.description
         ]
-        outcome.exchanges = list(self._server.exchanges)
-        if self._server.state_errors:
-            outcome.state_error = "; ".join(self._server.state_errors)
+        outcome.exchanges, state_errors = self._server.recorded(seq)
+        if state_errors:
+            outcome.state_error = "; ".join(state_errors)
         elif len(mine) != 1:
             lines = [line for line in results.get("output") or () if line.strip()]
             outcome.harness_error = (
@@ -232,9 +302,5 @@ class ContractVerifier:
         elif mine[0].get("result") == "OK":
             outcome.passed = True
         else:
-            outcome.problems = [self._scrub(p) for p in _problems(mine[0])]
-        return outcome
-
-    def _scrub(self, text: str) -> str:
-        key = self.target.api_key
-        return text.replace(key, REDACTED) if key else text
+            outcome.problems = _problems(mine[0])
+        return self._scrub(outcome)  # the one exit: every field, present or future, redacted
