@@ -70,6 +70,7 @@ test: lint $(ENGINE) deps
 	@# The determinism suite, black-box: the full corpus through the reference orchestrator
 	@# on two real llama-server replicas (needs the engine; a failure fails the build).
 	@if [ "$${LLORCH_SKIP_ENGINE:-0}" = 1 ]; then echo "LLORCH_SKIP_ENGINE=1: determinism suite not run"; \
+	  rm -f reports/determinism/determinism.json reports/determinism/determinism.md; \
 	else echo "== llorch determinism: corpus x 2 real replicas via the reference -> reports/determinism"; \
 	  $(BIN)/llorch determinism --report-dir reports/determinism; fi
 	@echo "== llorch check: compliance report with white-box and determinism evidence -> reports/"

@@ -101,6 +101,31 @@ async def collect(replica: Replica, case: Case, tag: str, top_logprobs: int = 0)
     return out
 
 
+def engine_adapter(
+    engine: str, replica_id: str, url: str, *, model_ref: str, ctx: int, model_name: str
+) -> Any:
+    """The reference adapter for one replica, with the engine's determinism settings."""
+    settings = load_settings(engine)
+    if engine == "llamacpp":
+        from reference_impl.adapters.llamacpp import LlamaCppAdapter
+
+        cache = bool(settings.request.get("cache_prompt", False))
+        return LlamaCppAdapter(
+            replica_id, url, model_ref=model_ref, ctx_max=ctx, cache_prompt=cache
+        )
+    if engine == "vllm":
+        from reference_impl.adapters.vllm import VllmAdapter
+
+        return VllmAdapter(replica_id, url, model_ref=model_ref, ctx_max=ctx)
+    if engine == "tgi":
+        from reference_impl.adapters.tgi import TgiAdapter
+
+        return TgiAdapter(replica_id, url, model_ref=model_ref, ctx_max=ctx)
+    from reference_impl.adapters.triton import TritonAdapter
+
+    return TritonAdapter(replica_id, url, model_ref=model_ref, ctx_max=ctx, model_name=model_name)
+
+
 async def identity(replica: Replica) -> ReplicaInfo:
     props = await replica.adapter.props()
     return ReplicaInfo(

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from determinism_suite.corpus import Case, Corpus
+from determinism_suite.expected import expected_settings
 from determinism_suite.runner import (
     ReplicaInfo,
     RunResult,
@@ -37,20 +38,23 @@ BUSY_RETRIES = 20  # 429/503 answers retried (after their Retry-After) before gi
 NO_MARGIN = "OrchQueue v1 streams carry no token probabilities: no logprob margin"
 
 
-def pick_replica_set(sets: list[dict[str, Any]], wanted: str | None, engine: str | None) -> dict:
-    """The set to compare: the one named, else the first with two ready replicas."""
+def _ready(rs: dict[str, Any]) -> int:
+    return sum(1 for r in rs.get("replicas") or [] if isinstance(r, dict) and r.get("ready"))
+
+
+def pick_replica_set(sets: Any, wanted: str | None, engine: str | None) -> dict[str, Any]:
+    """The set to compare: the one named, else the first; it must list two ready replicas."""
+    if not isinstance(sets, list) or not all(isinstance(s, dict) for s in sets):
+        raise SuiteError("GET /v1/replicasets did not answer a list of replica sets")
     if wanted is not None:
         found = [s for s in sets if s.get("id") == wanted]
         if not found:
             known = ", ".join(str(s.get("id")) for s in sets) or "none"
             raise SuiteError(f"no replica set {wanted!r} on the target (it lists: {known})")
+        if _ready(found[0]) < 2:
+            raise SuiteError(f"replica set {wanted!r} lists fewer than two ready replicas")
         return found[0]
-    usable = [
-        s
-        for s in sets
-        if (engine is None or s.get("engine") == engine)
-        and sum(1 for r in s.get("replicas") or [] if r.get("ready")) >= 2
-    ]
+    usable = [s for s in sets if (engine is None or s.get("engine") == engine) and _ready(s) >= 2]
     if not usable:
         raise SuiteError(
             "no replica set lists two ready replicas in `replicas[]` of GET /v1/replicasets"
@@ -66,11 +70,18 @@ def wait_for_replica_set(
     """Poll the replica sets until one qualifies or `wait_s` runs out (engines may load)."""
     deadline = time.monotonic() + wait_s
     while True:
-        resp = client.replica_sets()
+        try:
+            resp = client.replica_sets()
+        except httpx.HTTPError as exc:
+            raise SuiteError(f"GET /v1/replicasets failed: {type(exc).__name__}: {exc}") from None
         if resp.status_code != 200:
             raise SuiteError(f"GET /v1/replicasets answered {resp.status_code}: {resp.text[:200]}")
         try:
-            return pick_replica_set(resp.json(), wanted, engine)
+            sets = resp.json()
+        except ValueError:
+            raise SuiteError("GET /v1/replicasets did not answer JSON") from None
+        try:
+            return pick_replica_set(sets, wanted, engine)
         except SuiteError:
             if time.monotonic() > deadline:
                 raise
@@ -89,7 +100,8 @@ def replica_infos(rs: dict[str, Any]) -> list[ReplicaInfo]:
             model_digest=str(slo.get("model_digest", "unknown")),
             sampler_profile_version=str(slo.get("sampler_profile_version", "unknown")),
             slots_total=r.get("slots_total"),
-            where=str(r.get("pool_id", "")),
+            # Pinned mode sees identity only as the set declares it, not per engine.
+            where=f"pool {r.get('pool_id', '?')}, identity declared by replica set {rs.get('id')}",
         )
         for r in ready
     ]
@@ -124,9 +136,22 @@ def _retry_after_s(resp: httpx.Response) -> float:
         return 0.2
 
 
+def stream_deadline_s(case_tokens: int) -> float:
+    """Time allowed for one whole stream: generous (slow CPUs, long prompts), but finite."""
+    return 120.0 + 5.0 * case_tokens
+
+
 def collect_pinned(client: OrchClient, body: dict[str, Any]) -> Stream:
     """Submit one pinned task and read its stream (blocking; run in a worker thread)."""
     out = Stream(request={k: v for k, v in body.items() if k not in ("task_id", "session_id")})
+    try:
+        return _collect(client, body, out)
+    except httpx.HTTPError as exc:
+        out.invalid = f"transport: {type(exc).__name__}: {exc}"
+        return out
+
+
+def _collect(client: OrchClient, body: dict[str, Any], out: Stream) -> Stream:
     for _ in range(BUSY_RETRIES):
         resp = client.submit(body)
         if resp.status_code not in (429, 503):
@@ -134,25 +159,30 @@ def collect_pinned(client: OrchClient, body: dict[str, Any]) -> Stream:
         time.sleep(_retry_after_s(resp))
         body = {**body, "task_id": str(uuid.uuid4())}
     if resp.status_code != 202:
-        out.error = f"HTTP {resp.status_code}: {_error_text(resp)}"
+        out.error = f"HTTP_{resp.status_code}: {_error_text(resp)}"
         return out
-    _, events = client.stream(body["task_id"])
+    _, events = client.stream(body["task_id"], deadline_s=stream_deadline_s(body["max_tokens"]))
     pin = body["placement"]["replica_id"]
+    placed = None
     for ev in events:
         data = ev.data if isinstance(ev.data, dict) else {}
         if ev.event == "token":
             out.ids.append(data.get("token_id"))
             out.texts.append(str(data.get("t", "")))
-        elif ev.event == "metrics" and data.get("replica_id") not in (None, pin):
-            out.error = f"pin ignored: the task ran on {data['replica_id']}, not {pin}"
-            return out
+        elif ev.event == "metrics" and data.get("replica_id") is not None:
+            placed = data["replica_id"]
+            if placed != pin:
+                out.invalid = f"pin ignored: the task ran on {placed}, not {pin}"
+                return out
         elif ev.event == "end":
             out.finish_reason = str(data.get("finish_reason", "end"))
             out.tokens_out = data.get("tokens_out")
         elif ev.event == "error":
             out.error = f"{data.get('code')}: {data.get('message')}"
     if out.finish_reason is None and out.error is None:
-        out.error = "stream closed without an end or error event"
+        out.invalid = "the stream closed without an end or error event"
+    elif placed is None:
+        out.unconfirmed = "the target never said where the task ran (no metrics.replica_id)"
     return out
 
 
@@ -170,16 +200,16 @@ async def run_pinned(
     client_factory: Any,
     *,
     target: str,
-    settings: dict[str, Any],
     replica_set: str | None = None,
     engine: str | None = None,
     order_seed: int | None = None,
-    max_in_flight: int = 1,
+    max_in_flight: int | None = None,
     ready_wait_s: float = READY_WAIT_S,
     progress: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Compare every case on two replicas of one set of the target; `client_factory()`
-    gives a fresh OrchClient (one per side, so evidence stays per side)."""
+    gives a fresh OrchClient (one per side, so evidence stays per side). The settings the
+    replicas are expected to run with follow from the engine of the set actually picked."""
     probe = client_factory()
     try:
         rs = await asyncio.to_thread(wait_for_replica_set, probe, replica_set, engine, ready_wait_s)
@@ -192,7 +222,13 @@ async def run_pinned(
     check_replica_set(left, right)
     if not (rs.get("slo") or {}).get("model_ref"):
         raise SuiteError(f"replica set {rs.get('id')} names no slo.model_ref to submit tasks for")
-    problems = confirm_settings(settings, left) + confirm_settings(settings, right)
+    settings = expected_settings(left.engine)
+    if settings:
+        problems = confirm_settings(settings, left) + confirm_settings(settings, right)
+    else:
+        problems = [f"no determinism settings are known for engine {left.engine!r}"]
+    if max_in_flight is None:
+        max_in_flight = int(settings.get("max_in_flight_per_replica", 1))
     order_seed = new_order_seed(order_seed)
     clients = (client_factory(), client_factory())
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import subprocess
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
@@ -51,6 +52,21 @@ def host_gpus() -> str:
         pynvml.nvmlShutdown()
 
 
+def source_commit() -> str | None:
+    """The git commit of this checkout (None outside git): reports name the code they ran."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def _harness_version() -> str:
     try:
         return metadata.version("llama-orch")
@@ -58,15 +74,21 @@ def _harness_version() -> str:
         return "unknown"
 
 
-def failure_bound(n: int, failures: int) -> dict[str, Any]:
-    """Rule of three: with 0 failures in n trials the 95% upper bound is about 3/n."""
+def failure_bound(n: int, failures: int, not_compared: int = 0) -> dict[str, Any]:
+    """Rule of three: with 0 failures in n trials the 95% upper bound is about 3/n.
+
+    `n` counts the cases that were compared (equal or diverged); `not_compared` the cases
+    that ended in error, which bound nothing.
+    """
+    missing = f"; {not_compared} case(s) could not be compared" if not_compared else ""
     if n == 0:
-        return {"n": 0, "failures": failures, "statement": "no comparisons were made"}
+        return {"n": 0, "failures": failures, "statement": "no comparisons were made" + missing}
     if failures:
         return {
             "n": n,
             "failures": failures,
-            "statement": f"{failures} of {n} comparisons diverged: determinism does not hold",
+            "statement": f"{failures} of {n} comparisons diverged: determinism does not hold"
+            + missing,
         }
     exact = 1 - 0.05 ** (1 / n)
     return {
@@ -76,7 +98,7 @@ def failure_bound(n: int, failures: int) -> dict[str, Any]:
         "rule_of_three": round(3 / n, 5),
         "statement": (
             f"0 failures in {n} comparisons bounds the per-case divergence rate at "
-            f"~3/{n} = {3 / n:.3f} with 95% confidence"
+            f"~3/{n} = {3 / n:.3f} with 95% confidence" + missing
         ),
     }
 
@@ -120,6 +142,8 @@ def case_record(result: CaseResult) -> dict[str, Any]:
         record["right"] = {**_end(right), **_window(right, at)}
         record["request_json"] = {"left": left.request, "right": right.request}
         record["logprob_margin"] = result.margin
+    if result.note is not None:
+        record["note"] = result.note
     return record
 
 
@@ -138,7 +162,7 @@ def build_report(run: RunResult) -> dict[str, Any]:
         }
         for r in run.replicas
     ]
-    compared = counts["equal"] + counts["diverged"] + counts["error"]
+    compared = counts["equal"] + counts["diverged"] + counts["unverified"]
     return {
         "suite": "determinism",
         "mode": run.mode,
@@ -160,6 +184,7 @@ def build_report(run: RunResult) -> dict[str, Any]:
             "host_gpu": host_gpus(),
             "platform": platform.platform(),
             "harness_version": _harness_version(),
+            "harness_commit": source_commit(),
         },
         "settings_applied": run.settings,
         "settings_confirmed": run.settings_confirmed,
@@ -175,7 +200,7 @@ def build_report(run: RunResult) -> dict[str, Any]:
             "unverified": counts["unverified"],
             "passed": counts["equal"] == len(run.results),
         },
-        "bound": failure_bound(compared, counts["diverged"] + counts["error"]),
+        "bound": failure_bound(compared, counts["diverged"], counts["error"]),
         "cases": [case_record(r) for r in run.results],
     }
 

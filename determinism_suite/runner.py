@@ -66,8 +66,14 @@ class Stream:
     texts: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     tokens_out: int | None = None
-    error: str | None = None
+    error: str | None = None  # "CODE: message" of an `error` event or adapter error
     request: dict[str, Any] = field(default_factory=dict)
+    # Set when this run cannot count as a comparison at all (the pin was ignored, the
+    # transport failed): the case is an `error`, whatever the other side did.
+    invalid: str | None = None
+    # Set when the run looks fine but something it relies on was not confirmed (the target
+    # never said where the task ran): an equal case is then `unverified`.
+    unconfirmed: str | None = None
     # Log-probabilities at each position (chosen token first, then alternatives), filled
     # only by a replay with top logprobs after a divergence.
     top: list[list[tuple[int | None, str, float]]] = field(default_factory=list)
@@ -76,15 +82,23 @@ class Stream:
     def ended(self) -> bool:
         return self.finish_reason is not None
 
-    def keys(self) -> list[int | str]:
-        """Comparison keys: token ids, or the piece text where the engine gave no id."""
-        return [i if i is not None else t for i, t in zip(self.ids, self.texts, strict=True)]
+    @property
+    def error_code(self) -> str | None:
+        """The error's code alone: messages may carry per-request details."""
+        return None if self.error is None else self.error.split(":", 1)[0]
+
+    def keys(self) -> list[tuple[int | None, str]]:
+        """Comparison keys: (token id, piece text). The text counts too: an adapter may join
+        several tokens into one piece (text held back as a possible stop prefix) that carries
+        only its last token's id, so equal ids alone could hide an earlier difference."""
+        return list(zip(self.ids, self.texts, strict=True))
 
 
 @dataclass
 class CaseResult:
-    """Verdict of one case: `equal`, `diverged`, `error` (both sides failed alike) or
-    `unverified` (equal, but the determinism settings could not be confirmed)."""
+    """Verdict of one case: `equal`, `diverged`, `error` (no valid comparison: both sides
+    failed alike, a pin was ignored, the transport failed) or `unverified` (equal, but the
+    settings or the placement could not be confirmed); `note` says why."""
 
     case: Case
     status: str
@@ -93,6 +107,7 @@ class CaseResult:
     first_diff: int | None = None
     compared_by: str = "token_id"
     margin: dict[str, Any] | None = None  # logprob margin at the split, where known
+    note: str | None = None  # why a case is `error` or `unverified`
 
 
 @dataclass
@@ -127,21 +142,26 @@ def confirm_settings(settings: dict[str, Any], replica: ReplicaInfo) -> list[str
 
 def compare(case: Case, left: Stream, right: Stream, confirmed: bool) -> CaseResult:
     """Token-by-token comparison; the first index where the streams part, if any."""
-    lk, rk = left.keys(), right.keys()
     by = "token_id" if all(i is not None for i in left.ids + right.ids) else "text"
+    invalid = left.invalid or right.invalid
+    if invalid is not None:
+        return CaseResult(case, "error", left, right, None, by, note=invalid)
+    lk, rk = left.keys(), right.keys()
     first = next((i for i, (a, b) in enumerate(zip(lk, rk, strict=False)) if a != b), None)
     if first is None and len(lk) != len(rk):
         first = min(len(lk), len(rk))
     same_end = (left.finish_reason, left.tokens_out) == (right.finish_reason, right.tokens_out)
-    if first is None and (left.error != right.error or not same_end):
+    if first is None and (left.error_code != right.error_code or not same_end):
         first = len(lk)
     if first is not None:
-        status = "diverged"
-    elif left.error is not None:
-        status = "error"  # both failed alike: nothing was shown to be equal
-    else:
-        status = "equal" if confirmed else "unverified"
-    return CaseResult(case, status, left, right, first, by)
+        return CaseResult(case, "diverged", left, right, first, by)
+    if left.error is not None:  # both failed alike: nothing was shown to be equal
+        return CaseResult(case, "error", left, right, None, by, note=left.error)
+    unconfirmed = left.unconfirmed or right.unconfirmed
+    if not confirmed or unconfirmed:
+        note = unconfirmed or "the determinism settings were not confirmed"
+        return CaseResult(case, "unverified", left, right, None, by, note=note)
+    return CaseResult(case, "equal", left, right, None, by)
 
 
 Collector = Callable[[Case], Awaitable[Stream]]

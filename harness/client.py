@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,8 +157,14 @@ class OrchClient:
         *,
         last_event_id: str | None = None,
         headers: dict[str, str] | None = None,
+        deadline_s: float | None = None,
     ) -> tuple[httpx.Response, list[SseEvent]]:
-        """Read a task's SSE stream to its end; the events and the opening response."""
+        """Read a task's SSE stream to its end; the events and the opening response.
+
+        The client timeout bounds each read; `deadline_s` bounds the whole stream, so a
+        target that keeps sending heartbeats but never ends it raises httpx.ReadTimeout.
+        """
+        ends_at = None if deadline_s is None else time.monotonic() + deadline_s
         hdrs = dict(headers or {})
         if last_event_id is not None:
             hdrs["Last-Event-ID"] = last_event_id
@@ -181,6 +188,8 @@ class OrchClient:
                     except ValueError:
                         data = sse.data
                     events.append(SseEvent(sse.event, data, sse.id or None))
+                    if ends_at is not None and time.monotonic() > ends_at:
+                        raise httpx.ReadTimeout(f"stream not finished within {deadline_s} s")
                 response = source.response
         except httpx.HTTPError as exc:
             ex.error = f"{type(exc).__name__}: {exc}"

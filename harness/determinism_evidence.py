@@ -1,9 +1,11 @@
 """A determinism report (`llorch determinism`) as checks for the compliance verdicts.
 
 One check per corpus case, plus one for the settings and one for the corpus itself. A report
-counts only for the target it was made against and only for the corpus shipped with this
-harness: a stale or foreign report turns its checks into `error` outcomes (so the
-requirements read `unverified` with the reason), never into passes.
+counts only for the target it was made against, for the corpus shipped with this harness and
+for the code it was made with; a direct-mode report counts only for the embedded reference
+(it drove the reference adapters). A stale or foreign report turns its checks into `error`
+outcomes (so the requirements read `unverified` with the reason), never into passes. So does
+a report in which any case was not compared: the suite passes only when every case did.
 """
 
 from __future__ import annotations
@@ -42,13 +44,25 @@ def load_report(path: Path) -> dict[str, Any]:
         raise DeterminismReportError(f"{path}: cannot read a determinism report ({exc})") from exc
     if not isinstance(report, dict) or report.get("suite") != "determinism":
         raise DeterminismReportError(f"{path}: not a determinism report (no suite: determinism)")
+    cases = report.get("cases")
+    if not isinstance(cases, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("id"), str) and isinstance(c.get("status"), str)
+        for c in cases
+    ):
+        raise DeterminismReportError(f"{path}: `cases` must be a list of {{id, status}} objects")
+    if not isinstance(report.get("corpus"), dict):
+        raise DeterminismReportError(f"{path}: no `corpus` object")
     return report
 
 
 def _case_check(report: dict[str, Any], case: dict[str, Any], reqs: tuple[str, ...]) -> CheckResult:
     status = case.get("status")
     outcome = _OUTCOME.get(status, Outcome.ERROR)
-    if outcome is Outcome.PASSED:
+    if outcome is Outcome.PASSED and case.get("compared_by") == "text":
+        # Equal text is not equal tokens: a target without token ids cannot show ORCH-3045.
+        outcome = Outcome.ERROR
+        evidence = Evidence(f"case {case['id']} was compared by text: the target sent no token ids")
+    elif outcome is Outcome.PASSED:
         evidence = Evidence("")
     elif status == "diverged":
         left, right = case.get("left", {}), case.get("right", {})
@@ -62,11 +76,11 @@ def _case_check(report: dict[str, Any], case: dict[str, Any], reqs: tuple[str, .
         request = (case.get("request_json") or {}).get("left")
         evidence = Evidence(message, json.dumps(request, ensure_ascii=False) if request else None)
     elif status == "unverified":
-        problems = "; ".join(report.get("settings_problems") or []) or "settings not confirmed"
-        evidence = Evidence(f"case {case['id']} was equal, but {problems}")
+        why = case.get("note") or "; ".join(report.get("settings_problems") or [])
+        evidence = Evidence(f"case {case['id']} was equal, but {why or 'not confirmed'}")
     else:
-        left = (case.get("left") or {}).get("error")
-        evidence = Evidence(f"case {case['id']} could not be compared: {left or status}")
+        why = case.get("note") or (case.get("left") or {}).get("error") or status
+        evidence = Evidence(f"case {case['id']} could not be compared: {why}")
     return CheckResult(f"determinism::{case['id']}", "determinism", reqs, outcome, evidence)
 
 
@@ -100,24 +114,49 @@ def _corpus_check(report: dict[str, Any], shipped: tuple[str, str, int]) -> Chec
 
 
 def determinism_results(
-    report: dict[str, Any], *, target: str, shipped: tuple[str, str, int], known: set[str]
+    report: dict[str, Any],
+    *,
+    target: str,
+    shipped: tuple[str, str, int],
+    known: set[str],
+    shipped_ids: tuple[str, ...] = (),
+    commit: str | None = None,
 ) -> list[CheckResult]:
     """Checks from one report; `target` is what the report must have run against
-    (`embedded:...` for the embedded reference, else the target URL)."""
+    (`embedded` for the embedded reference, else the target URL), `shipped_ids` the case ids
+    of the shipped corpus in order, `commit` the code the report must come from (if known)."""
     mode = report.get("mode", "direct")
     reqs = tuple(r for r in CASE_REQS.get(mode, CASE_REQS["direct"]) if r in known)
-    out = [_case_check(report, c, reqs) for c in report.get("cases") or []]
+    cases = report.get("cases") or []
+    out = [_case_check(report, c, reqs) for c in cases]
+    incomplete = _incomplete(cases, shipped_ids)
+    if incomplete:  # a pass needs every case compared: keep failures, void the passes
+        out = [_void(r, incomplete) if r.outcome is Outcome.PASSED else r for r in out]
     out += [_settings_check(report), _corpus_check(report, shipped)]
-    stale = _stale(report, target, shipped)
+    stale = _stale(report, target, shipped, commit)
     if stale:
-        out = [
-            CheckResult(r.id, r.kind, r.requirement_ids, Outcome.ERROR, Evidence(stale))
-            for r in out
-        ]
+        out = [_void(r, stale) for r in out]
     return [r for r in out if r.requirement_ids]
 
 
-def _stale(report: dict[str, Any], target: str, shipped: tuple[str, str, int]) -> str | None:
+def _void(check: CheckResult, why: str) -> CheckResult:
+    return CheckResult(check.id, check.kind, check.requirement_ids, Outcome.ERROR, Evidence(why))
+
+
+def _incomplete(cases: list[dict[str, Any]], shipped_ids: tuple[str, ...]) -> str | None:
+    """Why the report does not show every shipped case compared, or None."""
+    if shipped_ids and [c["id"] for c in cases] != list(shipped_ids):
+        return "the report's cases are not the shipped corpus's cases"
+    open_cases = [c["id"] for c in cases if c.get("status") not in ("equal", "diverged")]
+    if open_cases:
+        shown = ", ".join(open_cases[:5]) + (" ..." if len(open_cases) > 5 else "")
+        return f"{len(open_cases)} of {len(cases)} cases were not compared ({shown})"
+    return None
+
+
+def _stale(
+    report: dict[str, Any], target: str, shipped: tuple[str, str, int], commit: str | None
+) -> str | None:
     corpus = report.get("corpus") or {}
     if (corpus.get("version"), corpus.get("content_hash")) != shipped[:2]:
         return (
@@ -125,8 +164,18 @@ def _stale(report: dict[str, Any], target: str, shipped: tuple[str, str, int]) -
             f"({corpus.get('content_hash')}); this harness ships {shipped[0]} ({shipped[1]}): "
             "run `llorch determinism` again"
         )
+    made_with = (report.get("environment") or {}).get("harness_commit")
+    if commit and made_with and made_with != commit:
+        return (
+            f"determinism report was made with commit {made_with[:12]}, this is "
+            f"{commit[:12]}: run `llorch determinism` again"
+        )
     made_for = report.get("target") or ""
+    if report.get("mode") == "direct":
+        if target != "embedded":
+            return "a direct-mode report shows the reference's adapters, not this target"
+        return None
     same = made_for == target or (made_for.startswith("embedded:") and target == "embedded")
-    if report.get("mode") == "pinned" and not same:
+    if not same:
         return f"determinism report was made against {made_for!r}, not this target ({target})"
     return None

@@ -182,6 +182,7 @@ def determinism_checks(opts: CheckOptions, target: Target, known: set[str]) -> l
             return []
         path = DETERMINISM_REPORT
     from determinism_suite.corpus import load_corpus
+    from determinism_suite.report import source_commit
 
     corpus = load_corpus()
     return determinism_results(
@@ -189,6 +190,8 @@ def determinism_checks(opts: CheckOptions, target: Target, known: set[str]) -> l
         target="embedded" if target.embedded else target.url,
         shipped=(corpus.version, corpus.content_hash, len(corpus)),
         known=known,
+        shipped_ids=tuple(c.id for c in corpus.cases),
+        commit=source_commit(),
     )
 
 

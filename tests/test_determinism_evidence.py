@@ -121,3 +121,68 @@ def test_a_file_that_is_not_a_determinism_report_is_a_clear_error(tmp_path: Path
     bad.write_text("{", encoding="utf-8")
     with pytest.raises(DeterminismReportError, match="cannot read"):
         load_report(bad)
+
+
+def test_one_equal_case_never_passes_a_report_with_cases_left_uncompared() -> None:
+    """The suite passes only as a whole: errors anywhere void every pass (no hidden gaps)."""
+    report = _report()
+    for case in report["cases"][1:]:
+        case["status"] = "error"
+        case["note"] = "HTTP_400: INVALID_PARAMS: unknown sampler_profile_version"
+    results = determinism_results(
+        report,
+        target="embedded",
+        shipped=SHIPPED,
+        known=KNOWN,
+        shipped_ids=tuple(c.id for c in CORPUS.cases),
+    )
+    case_ids = {f"determinism::{c.id}" for c in CORPUS.cases}
+    assert not any(r.outcome is Outcome.PASSED for r in results if r.id in case_ids)
+    first = next(r for r in results if r.id == f"determinism::{CORPUS.cases[0].id}")
+    assert f"{len(CORPUS) - 1} of {len(CORPUS)} cases were not compared" in first.evidence.message
+    verdicts = _verdicts(results)
+    assert verdicts["ORCH-3045"] == "unverified" and verdicts["OC-TEST-7001"] == "unverified"
+
+
+def test_a_report_missing_cases_of_the_shipped_corpus_does_not_pass() -> None:
+    report = _report()
+    report["cases"] = report["cases"][:-1]
+    results = determinism_results(
+        report,
+        target="embedded",
+        shipped=SHIPPED,
+        known=KNOWN,
+        shipped_ids=tuple(c.id for c in CORPUS.cases),
+    )
+    assert _verdicts(results)["ORCH-3045"] == "unverified"
+
+
+def test_direct_reports_count_only_for_the_embedded_reference() -> None:
+    report = _report("direct", None)
+    foreign = determinism_results(report, target="http://other", shipped=SHIPPED, known=KNOWN)
+    assert {r.outcome for r in foreign} == {Outcome.ERROR}
+    assert "direct-mode report" in foreign[0].evidence.message
+    own = determinism_results(report, target="embedded", shipped=SHIPPED, known=KNOWN)
+    assert all(r.outcome is Outcome.PASSED for r in own)
+
+
+def test_text_only_comparisons_and_reports_from_other_code_do_not_pass() -> None:
+    report = _report()
+    for case in report["cases"]:
+        case["compared_by"] = "text"
+    results = determinism_results(report, target="embedded", shipped=SHIPPED, known=KNOWN)
+    assert "compared by text" in results[0].evidence.message
+    assert _verdicts(results)["ORCH-3045"] == "unverified"
+    old = _report(environment={"harness_commit": "a" * 40})
+    results = determinism_results(
+        old, target="embedded", shipped=SHIPPED, known=KNOWN, commit="b" * 40
+    )
+    assert {r.outcome for r in results} == {Outcome.ERROR}
+    assert "made with commit aaaaaaaaaaaa" in results[0].evidence.message
+
+
+def test_malformed_cases_are_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "d.json"
+    bad.write_text(json.dumps(_report(cases=[{"status": "equal"}])), encoding="utf-8")
+    with pytest.raises(DeterminismReportError, match="cases"):
+        load_report(bad)

@@ -426,12 +426,12 @@ class _FakeOrch:
 
         return httpx.Response(202, json={"task_id": body["task_id"]})
 
-    def stream(self, task_id):
+    def stream(self, task_id, **_kw):
         from harness.client import SseEvent
 
         events = [
             SseEvent("started", {"queue_position": 0, "predicted_start_ms": 0}, None),
-            SseEvent("metrics", {"replica_id": self.placed_on}, None),
+            SseEvent("metrics", {"replica_id": self.placed_on} if self.placed_on else {}, None),
             SseEvent("token", {"t": "a", "i": 0, "token_id": 5}, "0"),
             SseEvent("end", {"tokens_out": 1, "decode_ms": 1, "finish_reason": "length"}, None),
         ]
@@ -447,8 +447,13 @@ def test_a_target_that_ignores_the_pin_gives_an_error_not_a_comparison() -> None
     honoured = collect_pinned(_FakeOrch("pool-r0"), body)
     assert honoured.error is None and honoured.ids == [5] and honoured.finish_reason == "length"
     ignored = collect_pinned(_FakeOrch("pool-r1"), body)
-    assert ignored.error == "pin ignored: the task ran on pool-r1, not pool-r0"
-    assert compare(case, ignored, ignored, True).status == "error"
+    assert ignored.invalid == "pin ignored: the task ran on pool-r1, not pool-r0"
+    result = compare(case, honoured, ignored, True)  # tokens alike, but no valid comparison
+    assert result.status == "error" and result.note == ignored.invalid
+    assert compare(case, honoured, honoured, True).status == "equal"
+    silent = collect_pinned(_FakeOrch(None), body)  # never says where the task ran
+    assert "never said where the task ran" in silent.unconfirmed
+    assert compare(case, silent, silent, True).status == "unverified"
 
 
 @pytest.mark.req("OC-TEST-7001")

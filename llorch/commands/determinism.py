@@ -21,39 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = ROOT / "examples" / "determinism-llamacpp.yaml"
 
 
-def make_adapter(
-    engine: str, replica_id: str, url: str, *, model_ref: str, ctx: int, model_name: str
-) -> Any:
-    """The reference adapter for one replica, with the engine's determinism settings."""
-    from reference_impl.pool.determinism import load_settings
-
-    settings = load_settings(engine)
-    if engine == "llamacpp":
-        from reference_impl.adapters.llamacpp import LlamaCppAdapter
-
-        cache = bool(settings.request.get("cache_prompt", False))
-        return LlamaCppAdapter(
-            replica_id, url, model_ref=model_ref, ctx_max=ctx, cache_prompt=cache
-        )
-    if engine == "vllm":
-        from reference_impl.adapters.vllm import VllmAdapter
-
-        return VllmAdapter(replica_id, url, model_ref=model_ref, ctx_max=ctx)
-    if engine == "tgi":
-        from reference_impl.adapters.tgi import TgiAdapter
-
-        return TgiAdapter(replica_id, url, model_ref=model_ref, ctx_max=ctx)
-    from reference_impl.adapters.triton import TritonAdapter
-
-    return TritonAdapter(replica_id, url, model_ref=model_ref, ctx_max=ctx, model_name=model_name)
-
-
 async def _direct(engine: str, urls: tuple[str, ...], corpus: Any, opts: dict[str, Any]):
-    from determinism_suite.direct import Replica, run_direct
+    from determinism_suite.direct import Replica, engine_adapter, run_direct
 
     profile = opts["sampler_profile_version"] or corpus.sampler_profile_version
     adapters = [
-        make_adapter(
+        engine_adapter(
             engine,
             f"{engine}-{i}",
             url,
@@ -79,7 +52,6 @@ async def _direct(engine: str, urls: tuple[str, ...], corpus: Any, opts: dict[st
 
 
 def _pinned(url: str | None, corpus: Any, opts: dict[str, Any]):
-    from determinism_suite.expected import expected_settings
     from determinism_suite.pinned import run_pinned
     from harness.client import OrchClient
     from harness.target import select_target
@@ -87,8 +59,6 @@ def _pinned(url: str | None, corpus: Any, opts: dict[str, Any]):
     config = opts["config"] or DEFAULT_CONFIG
     with select_target(url, opts["api_key_env"], config=config) as target:
         engine = opts["engine"]
-        rs_engine = engine or _only_engine(target.replica_sets)
-        settings = expected_settings(rs_engine) if rs_engine in ENGINES else {}
 
         def client() -> OrchClient:
             return OrchClient(
@@ -103,11 +73,10 @@ def _pinned(url: str | None, corpus: Any, opts: dict[str, Any]):
                 corpus,
                 client,
                 target=target.url if not target.embedded else f"embedded:{_rel(config)}",
-                settings=settings,
                 replica_set=opts["replica_set"],
                 engine=engine,
                 order_seed=opts["order_seed"],
-                max_in_flight=opts["max_in_flight"] or 1,
+                max_in_flight=opts["max_in_flight"],
                 ready_wait_s=opts["ready_wait"],
                 progress=_Progress(2 * len(corpus), opts["quiet"]),
             )
@@ -124,11 +93,6 @@ class _Progress:
         self.done += 1
         if not self.quiet and (self.done % self.step == 0 or self.done == self.total):
             click.echo(f"[determinism] {self.done}/{self.total} requests", err=True)
-
-
-def _only_engine(sets: list[dict[str, Any]]) -> str | None:
-    engines = {s.get("engine") for s in sets if len(s.get("replicas") or []) >= 2}
-    return engines.pop() if len(engines) == 1 else None
 
 
 def _rel(path: Path) -> str:
@@ -234,6 +198,8 @@ def determinism(urls: tuple[str, ...], target: str | None, report_dir: Path, **o
         raise click.UsageError("give either --target (pinned mode) or --engine-url (direct)")
     if urls and len(urls) != 2:
         raise click.UsageError("give --engine-url exactly twice")
+    for stale in ("determinism.json", "determinism.md"):  # never leave an old verdict behind
+        (report_dir / stale).unlink(missing_ok=True)
     try:
         minimum = 1 if opts["small_corpus_ok"] else MIN_CASES
         corpus = load_corpus(opts["corpus"], min_cases=minimum) if opts["corpus"] else load_corpus()

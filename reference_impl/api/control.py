@@ -45,8 +45,10 @@ class PoolHealth:
                 "model_digest": pool.model_digest,
                 "restarts": pool.restarts,
                 "breaker_open": pool.breaker_open,
-                # Last start-up self-test (ORCH-3049): item -> pass/fail/skip, null before one.
+                # Start-up self-test (ORCH-3049) of the serving model, item -> pass/fail/skip,
+                # null before one; a later attempt that did not take over (failed reload) too.
                 "self_test": self._orch.pools.self_test(pool_id),
+                "self_test_last_attempt": self._orch.pools.self_test_last_attempt(pool_id),
             },
         }
 
@@ -103,7 +105,7 @@ class ReplicaSets:
                         {
                             "id": r.replica_id,
                             "pool_id": p.pool_id,
-                            "ready": r.ready,
+                            "ready": r.ready and p.ready,  # a draining pool takes no task
                             "slots_total": r.slots_total,
                         }
                         for p in pools

@@ -268,7 +268,7 @@ class Orchestrator:
         """End a task with an `error` event (or `end` for a user cancel) and free its slot."""
         pool = self.pools.pools[rec.pool_id]
         if cancel_reason == "user":
-            rec.stream.end(self._clock())
+            rec.stream.end(self._clock(), "canceled")
         else:
             rec.stream.finish(
                 "error",
