@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +17,27 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reference_impl.adapters.base import CompletionRequest, LoadSignals, TokenStream
+from reference_impl.adapters.base import (
+    AdapterHealth,
+    CompletionRequest,
+    LoadSignals,
+    SamplerParams,
+    TokenStream,
+)
 from reference_impl.adapters.mock import MockAdapter
 from reference_impl.config import load_config
 from reference_impl.pool.backoff import BackoffPolicy
 from reference_impl.pool.devices import DeviceRegistry
 from reference_impl.pool.factory import make_adapter
 from reference_impl.pool.manager import PoolManager
-from reference_impl.pool.selftest import ITEMS, SelfTestLimits, run_self_test
+from reference_impl.pool.preflight import PoolFault
+from reference_impl.pool.selftest import ITEMS, SHARED_REASON, SelfTestLimits, run_self_test
 from tests._engine import engine_binary
 from tests._server import ROOT, running_server
 from tests.fixtures.pool_kit import (
     Recorder,
     config,
+    endpoint_engine,
     fake_factory,
     launched,
     no_nvml,
@@ -37,7 +46,7 @@ from tests.fixtures.pool_kit import (
 )
 
 FAST = BackoffPolicy(initial_s=0.05, max_s=0.2, jitter=0)
-QUICK = SelfTestLimits(step_s=1.0, cancel_free_s=0.2)
+QUICK = SelfTestLimits(step_s=1.0, cancel_free_s=0.2, settle_s=0.1)
 ALL_PASS = dict.fromkeys(ITEMS, "pass")
 
 
@@ -181,8 +190,8 @@ def test_decode_without_a_token_fails_the_decode_item() -> None:
     assert summary == {"preload": "pass", "decode": "fail", "cancel": "skip", "telemetry": "skip"}
 
 
-@pytest.mark.req("ORCH-3049")
-def test_failed_preload_keeps_its_own_cause_and_skips_the_rest() -> None:
+@pytest.mark.req("ORCH-3049", "OC-POOL-3003")
+def test_failed_preload_names_replica_step_and_cause_and_skips_the_rest() -> None:
     async def go() -> tuple:
         pm = manager(config(model="repo:mock/unloadable-x"), make_adapter)
         try:
@@ -192,30 +201,93 @@ def test_failed_preload_keeps_its_own_cause_and_skips_the_rest() -> None:
 
     ready, last_error, summary = asyncio.run(go())
     assert not ready
-    assert last_error == "POOL_UNAVAILABLE: cannot load repo:mock/unloadable-x: no such model"
+    assert last_error == (
+        "start-up self-test on p0-r0: preload: "
+        "POOL_UNAVAILABLE: cannot load repo:mock/unloadable-x: no such model"
+    )
     assert summary == {"preload": "fail", "decode": "skip", "cancel": "skip", "telemetry": "skip"}
+
+
+class RefusesForGood(MockAdapter):
+    async def preload(self) -> None:
+        raise PoolFault("model format not supported", permanent=True)
+
+
+@pytest.mark.req("ORCH-3049", "OC-POOL-3011")
+def test_a_permanent_preload_fault_stays_permanent_under_its_new_name() -> None:
+    async def go() -> tuple:
+        pm = manager(config(), factory_of(RefusesForGood))
+        try:
+            first = await started(pm)
+            await asyncio.sleep(0.3)  # several backoff periods
+            return first, pm.pools["p0"].restarts
+        finally:
+            await pm.close()
+
+    (ready, last_error, _summary), restarts = asyncio.run(go())
+    assert not ready and restarts == 0
+    assert last_error == "start-up self-test on p0-r0: preload: model format not supported"
 
 
 @pytest.mark.req("ORCH-3049")
 def test_reload_runs_the_self_test_and_a_failure_keeps_the_old_model() -> None:
+    """The health's `self_test` stays the serving model's; the failed attempt is shown apart."""
+
     async def go() -> tuple:
         pm = manager(config(), factory_of(BadMetrics, only_model="repo:test/bad-metrics"))
         try:
             assert await started(pm) == (True, None, ALL_PASS)
+            assert pm.self_test_last_attempt("p0") is None
             assert not await pm.reload("p0", "repo:test/bad-metrics")
-            return *snapshot(pm), pm.pools["p0"].model_ref
+            failed = (*snapshot(pm), pm.self_test_last_attempt("p0"), pm.pools["p0"].model_ref)
+            assert await pm.reload("p0", "repo:test/good")
+            return failed, (pm.self_test("p0"), pm.self_test_last_attempt("p0"))
         finally:
             await pm.close()
 
     with pool_logs() as records:
-        ready, last_error, summary, model_ref = asyncio.run(go())
+        (ready, last_error, summary, attempt, model_ref), after = asyncio.run(go())
     assert ready and model_ref == "repo:test/tiny"  # the old model keeps serving
     assert last_error == (
         "reload to repo:test/bad-metrics failed: start-up self-test on p0-r0: "
         "metrics scrape gave running=-1"
     )
-    assert summary == {"preload": "pass", "decode": "pass", "cancel": "pass", "telemetry": "fail"}
-    assert [e.outcome for e in self_test_events(records)] == ["pass", "fail"]
+    assert summary == ALL_PASS  # the model that serves passed
+    assert attempt == {"preload": "pass", "decode": "pass", "cancel": "pass", "telemetry": "fail"}
+    assert after == (ALL_PASS, None)  # a successful reload: one result again
+    assert [e.outcome for e in self_test_events(records)] == ["pass", "fail", "pass"]
+
+
+@pytest.mark.req("ORCH-3049", "OC-POOL-3003")
+def test_pool_health_shows_the_serving_models_self_test_and_the_failed_reload_apart() -> None:
+    cfg = """
+auth: {api_keys_env: LLORCH_API_KEY}
+pools:
+  - {id: st, engine: llamacpp, adapter: mock, model: repo:mock/tiny,
+     devices: [], allow_cpu_inference: true}
+"""
+    with running_server(cfg) as server:
+        with httpx.Client(base_url=server.url, headers=server.headers, timeout=10) as c:
+            before = c.get("/v1/pools/st/health").json()
+            reload = {"new_model_ref": "repo:mock/unloadable-x"}
+            assert c.post("/v1/pools/st/reload", json=reload).status_code == 202
+            deadline = time.monotonic() + 5
+            while (after := c.get("/v1/pools/st/health").json())["last_error"] is None:
+                assert time.monotonic() < deadline, "the reload did not finish"
+                time.sleep(0.02)
+    assert before["metrics"]["self_test"] == ALL_PASS
+    assert before["metrics"]["self_test_last_attempt"] is None
+    assert after["ready"] is True and after["metrics"]["model_ref"] == "repo:mock/tiny"
+    assert after["metrics"]["self_test"] == ALL_PASS
+    assert after["metrics"]["self_test_last_attempt"] == {
+        "preload": "fail",
+        "decode": "skip",
+        "cancel": "skip",
+        "telemetry": "skip",
+    }
+    assert after["last_error"].startswith(
+        "reload to repo:mock/unloadable-x failed: start-up self-test on st-r0: preload: "
+    )
 
 
 @pytest.mark.req("ORCH-3049")
@@ -239,6 +311,115 @@ def test_http_engine_passes_and_a_stalled_decode_times_out(tmp_path: Path) -> No
     decode = slow.failure
     assert decode is not None and decode.item == "decode" and decode.status == "fail"
     assert decode.reason == "decode did not finish within 0.3 s" and decode.duration_ms >= 300
+
+
+class Flaky(MockAdapter):
+    """An endpoint engine whose health and metrics a test switches."""
+
+    down = False
+    bad_metrics = False
+
+    async def health(self) -> AdapterHealth:
+        if self.down:
+            return AdapterHealth(live=False, ready=False, detail="connection refused")
+        return await super().health()
+
+    async def metrics(self) -> LoadSignals:
+        if self.bad_metrics:
+            return LoadSignals(waiting=0, running=-1)
+        return await super().metrics()
+
+
+@pytest.mark.req("ORCH-3049", "OC-POOL-3003")
+def test_an_endpoint_pool_that_answers_again_is_self_tested_before_ready() -> None:
+    cfg = config(adapter=None, endpoint="http://127.0.0.1:9")
+
+    async def go() -> tuple:
+        pm = manager(cfg, factory_of(Flaky))
+        try:
+            assert await started(pm) == (True, None, ALL_PASS)
+            pool = pm.pools["p0"]
+            engine = pool.replicas[0].adapter
+            engine.down = True
+            await wait_for(lambda: not pool.ready)
+            engine.bad_metrics, engine.down = True, False
+            await wait_for(lambda: (pool.last_error or "").startswith("start-up self-test"))
+            await asyncio.sleep(0.3)  # several heartbeats: still failing, still unready
+            failing = snapshot(pm)
+            engine.bad_metrics = False
+            await wait_for(lambda: pool.ready)
+            return failing, snapshot(pm), pool.restarts
+        finally:
+            await pm.close()
+
+    with pool_logs() as records:
+        (ready, last_error, summary), recovered, restarts = asyncio.run(go())
+    assert not ready
+    assert last_error == "start-up self-test on p0-r0: metrics scrape gave running=-1"
+    assert summary == {"preload": "pass", "decode": "pass", "cancel": "pass", "telemetry": "fail"}
+    assert recovered == (True, None, ALL_PASS) and restarts == 0
+    outcomes = [e.outcome for e in self_test_events(records)]
+    assert outcomes[0] == "pass" and "fail" in outcomes and outcomes[-1] == "pass"
+
+
+def _live(n: int) -> CompletionRequest:
+    greedy = SamplerParams(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0)
+    return CompletionRequest("live-1", "hello", n, 1, greedy, "v1")
+
+
+@pytest.mark.req("ORCH-3049")
+def test_a_replica_busy_with_other_work_skips_decode_and_cancel_with_the_reason() -> None:
+    """One slot, held by a live task: a decode would queue behind it and time out."""
+
+    async def go() -> Any:
+        adapter = MockAdapter("llamacpp", "p0-r0", model_ref="m", ctx_max=2048, slots=1)
+        await adapter.preload()
+        live = adapter.stream(_live(100))
+        try:
+            await anext(aiter(live))  # the live task holds the only slot
+            return await run_self_test(adapter, QUICK)
+        finally:
+            await live.aclose()
+
+    result = asyncio.run(go())
+    assert result.failure is None and result.passed
+    assert result.summary() == {
+        "preload": "pass",
+        "decode": "skip",
+        "cancel": "skip",
+        "telemetry": "pass",
+    }
+    reasons = {r.item: r.reason for r in result.items}
+    busy = "skipped: the engine is busy with other work (0 of 1 free)"
+    assert reasons["decode"] == reasons["cancel"] == busy
+
+
+@pytest.mark.req("ORCH-3049")
+def test_an_endpoint_reload_does_not_self_test_against_live_traffic() -> None:
+    """A real HTTP engine with one slot: the old model's live task holds it during the reload,
+    so a decode would queue; the reload skips decode and cancel and succeeds."""
+
+    async def go(url: str) -> tuple:
+        pm = manager(config(adapter=None, endpoint=url), fake_factory)
+        try:
+            assert await started(pm) == (True, None, ALL_PASS)
+            pool = pm.pools["p0"]
+            live = pool.replicas[0].adapter.stream(_live(1000))
+            try:
+                await anext(aiter(live))
+                reloaded = await pm.reload("p0", "repo:test/other")
+            finally:
+                await live.aclose()
+            return reloaded, snapshot(pm), pool.model_ref
+        finally:
+            await pm.close()
+
+    with endpoint_engine("--slots", "1", "--itl-ms", "5") as url, pool_logs() as records:
+        reloaded, (ready, last_error, summary), model_ref = asyncio.run(go(url))
+    assert reloaded and ready and last_error is None and model_ref == "repo:test/other"
+    assert summary == {"preload": "pass", "decode": "skip", "cancel": "skip", "telemetry": "pass"}
+    items = self_test_events(records)[-1].items
+    assert items["decode"]["reason"] == items["cancel"]["reason"] == SHARED_REASON
 
 
 @pytest.mark.real_engine

@@ -397,6 +397,36 @@ def test_llama_server_argv_adds_what_the_pool_implies_once() -> None:
     assert argv[argv.index("--ctx-size") + 1] == "512"
 
 
+def test_determinism_flags_keep_negative_values_with_their_flag() -> None:
+    """`--seed -1` is one group: skipped whole when the operator sets --seed, kept whole else."""
+    settings = ("--seed", "-1", "--temp", "-0.5", "--no-cont-batching", "--parallel", "1")
+
+    def extra(args: list[str]) -> tuple[str, ...]:
+        return llama_server_argv("ls", "/m", "h", 1, args, determinism_args=settings)[7:]
+
+    assert extra(["--seed", "42", "-nocb"]) == (
+        "--seed",
+        "42",
+        "-nocb",
+        "--metrics",
+        "--temp",
+        "-0.5",
+        "--parallel",
+        "1",
+    )
+    assert extra(["--seed=7", "--temp", "0.1", "-np", "4"]) == (
+        "--seed=7",
+        "--temp",
+        "0.1",
+        "-np",
+        "4",
+        "--metrics",
+        "--no-cont-batching",
+    )
+    # only --parallel and --no-cont-batching are matched by alias: `-s` is not `--seed`
+    assert extra(["-s", "3"])[3:5] == ("--seed", "-1")
+
+
 def test_output_ring_is_bounded() -> None:
     ring = OutputRing(max_lines=3)
     ring.feed(b"one\ntwo\nthr")

@@ -3,9 +3,12 @@
 
 The files are the determinism suite's own (`determinism_suite/settings/<engine>.yaml`, data
 only), so the settings the pool manager applies and the settings the suite reports are the
-same bytes. The manager applies start flags and environment to engines it launches,
-per-request fields through the adapter, and `max_in_flight_per_replica` as a cap on the slots
-the scheduler may fill.
+same bytes. The manager resolves a pool's settings once at the start of each attempt (a
+missing or broken file is a permanent fault of that pool), then applies start flags and
+environment to engines it launches, per-request fields through the adapter, and
+`max_in_flight_per_replica` as a cap on the slots the scheduler may fill. The settings folder
+is located on first use, so the pool manager imports without the suite until a pool in
+determinism mode exists.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-SETTINGS_DIR = Path(str(files("determinism_suite").joinpath("settings")))
 _KEYS = {"engine", "start_args", "start_env", "request", "max_in_flight_per_replica", "expect"}
 # Per-request fields an adapter knows how to apply, by engine.
 _REQUEST_FIELDS = {"llamacpp": {"cache_prompt"}, "vllm": set(), "tgi": set(), "triton": set()}
@@ -52,6 +54,16 @@ class DeterminismSettings:
             "expect": dict(self.expect),
             "source": self.source,
         }
+
+
+def settings_dir() -> Path:
+    """The suite's settings folder (`determinism_suite/settings`), located when first needed."""
+    try:
+        return Path(str(files("determinism_suite").joinpath("settings")))
+    except ModuleNotFoundError as exc:
+        raise DeterminismSettingsError(
+            f"no determinism settings: the determinism_suite package is not installed ({exc})"
+        ) from None
 
 
 def _fail(path: Path, message: str) -> DeterminismSettingsError:
@@ -96,14 +108,21 @@ def parse_settings(doc: Any, path: Path, engine: str) -> DeterminismSettings:
     )
 
 
+def load_settings(engine: str, directory: Path | None = None) -> DeterminismSettings:
+    """The settings of `engine` (from `directory`, else the suite's folder);
+    DeterminismSettingsError when absent or malformed."""
+    return _load_file(engine, directory or settings_dir())
+
+
 @cache
-def load_settings(engine: str, directory: Path = SETTINGS_DIR) -> DeterminismSettings:
-    """The settings of `engine`; DeterminismSettingsError when absent or malformed."""
+def _load_file(engine: str, directory: Path) -> DeterminismSettings:
     path = directory / f"{engine}.yaml"
     if not path.is_file():
         raise DeterminismSettingsError(f"no determinism settings for engine {engine!r} ({path})")
     try:
         doc = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _fail(path, f"cannot be read: {exc}") from None
     except YAMLError as exc:
         raise _fail(path, f"not valid YAML: {exc}") from None
     return parse_settings(doc, path, engine)
@@ -114,9 +133,8 @@ def determinism_settings(pool: Any) -> DeterminismSettings | None:
     return load_settings(pool.engine.value) if pool.determinism else None
 
 
-def slot_cap(pool: Any, reported: int) -> int:
+def slot_cap(settings: DeterminismSettings | None, reported: int) -> int:
     """Slots the scheduler may fill on a replica: what the engine reports (at least one),
-    capped at `max_in_flight_per_replica` for a pool in determinism mode."""
+    capped at `max_in_flight_per_replica` for a pool in determinism mode (`settings` set)."""
     slots = max(1, reported)
-    det = determinism_settings(pool)
-    return min(slots, det.max_in_flight_per_replica) if det is not None else slots
+    return min(slots, settings.max_in_flight_per_replica) if settings is not None else slots

@@ -15,9 +15,10 @@ import importlib
 from typing import Any
 
 from reference_impl.config import PoolConfig
-from reference_impl.pool.determinism import determinism_settings
+from reference_impl.pool.determinism import DeterminismSettings, determinism_settings
 
 UNLOADABLE_PREFIX = "repo:mock/unloadable"
+_UNSET: Any = object()
 DEFAULT_CTX = 4096
 
 # engine -> (module, class) of its adapter
@@ -42,9 +43,17 @@ def adapter_class(engine: str) -> type:
 
 
 def make_adapter(
-    pool: PoolConfig, replica_id: str, model_ref: str, *, base_url: str | None = None
+    pool: PoolConfig,
+    replica_id: str,
+    model_ref: str,
+    *,
+    base_url: str | None = None,
+    determinism: DeterminismSettings | None = _UNSET,
 ) -> Any:
     """Build the adapter for one replica of `pool` serving `model_ref`.
+
+    `determinism` is the pool's resolved settings (the pool manager passes them for pools in
+    determinism mode); when left out, they are read here from the pool's config.
 
     The mock engine treats model refs starting with `repo:mock/unloadable` as models whose
     load fails, so reload rollback can be exercised without a real engine.
@@ -74,7 +83,8 @@ def make_adapter(
     if pool.engine.value == "triton":
         kwargs["model_name"] = pool.served_model_name or pool.model
     if pool.engine.value == "llamacpp":
-        det = determinism_settings(pool)  # prompt caching can change results
+        # prompt caching can change results
+        det = determinism_settings(pool) if determinism is _UNSET else determinism
         kwargs["cache_prompt"] = bool(det.request.get("cache_prompt", True)) if det else True
         if pool.model_sha256 is not None:  # verified against the file before the load
             kwargs["model_digest"] = f"sha256:{pool.model_sha256}"

@@ -1,12 +1,13 @@
 """Builds pools from config, brings them up, supervises them, and carries out drain and reload.
 
-Each pool has one lifecycle task: preflight (digest, devices, headroom), start the engine
-processes it launches itself, create the adapters and self-test them (preload, decode, cancel,
-telemetry: pool/selftest.py), then watch: a process exit or failed heartbeats are a fault
+Each pool has one lifecycle task: preflight (determinism settings, digest, devices, headroom),
+start the engine processes it launches itself (pool/launch.py), create the adapters and
+self-test them (preload, decode, cancel, telemetry: pool/selftest.py, results kept
+by pool/selftest_book.py), then watch: a process exit or failed heartbeats are a fault
 (unready at once, engine killed so running streams end with WORKER_RESET, `driver_reset`
 logged), followed by a restart after an exponential backoff that a circuit breaker bounds
 (specs/30). Pools on an `endpoint` (started by someone else) are
-heartbeat-checked and flip between failed and ready without a restart.
+heartbeat-checked and flip between failed and ready (after a new self-test) without a restart.
 
 Readiness changes are reported through `on_change(pool)`, which the orchestrator uses to keep
 the scheduler's view of replicas current.
@@ -15,7 +16,6 @@ the scheduler's view of replicas current.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -24,33 +24,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from reference_impl.config import AdapterKind, OrchestratorConfig, PoolConfig
-from reference_impl.pool import selftest
 from reference_impl.pool.backoff import BackoffPolicy, BreakerPolicy, RestartGovernor
 from reference_impl.pool.catalog import DigestCache
-from reference_impl.pool.determinism import determinism_settings, slot_cap
+from reference_impl.pool.determinism import DeterminismSettings, slot_cap
 from reference_impl.pool.devices import DeviceRegistry, host_free_bytes
+from reference_impl.pool.launch import launch_spec
 from reference_impl.pool.preflight import DEFAULT_CTX, PoolFault, Preflight, preflight
+from reference_impl.pool.retire import Retirements
 from reference_impl.pool.runtime import HEARTBEAT_S, PoolRuntime, gather_or_raise
+from reference_impl.pool.selftest import SelfTestLimits, raise_on_failure
+from reference_impl.pool.selftest_book import SelfTestBook
 from reference_impl.pool.state import PoolState, PreloadState, ReplicaHandle
-from reference_impl.pool.supervisor import (
-    EngineProcess,
-    EngineStartError,
-    LaunchSpec,
-    free_port,
-    llama_server_argv,
-    resolve_binary,
-)
+from reference_impl.pool.supervisor import EngineProcess, EngineStartError
 
 log = logging.getLogger("reference_impl.pool")
 
 AdapterFactory = Callable[..., Any]
-"""(pool config, replica id, model_ref[, base_url=...]) -> adapter; LookupError if unsupported.
+"""(pool config, replica id, model_ref[, base_url=...][, determinism=...]) -> adapter;
+LookupError if unsupported.
 
-`base_url` is passed only for engines the manager launched itself."""
+`base_url` is passed only for engines the manager launched itself, `determinism` (the pool's
+resolved DeterminismSettings) only for pools in determinism mode."""
 
 __all__ = ["DEFAULT_CTX", "AdapterFactory", "PoolManager"]
-
-RETIRE_BOUND_S = 600.0  # longest an old adapter is kept for in-flight tasks after a reload
 
 
 @dataclass
@@ -78,11 +74,10 @@ class PoolManager:
         clock: Callable[[], float] = time.monotonic,
         host_free: Callable[[], int | None] = host_free_bytes,
         rand: Callable[[], float] = random.random,
-        self_test: selftest.SelfTestLimits | None = None,
+        self_test: SelfTestLimits | None = None,
     ) -> None:
         self._config = config
-        self._self_test = self_test or selftest.SelfTestLimits()
-        self._self_tests: dict[str, tuple[selftest.SelfTestResult, ...]] = {}
+        self._self_tests = SelfTestBook(self_test or SelfTestLimits())
         self._factory = adapter_factory
         self._on_change = on_change
         self.devices = devices or DeviceRegistry()
@@ -92,7 +87,7 @@ class PoolManager:
         self.pools: dict[str, PoolState] = {}
         self._replicas: dict[str, ReplicaHandle] = {}
         self._rt: dict[str, PoolRuntime] = {}
-        self._retiring: set[asyncio.Task] = set()
+        self._retiring = Retirements()
         for pc in config.pools:
             pool = PoolState(
                 pool_id=pc.id,
@@ -114,6 +109,7 @@ class PoolManager:
                 RestartGovernor(backoff, breaker, rand),
                 on_change,
                 clock,
+                self._self_tests,
                 heartbeat_s,
                 health_timeout_s,
             )
@@ -125,9 +121,14 @@ class PoolManager:
         return self._config.pool(pool_id)
 
     def self_test(self, pool_id: str) -> dict[str, str] | None:
-        """The pool's last start-up self-test, item -> pass/fail/skip; None before one ran."""
-        results = self._self_tests.get(pool_id)
-        return dict(selftest.pool_summary(results)) if results else None
+        """Start-up self-test of the serving model (the last attempt's while none serves),
+        item -> pass/fail/skip; None before one ran."""
+        return self._self_tests.summaries(self.pools[pool_id])[0]
+
+    def self_test_last_attempt(self, pool_id: str) -> dict[str, str] | None:
+        """The latest self-test when it is not the one `self_test` shows (a failed reload
+        while the old model serves); else None."""
+        return self._self_tests.summaries(self.pools[pool_id])[1]
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -237,26 +238,26 @@ class PoolManager:
         )
         self._on_change(pool)
 
-    async def _bring_up(self, pool: PoolState, model_ref: str) -> tuple[list[_Loaded], Preflight]:
-        """Preflight, start engines, create and self-test (preload first) adapters; all or
-        nothing. A failed self-test is a failed preload (ORCH-3049)."""
+    async def _bring_up(
+        self, pool: PoolState, model_ref: str, *, shared: bool = False
+    ) -> tuple[list[_Loaded], Preflight]:
+        """Preflight (determinism settings first), start engines, create and self-test
+        (preload first) adapters; all or nothing. A failed self-test is a failed preload
+        (ORCH-3049). `shared`: the engine serves live traffic meanwhile (an endpoint reload)."""
         pc = self._config.pool(pool.pool_id)
         pre = await preflight(
             self._config, pc, catalog=self.catalog, devices=self.devices, host_free=self._host_free
         )
+        det = pre.determinism
         procs: list[EngineProcess | None] = [None] * len(pool.replicas)
         created: list[Any] = []
         try:
             if pc.launch is not None and pc.adapter != AdapterKind.MOCK:
-                procs = [self._engine_process(pc, h, pre) for h in pool.replicas]
+                procs = [self._engine_process(pc, h, pre, det) for h in pool.replicas]
                 await gather_or_raise([p.start() for p in procs if p is not None])
             for handle, proc in zip(pool.replicas, procs, strict=True):
-                created.append(self._make_adapter(pc, handle.replica_id, model_ref, proc))
-            tested = await selftest.self_test_replicas(
-                pool.pool_id, pool.engine, created, self._self_test
-            )
-            self._self_tests[pool.pool_id] = tested
-            selftest.raise_on_failure(tested)
+                created.append(self._make_adapter(pc, handle.replica_id, model_ref, proc, det))
+            raise_on_failure(await self._self_tests.run(pool, created, shared=shared))
             props = await gather_or_raise([a.props() for a in created])
         except BaseException as exc:
             await asyncio.gather(*(a.close() for a in created), return_exceptions=True)
@@ -268,41 +269,33 @@ class PoolManager:
         return loaded, pre
 
     def _make_adapter(
-        self, pc: PoolConfig, replica_id: str, model_ref: str, proc: EngineProcess | None
+        self,
+        pc: PoolConfig,
+        replica_id: str,
+        model_ref: str,
+        proc: EngineProcess | None,
+        det: DeterminismSettings | None,
     ) -> Any:
         """The factory's adapter; an adapter this build lacks is a permanent fault."""
+        kwargs: dict[str, Any] = {}
+        if proc is not None:
+            kwargs["base_url"] = proc.base_url
+        if det is not None:
+            kwargs["determinism"] = det
         try:
-            if proc is None:
-                return self._factory(pc, replica_id, model_ref)
-            return self._factory(pc, replica_id, model_ref, base_url=proc.base_url)
+            return self._factory(pc, replica_id, model_ref, **kwargs)
         except LookupError as exc:
             raise PoolFault(str(exc).strip("'\""), permanent=True) from exc
 
-    def _engine_process(self, pc: PoolConfig, handle: ReplicaHandle, pre: Preflight) -> Any:
-        launch = pc.launch
-        assert launch is not None and pre.model_path is not None and pre.placement is not None
-        placement = pre.placement
-        det = determinism_settings(pc)
-        port = launch.port or free_port(launch.host)
-        split = pc.tensor_split if placement.explicit_split and not placement.cpu else None
-        argv = llama_server_argv(
-            resolve_binary(launch.binary),
-            str(pre.model_path),
-            launch.host,
-            port,
-            launch.args,
-            ctx=pc.ctx,
-            determinism_args=det.start_args if det is not None else (),
-            tensor_split=split,
-        )
-        env = {
-            **(det.start_env if det is not None else {}),
-            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # CUDA numbers devices as NVML does
-            "CUDA_VISIBLE_DEVICES": placement.cuda_visible_devices,
-        }
-        spec = LaunchSpec(argv, launch.host, port, env, launch.startup_timeout_ms / 1000)
+    def _engine_process(
+        self,
+        pc: PoolConfig,
+        handle: ReplicaHandle,
+        pre: Preflight,
+        det: DeterminismSettings | None,
+    ) -> EngineProcess:
         return EngineProcess(
-            spec,
+            launch_spec(pc, pre, det),
             name=handle.replica_id,
             on_exit=lambda proc, _rc, pool_id=pc.id: self._engine_exited(pool_id, proc),
         )
@@ -310,6 +303,7 @@ class PoolManager:
     def _install(self, pool: PoolState, loaded: list[_Loaded], pre: Preflight) -> list[tuple]:
         """Swap every replica's adapter and process in one step; returns what it replaced."""
         rt = self._rt[pool.pool_id]
+        rt.determinism = pre.determinism
         old = []
         for handle, item in zip(pool.replicas, loaded, strict=True):
             stale = handle.adapter if all(handle.adapter is not c for c in rt.closed) else None
@@ -317,11 +311,12 @@ class PoolManager:
                 old.append((stale, handle.process))
             handle.adapter, handle.process = item.adapter, item.process
             handle.ready = True
-            handle.slots_total = slot_cap(rt.config, item.props.slots_total)
+            handle.slots_total = slot_cap(pre.determinism, item.props.slots_total)
         pool.engine_version = loaded[0].props.engine_version
         pool.model_digest = pre.model_digest or loaded[0].props.model_digest
         pool.cpu_inference = pre.placement is not None and pre.placement.cpu
         rt.installed()
+        self._self_tests.installed(pool.pool_id)
         return old
 
     def _engine_exited(self, pool_id: str, proc: EngineProcess) -> None:
@@ -356,13 +351,16 @@ class PoolManager:
         try:
             await rt.stop()
             rt.reset()
-            installed = any(h.ready for h in pool.replicas) or rt.health_failed
+            serving = any(h.ready for h in pool.replicas)
+            installed = serving or rt.health_failed
             pc = self._config.pool(pool_id)
             if installed and pc.launch is not None and pc.launch.port is not None:
                 await rt.teardown()
                 installed = False
             try:
-                loaded, pre = await self._bring_up(pool, new_model_ref)
+                # The old adapters of an endpoint pool serve on the same engine meanwhile.
+                shared = installed and serving and pc.endpoint is not None
+                loaded, pre = await self._bring_up(pool, new_model_ref, shared=shared)
             except Exception as exc:
                 pool.last_error = f"reload to {new_model_ref} failed: {exc}"
                 if not installed:
@@ -382,44 +380,14 @@ class PoolManager:
         self._on_change(pool)
         log.info("reload ok", extra={"pool_id": pool_id, "model_id": new_model_ref})
         self._spawn(pool, installed=True)
-        self._retire(old)
+        self._retiring.retire(old)
         return True
-
-    def _retire(self, replaced: list[tuple[Any, EngineProcess | None]]) -> None:
-        """Close replaced adapters once their in-flight streams have ended (or after a bound)."""
-        loop = asyncio.get_running_loop()
-        for adapter, process in replaced:
-            task = loop.create_task(self._close_when_idle(adapter, process))
-            self._retiring.add(task)
-            task.add_done_callback(self._retiring.discard)
-
-    async def _close_when_idle(
-        self, adapter: Any, process: EngineProcess | None, bound_s: float = RETIRE_BOUND_S
-    ) -> None:
-        try:
-            deadline = asyncio.get_running_loop().time() + bound_s
-            while adapter is not None and asyncio.get_running_loop().time() < deadline:
-                try:
-                    props = await adapter.props()
-                except Exception:
-                    break  # the engine is gone: nothing left to wait for
-                if props.slots_free >= props.slots_total:
-                    break
-                await asyncio.sleep(0.1)
-        finally:
-            if adapter is not None:
-                with contextlib.suppress(Exception):
-                    await adapter.close()
-            if process is not None:
-                await process.stop()
 
     async def close(self) -> None:
         """Stop supervising, close adapters and stop every engine process we started."""
         for pool_id in self.pools:
             await self._rt[pool_id].stop()
-        for task in list(self._retiring):
-            task.cancel()
-        await asyncio.gather(*self._retiring, return_exceptions=True)
+        await self._retiring.close()
         handles = list(self._replicas.values())
         adapters = [h.adapter for h in handles if h.adapter is not None]
         await asyncio.gather(*(a.close() for a in adapters), return_exceptions=True)

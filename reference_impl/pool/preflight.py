@@ -1,9 +1,11 @@
 """Checks a pool passes before its engine starts: model digest, devices and headroom.
 
 Kept apart from the lifecycle so the rules read in one place (specs/30 sections 2 to 4):
-the model file's SHA-256 must match (ORCH-3037), a pool that asks for GPUs gets them or does
-not start (no CPU fallback, ORCH-1101), and a launched engine must fit the free VRAM of every
-device in its mask, or the free host RAM for a CPU carve-out pool (ORCH-3003).
+a pool in determinism mode has readable settings for its engine (read once per attempt and
+carried in the result, so nothing loads them later), the model file's SHA-256 must match
+(ORCH-3037), a pool that asks for GPUs gets them or does not start (no CPU fallback,
+ORCH-1101), and a launched engine must fit the free VRAM of every device in its mask, or the
+free host RAM for a CPU carve-out pool (ORCH-3003).
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from pathlib import Path
 
 from reference_impl.config import AdapterKind, OrchestratorConfig, PoolConfig, TrustMode
 from reference_impl.pool.catalog import DigestCache, UntrustedArtifact
+from reference_impl.pool.determinism import (
+    DeterminismSettings,
+    DeterminismSettingsError,
+    load_settings,
+)
 from reference_impl.pool.devices import (
     DeviceRegistry,
     Placement,
@@ -44,6 +51,18 @@ class Preflight:
     model_path: Path | None
     model_digest: str | None
     placement: Placement | None  # None for the in-process mock, which needs no device
+    determinism: DeterminismSettings | None = None  # set for a pool in determinism mode
+
+
+def determinism_of(pc: PoolConfig) -> DeterminismSettings | None:
+    """The pool's determinism settings; a missing or broken file is a permanent fault
+    (retrying cannot fix it; a reload after the fix reads it again)."""
+    if not pc.determinism:
+        return None
+    try:
+        return load_settings(pc.engine.value)
+    except DeterminismSettingsError as exc:
+        raise PoolFault(f"determinism settings of pool {pc.id}: {exc}", permanent=True) from exc
 
 
 async def preflight(
@@ -55,12 +74,13 @@ async def preflight(
     host_free: Callable[[], int | None],
 ) -> Preflight:
     """Run the checks in order; raise PoolFault with a one-line cause on the first failure."""
+    det = determinism_of(pc)
     path = config.model_path_for(pc)
     digest = None
     if path is not None and pc.model_sha256 is not None:
         digest = await _verify(config, pc, path, catalog)
     if pc.adapter == AdapterKind.MOCK:
-        return Preflight(path, digest, None)  # mock device indices are virtual
+        return Preflight(path, digest, None, det)  # mock device indices are virtual
     footprint = None
     if pc.launch is not None and path is not None:
         # Only an engine we start ourselves still has to fit; an endpoint has loaded already.
@@ -78,7 +98,7 @@ async def preflight(
         )
     except PlacementRefused as exc:
         raise PoolFault(str(exc), permanent=exc.permanent) from exc
-    return Preflight(path, digest, placement)
+    return Preflight(path, digest, placement, det)
 
 
 async def _verify(

@@ -4,7 +4,8 @@ One `PoolRuntime` per pool, driven by the pool manager's lifecycle task. A fault
 exit, failed heartbeats) makes the pool unready at once and is logged as `driver_reset`; the
 teardown kills the pool's engines so running streams end with WORKER_RESET; the back-off
 waits out the exponential delay, or the cool-down when the circuit breaker opens
-(specs/30 sections 1 and 3).
+(specs/30 sections 1 and 3). An endpoint engine that answers again is self-tested before its
+pool turns Ready again (ORCH-3049).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from typing import Any
 
 from reference_impl.config import AdapterKind, PoolConfig
 from reference_impl.pool.backoff import RestartGovernor, Retry
-from reference_impl.pool.determinism import slot_cap
+from reference_impl.pool.determinism import DeterminismSettings, slot_cap
+from reference_impl.pool.preflight import PoolFault
+from reference_impl.pool.selftest import raise_on_failure
+from reference_impl.pool.selftest_book import SelfTestBook
 from reference_impl.pool.state import PoolState, PreloadState
 
 log = logging.getLogger("reference_impl.pool")
@@ -45,6 +49,7 @@ class PoolRuntime:
     governor: RestartGovernor
     on_change: Callable[[PoolState], None]
     clock: Callable[[], float]
+    self_tests: SelfTestBook
     heartbeat_s: float = HEARTBEAT_S
     health_timeout_s: float | None = None  # None: twice the heartbeat period, at least 0.5 s
     task: asyncio.Task | None = None
@@ -52,6 +57,7 @@ class PoolRuntime:
     fault_cause: str | None = None
     health_failed: bool = False  # an endpoint pool made unready by its heartbeat
     closed: list[Any] = field(default_factory=list)  # adapters closed by a fault teardown
+    determinism: DeterminismSettings | None = None  # the serving generation's settings
 
     def installed(self) -> None:
         """A new set of engines serves: forget the previous generation's fault."""
@@ -138,14 +144,24 @@ class PoolRuntime:
         return None
 
     async def _recovered(self) -> None:
+        """The endpoint answers again: Ready only once every replica passes the self-test
+        again; a failure keeps the pool unready (the next heartbeat tries again)."""
         pool = self.pool
+        adapters = [h.adapter for h in pool.replicas]
         try:
-            props = await gather_or_raise([h.adapter.props() for h in pool.replicas])
+            raise_on_failure(await self.self_tests.run(pool, adapters, shared=False))
+        except PoolFault as fault:
+            pool.last_error = str(fault)
+            self.on_change(pool)
+            return
+        try:
+            props = await gather_or_raise([a.props() for a in adapters])
         except Exception:
             return  # still not usable; the next heartbeat tries again
+        self.self_tests.installed(pool.pool_id)
         for handle, p in zip(pool.replicas, props, strict=True):
             handle.ready = True
-            handle.slots_total = slot_cap(self.config, p.slots_total)
+            handle.slots_total = slot_cap(self.determinism, p.slots_total)
         pool.engine_version = props[0].engine_version
         pool.preload_state = PreloadState.READY
         pool.last_error = None

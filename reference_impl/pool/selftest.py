@@ -6,12 +6,16 @@ Four items, in order, each under its own short time limit:
 - decode: a short greedy stream through the ordinary `stream()` path yields at least one token
   and ends normally;
 - cancel: a longer stream closed after its first token (`aclose()`, the adapter's cancel) gives
-  its slot back: `props().slots_free` returns to what it was before, within `cancel_free_s`;
+  its slot back: every slot is free again within `cancel_free_s`;
 - telemetry: the engine's load signals can be scraped (`metrics()`) with sane values, and the
   replica reports the identity (engine version, model digest) its metrics are labelled with.
 
-An item after a failed one is skipped. The pool manager treats a failed self-test as a failed
-preload (same backoff and restart rules) and logs one `self_test` event per replica.
+An item after a failed one is skipped. Decode and cancel are also skipped, with the reason,
+when the engine serves other traffic at the same time (`shared`, e.g. the old adapters of an
+endpoint pool during a reload, or slots still busy after `settle_s`): a queued decode would
+time out and a slot count cannot tell the self-test's stream from someone else's. The pool
+manager treats a failed self-test as a failed preload (same backoff and restart rules) and logs
+one `self_test` event per replica.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class SelfTestLimits:
     cancel_tokens: int = 32
     step_s: float = 10.0  # decode, first cancel token, metrics scrape
     cancel_free_s: float = 5.0  # how long a closed stream may hold its slot (one token)
-    settle_s: float = 1.0  # how long to wait for all slots to be free before the cancel
+    settle_s: float = 1.0  # wait for idle slots before decode/cancel; still busy: skip them
     poll_s: float = 0.02
 
 
@@ -70,7 +74,8 @@ class SelfTestResult:
 
     @property
     def passed(self) -> bool:
-        return all(r.status == "pass" for r in self.items)
+        """No item failed (skipped items say why in their reason)."""
+        return all(r.status != "fail" for r in self.items)
 
     @property
     def failure(self) -> ItemResult | None:
@@ -91,12 +96,17 @@ class SelfTestFailed(Exception):
     """An item failed; the message names the item and is what `last_error` shows."""
 
 
+class _Skipped(Exception):
+    """An item cannot be judged honestly right now (the engine is busy); the message says why."""
+
+
 def _request(adapter: Any, kind: str, max_tokens: int) -> CompletionRequest:
     rid = f"selftest-{kind}-{adapter.replica_id}-{uuid.uuid4().hex[:8]}"
     return CompletionRequest(rid, PROMPT, max_tokens, 0, GREEDY, "selftest")
 
 
 async def _decode(adapter: Any, limits: SelfTestLimits) -> None:
+    await _idle(adapter, limits)
     async with asyncio.timeout(limits.step_s):
         async with adapter.stream(_request(adapter, "decode", limits.decode_tokens)) as stream:
             got = [event async for event in stream]
@@ -106,24 +116,27 @@ async def _decode(adapter: Any, limits: SelfTestLimits) -> None:
         raise SelfTestFailed(f"decode of {len(got)} tokens did not end normally")
 
 
-async def _free_slots(adapter: Any, limits: SelfTestLimits, want: int | None, wait_s: float) -> int:
-    """Poll `props()` until at least `want` slots (all of them when None) are free or
-    `wait_s` has passed; returns the last count seen."""
+async def _free_slots(adapter: Any, limits: SelfTestLimits, wait_s: float) -> tuple[int, int]:
+    """Poll `props()` until every slot is free or `wait_s` has passed; (free, total) last seen."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     while True:
         props = await adapter.props()
-        if props.slots_free >= (props.slots_total if want is None else want):
-            return props.slots_free
-        if loop.time() >= deadline:
-            return props.slots_free
+        if props.slots_free >= props.slots_total or loop.time() >= deadline:
+            return props.slots_free, props.slots_total
         await asyncio.sleep(limits.poll_s)
 
 
+async def _idle(adapter: Any, limits: SelfTestLimits) -> None:
+    """Skip the item unless every slot is free: other work would queue ahead of (decode) or
+    be counted as (cancel) the self-test's own stream."""
+    free, total = await _free_slots(adapter, limits, limits.settle_s)
+    if free < total:
+        raise _Skipped(f"skipped: the engine is busy with other work ({free} of {total} free)")
+
+
 async def _cancel(adapter: Any, limits: SelfTestLimits) -> None:
-    # Normally every slot is free here; an engine shared with other clients may be busier,
-    # and then the closed stream only has to give back what it took.
-    before = await _free_slots(adapter, limits, None, limits.settle_s)
+    await _idle(adapter, limits)
     stream = adapter.stream(_request(adapter, "cancel", limits.cancel_tokens))
     try:
         async with asyncio.timeout(limits.step_s):
@@ -133,11 +146,11 @@ async def _cancel(adapter: Any, limits: SelfTestLimits) -> None:
                 raise SelfTestFailed("cancel stream ended without a token")
     finally:
         await stream.aclose()
-    free = await _free_slots(adapter, limits, before, limits.cancel_free_s)
-    if free < before:
+    free, total = await _free_slots(adapter, limits, limits.cancel_free_s)
+    if free < total:
         raise SelfTestFailed(
             f"cancel did not free the slot within {limits.cancel_free_s:g} s "
-            f"(slots free {free}, before {before})"
+            f"(slots free {free} of {total})"
         )
 
 
@@ -165,8 +178,15 @@ def _reason(exc: BaseException, item: Item, limits: SelfTestLimits) -> str:
     return f"{item} failed: {exc or repr(exc)}"
 
 
-async def run_self_test(adapter: Any, limits: SelfTestLimits | None = None) -> SelfTestResult:
-    """Run the four items on one replica; never raises for a failed item (see `.failure`)."""
+SHARED_REASON = "skipped: the engine also serves live traffic (endpoint pool reload)"
+
+
+async def run_self_test(
+    adapter: Any, limits: SelfTestLimits | None = None, *, shared: bool = False
+) -> SelfTestResult:
+    """Run the four items on one replica; never raises for a failed item (see `.failure`).
+
+    `shared`: the engine serves live traffic meanwhile, so decode and cancel are skipped."""
     limits = limits or SelfTestLimits()
     steps: dict[Item, Callable[[], Awaitable[None]]] = {
         "preload": adapter.preload,
@@ -176,13 +196,22 @@ async def run_self_test(adapter: Any, limits: SelfTestLimits | None = None) -> S
     }
     results: list[ItemResult] = []
     failed: Item | None = None
+    busy = SHARED_REASON if shared else None
     for item in ITEMS:
         if failed is not None:
             results.append(ItemResult(item, "skip", reason=f"{failed} failed"))
             continue
+        if busy is not None and item in ("decode", "cancel"):
+            results.append(ItemResult(item, "skip", reason=busy))
+            continue
         started = time.monotonic()
         try:
             await steps[item]()
+        except _Skipped as skip:
+            busy = str(skip)
+            ms = int((time.monotonic() - started) * 1000)
+            results.append(ItemResult(item, "skip", ms, busy))
+            continue
         except Exception as exc:
             ms = int((time.monotonic() - started) * 1000)
             results.append(ItemResult(item, "fail", ms, _reason(exc, item, limits), exc))
@@ -193,10 +222,15 @@ async def run_self_test(adapter: Any, limits: SelfTestLimits | None = None) -> S
 
 
 async def self_test_replicas(
-    pool_id: str, engine: str, adapters: Sequence[Any], limits: SelfTestLimits | None = None
+    pool_id: str,
+    engine: str,
+    adapters: Sequence[Any],
+    limits: SelfTestLimits | None = None,
+    *,
+    shared: bool = False,
 ) -> tuple[SelfTestResult, ...]:
     """Self-test every replica at once and log one `self_test` event each."""
-    results = await asyncio.gather(*(run_self_test(a, limits) for a in adapters))
+    results = await asyncio.gather(*(run_self_test(a, limits, shared=shared) for a in adapters))
     for result in results:
         failure = result.failure
         log.log(
@@ -215,15 +249,19 @@ async def self_test_replicas(
 
 
 def raise_on_failure(results: Sequence[SelfTestResult]) -> None:
-    """A failed preload item re-raises the adapter's own error (the preload cause as before);
-    any other failed item is a PoolFault naming the replica and the item."""
+    """A failed item is a PoolFault naming the replica and the item (what `last_error` shows);
+    a failed preload keeps its cause, and stays permanent when the cause was."""
     for result in results:
         failure = result.failure
         if failure is None:
             continue
-        if failure.item == "preload" and failure.cause is not None:
-            raise failure.cause
-        raise PoolFault(f"start-up self-test on {result.replica_id}: {failure.reason}")
+        where = f"start-up self-test on {result.replica_id}"
+        cause = failure.cause
+        if failure.item == "preload" and cause is not None:
+            permanent = isinstance(cause, PoolFault) and cause.permanent
+            text = str(cause) or repr(cause)
+            raise PoolFault(f"{where}: preload: {text}", permanent=permanent) from cause
+        raise PoolFault(f"{where}: {failure.reason}")
 
 
 def pool_summary(results: Sequence[SelfTestResult]) -> dict[str, Status]:

@@ -33,7 +33,8 @@ TAIL_CHARS = 800
 POLL_S = 0.05
 STOP_GRACE_S = 5.0
 
-# Flags the manager adds when launch.args does not already hold them (aliases included).
+# The only flags of determinism settings matched by their llama-server aliases too; any other
+# flag is matched by its exact spelling (`--flag` or `--flag=value`).
 _ALIASES = {
     "--parallel": ("--parallel", "-np"),
     "--no-cont-batching": ("--no-cont-batching", "-nocb"),
@@ -100,14 +101,23 @@ def _has(args: Sequence[str], names: Sequence[str]) -> bool:
     return any(a.split("=")[0] in names for a in args)
 
 
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
 def _flag_groups(args: Sequence[str]) -> list[list[str]]:
-    """Split flags from their values: `--parallel 1 --no-cont-batching` gives two groups."""
+    """Split flags from their values: a group is a flag plus the tokens after it that do not
+    start with "-" or are numbers, so `--seed -1 --no-cont-batching` gives two groups."""
     groups: list[list[str]] = []
     for arg in args:
-        if arg.startswith("-") or not groups:
-            groups.append([arg])
-        else:
+        if groups and (not arg.startswith("-") or _is_number(arg)):
             groups[-1].append(arg)
+        else:
+            groups.append([arg])
     return groups
 
 
@@ -140,8 +150,11 @@ def llama_server_argv(
 ) -> tuple[str, ...]:
     """`llama-server --model P --host H --port N <args>` plus the flags the pool implies.
 
-    `determinism_args` (the engine's determinism settings) are added flag by flag, each only
-    when the operator's own args do not already set it.
+    `determinism_args` (the engine's determinism settings) are added group by group (a flag
+    and its values, negative numbers included), each only when the operator's own args do not
+    already set that flag: `--parallel` also counts as set by `-np`, `--no-cont-batching` by
+    `-nocb`; every other flag only by its exact spelling. `--metrics`, `--ctx-size`/`-c` and
+    `--tensor-split`/`-ts` are added the same way when the pool implies them.
     """
     extra = list(args)
     if not _has(extra, _METRICS):
