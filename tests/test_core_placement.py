@@ -164,7 +164,8 @@ def test_pinned_tasks_run_only_on_their_replica_and_all_of_them_run(
         sched.complete(finished, now, 1, True)
         done.add(finished)
         now += 1
-    assert sched._state.pools["p"].pinned_queued == 0  # the fast-path counter balances
+    pool = sched._state.pools["p"]
+    assert pool.pinned_queued == 0 and pool.pinned == {} and len(pool.queue) == 0
 
 
 @pytest.mark.req("OC-CORE-1010")
@@ -194,3 +195,24 @@ def test_a_pinned_head_waits_for_its_busy_replica_even_when_another_is_free() ->
     assert sched.dispatch(2) == []  # p:r1 is free, but the task is pinned to p:r0
     sched.complete(first.task_id, 3, 1, True)
     assert [(d.task_id, d.replica_id) for d in sched.dispatch(4)] == [(second.task_id, "p:r0")]
+
+
+@pytest.mark.req("OC-CORE-1010")
+def test_a_waiting_pinned_task_does_not_hold_up_tasks_that_can_run_elsewhere() -> None:
+    sched = ct.scheduler([ct.pool()], {"p:r0": 1, "p:r1": 2})
+    busy = ct.task(pin_replica="p:r0")
+    ct.admitted(sched.admit(busy, 0))
+    assert [d.replica_id for d in sched.dispatch(1)] == ["p:r0"]
+    waiting, other, free = (
+        ct.task(pin_replica="p:r0"),
+        ct.task(pin_replica="p:r1"),
+        ct.task(),
+    )
+    for t in (waiting, other, free):
+        ct.admitted(sched.admit(t, 2))
+    assert sched.queue_position(waiting.task_id) == 0
+    placed = {d.task_id: d.replica_id for d in sched.dispatch(3)}
+    assert placed == {other.task_id: "p:r1", free.task_id: "p:r1"}
+    assert sched.task_state(waiting.task_id) == "queued"
+    sched.complete(busy.task_id, 4, 1, True)
+    assert [(d.task_id, d.replica_id) for d in sched.dispatch(5)] == [(waiting.task_id, "p:r0")]

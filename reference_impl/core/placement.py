@@ -3,9 +3,9 @@
 Candidates are only the replicas of the task's own pool that are Ready (ready, not failed,
 pool not draining) and have a free slot. Session affinity wins when its replica is such a
 candidate (kv_warmth true); otherwise the least-loaded candidate, load = busy / slots_total,
-ties broken by replica id. A task pinned to a replica has that replica as its only
-candidate. Each pool has few replicas, so a linear pass over them keeps dispatch independent
-of queue depth.
+ties broken by replica id. (A task pinned to a replica never comes here: it waits in that
+replica's lane, see pool_state.) Each pool has few replicas, so a linear pass over them keeps
+dispatch independent of queue depth.
 """
 
 from __future__ import annotations
@@ -55,13 +55,11 @@ def slot_counts(replicas: list[Replica]) -> tuple[int, int]:
     return free, total
 
 
-def choose(
-    replicas: list[Replica], affinity: str | None, pin: str | None = None
-) -> tuple[Replica, bool] | None:
+def choose(replicas: list[Replica], affinity: str | None) -> tuple[Replica, bool] | None:
     """Pick the replica for the next task: (replica, kv_warmth) or None when nothing is free."""
     best: Replica | None = None
     for r in replicas:
-        if not r.usable or r.free <= 0 or (pin is not None and r.replica_id != pin):
+        if not r.usable or r.free <= 0:
             continue
         if r.replica_id == affinity:
             return r, True

@@ -5,9 +5,15 @@ the pool and a flow's weight is class weight x tenant weight, so classes share d
 weight. With `wfq` off classes are served in strict precedence, each class a group of its
 tenants weighted by tenant weight only, so tenants inside a class are still never starved
 (OC-CORE-1004). Dispatch takes one task per call of `pop_next`: O(log flows).
+
+Tasks pinned to a replica (a diagnostic used by the determinism suite) count against the same
+queue bounds but wait in a per-replica lane, in admission order, outside the flows: they are
+dispatched first when their replica has a free slot and never delay anyone else.
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from .deadlines import Predictor
 from .fairness import Wfq
@@ -29,7 +35,10 @@ class PoolState:
         self.draining = False
         self.predictor = Predictor()
         self.running = 0
-        self.pinned_queued = 0  # queued tasks with a replica pin (0: dispatch skips the peek)
+        # Pinned tasks wait in their replica's lane (admit order), outside the WFQ flows, so
+        # one waiting for a busy replica never holds up tasks that could run elsewhere.
+        self.pinned: dict[str, OrderedDict[str, TaskEntry]] = {}
+        self.pinned_queued = 0
         self.tenants = {q.tenant: TenantState.for_quota(q) for q in spec.tenants}
         self._tenant_weight = {q.tenant: q.weight for q in spec.tenants}
         self.class_buckets = {
@@ -64,44 +73,73 @@ class PoolState:
 
     def ahead_new(self, task: TaskSpec, abs_deadline: int | None, seq: int) -> int:
         """Estimated tasks that would dispatch before `task` if it were queued now."""
+        if task.pin_replica is not None:
+            return len(self.pinned.get(task.pin_replica, ()))
         key = (task.tenant, task.priority)
         flow = self.queue.flows.get(key) or Flow(key, self.weight(key))
         return self._ahead(flow, flow.rank_new(abs_deadline, seq, self.spec.edf))
 
     def ahead_of(self, entry: TaskEntry) -> int:
         """Estimated tasks that dispatch before queued `entry` (its queue position)."""
+        if entry.spec.pin_replica is not None:  # lanes are short: a linear scan is fine
+            return list(self.pinned[entry.spec.pin_replica]).index(entry.task_id)
         flow = self.queue.flows[entry.flow_key]
         return self._ahead(flow, flow.rank_of(entry))
 
     # -- queue operations --------------------------------------------------------------------
 
     def enqueue(self, entry: TaskEntry) -> None:
-        if entry.spec.pin_replica is not None:
+        pin = entry.spec.pin_replica
+        if pin is not None:
+            self.queue.index(entry)
+            self.pinned.setdefault(pin, OrderedDict())[entry.task_id] = entry
             self.pinned_queued += 1
+            return
         key = entry.flow_key
         flow = self.queue.flow(key, self.weight(key))
         self.queue.add(entry, flow, self.spec.edf)
         self.group(key[1]).activate(flow)
 
     def remove_queued(self, entry: TaskEntry) -> None:
-        if entry.spec.pin_replica is not None:
-            self.pinned_queued -= 1
+        pin = entry.spec.pin_replica
+        if pin is not None:
+            lane = self.pinned[pin]
+            del lane[entry.task_id]
+            self._unpin(pin, lane, entry)
+            return
         self.queue.drop_flow_if_idle(self.queue.discard(entry))
+
+    def _unpin(self, pin: str, lane: OrderedDict[str, TaskEntry], entry: TaskEntry) -> None:
+        if not lane:
+            del self.pinned[pin]
+        self.queue.unindex(entry)
+        self.pinned_queued -= 1
+
+    @property
+    def unpinned_queued(self) -> int:
+        """Queued tasks that wait in the WFQ flows (any replica will do)."""
+        return len(self.queue) - self.pinned_queued
+
+    def pop_pinned(self, replica_id: str) -> TaskEntry | None:
+        """The oldest task pinned to `replica_id`, or None."""
+        lane = self.pinned.get(replica_id)
+        if not lane:
+            return None
+        _, entry = lane.popitem(last=False)
+        self._unpin(replica_id, lane, entry)
+        return entry
 
     def _next_group(self) -> Wfq | None:
         if self.spec.wfq:
             return self.groups[None]
-        busy = [p for p in PRIORITY_ORDER if self.queue.depth(p)]
-        return self.groups[busy[0]] if busy else None
-
-    def peek_next(self) -> TaskEntry | None:
-        """The task `pop_next` would return, still queued (to check where it may run)."""
-        group = self._next_group()
-        flow = group.peek(on_skip=self.queue.drop_flow_if_idle) if group is not None else None
-        return flow.peek() if flow is not None else None
+        for priority in PRIORITY_ORDER:  # strict class precedence over backlogged flows
+            group = self.groups[priority]
+            if group.peek(on_skip=self.queue.drop_flow_if_idle) is not None:
+                return group
+        return None
 
     def pop_next(self) -> TaskEntry | None:
-        """Next task by WFQ (or class precedence), EDF/FIFO inside its flow."""
+        """Next unpinned task by WFQ (or class precedence), EDF/FIFO inside its flow."""
         group = self._next_group()
         if group is None:
             return None
@@ -109,8 +147,6 @@ class PoolState:
         if flow is None:
             return None
         entry = flow.pop()
-        if entry.spec.pin_replica is not None:
-            self.pinned_queued -= 1
         self.queue.unindex(entry)
         group.served(flow)
         self.queue.drop_flow_if_idle(flow)

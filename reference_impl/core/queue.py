@@ -118,15 +118,6 @@ class Flow:
             return entry
         return self.fifo.popitem(last=False)[1]
 
-    def peek(self) -> TaskEntry:
-        """The task `pop` would return, left in place."""
-        if self.edf_live:
-            edf, i = self.edf, self.edf_lo
-            while edf[i][2].dead:  # no slice: the lane may hold 100k entries
-                i += 1
-            return edf[i][2]
-        return next(iter(self.fifo.values()))
-
     def remove(self, entry: TaskEntry) -> None:
         """Remove a task from anywhere in the flow (cancel, eviction, expiry)."""
         if entry.in_edf:
@@ -209,9 +200,14 @@ class PoolQueue:
 
     def add(self, entry: TaskEntry, flow: Flow, use_edf: bool) -> None:
         """Index a newly admitted task; caller has checked the bounds."""
+        self.index(entry)
+        flow.push(entry, use_edf)
+
+    def index(self, entry: TaskEntry) -> None:
+        """Count a task against the bounds and arrival indexes only (a pinned task: it waits
+        in its replica's lane, not in a flow)."""
         self.size += 1
         self.by_class[entry.spec.priority][entry.task_id] = entry
-        flow.push(entry, use_edf)
 
     def unindex(self, entry: TaskEntry) -> None:
         """Drop a task from the arrival indexes (its flow is handled by the caller)."""

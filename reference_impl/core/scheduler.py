@@ -177,20 +177,29 @@ class Scheduler:
         sessions = self._state.sessions
         out: list[Dispatch] = []
         for pool in self._state.pools.values():
-            while len(pool.queue) and pool.has_free_slot():
-                # Without pinned tasks any head fits a free slot: pop without peeking.
-                peeked = pool.pinned_queued > 0
-                head = pool.peek_next() if peeked else pool.pop_next()
-                if head is None:  # pragma: no cover - the WFQ invariant forbids it
+            if pool.pinned_queued and not pool.draining:
+                out += self._dispatch_pinned(pool, now)
+            while pool.unpinned_queued and pool.has_free_slot():
+                entry = pool.pop_next()
+                if entry is None:  # pragma: no cover - the WFQ invariant forbids it
                     break
-                affinity = sessions.affinity(head.spec.session_id)
-                picked = choose(pool.replicas, affinity, head.spec.pin_replica)
-                if picked is None:  # pinned to a busy replica: the head (and pool) waits
-                    assert peeked, "an unpinned head always fits a free slot"
-                    break
-                entry = pool.pop_next() if peeked else head
-                assert entry is head
+                affinity = sessions.affinity(entry.spec.session_id)
+                picked = choose(pool.replicas, affinity)
+                assert picked is not None  # has_free_slot() said so
                 replica, warm = picked
+                out.append(self._start(entry, pool, replica, warm, now))
+        return out
+
+    def _dispatch_pinned(self, pool: PoolState, now: int) -> list[Dispatch]:
+        """Pinned tasks first, each on its own replica while it has free slots."""
+        out: list[Dispatch] = []
+        sessions = self._state.sessions
+        for replica in pool.replicas:
+            while replica.usable and replica.free > 0:
+                entry = pool.pop_pinned(replica.replica_id)
+                if entry is None:
+                    break
+                warm = sessions.affinity(entry.spec.session_id) == replica.replica_id
                 out.append(self._start(entry, pool, replica, warm, now))
         return out
 
