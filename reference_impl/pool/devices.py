@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -157,19 +157,36 @@ def estimate_footprint(model_bytes: int, ctx: int) -> int:
     return model_bytes + ctx * KV_BYTES_PER_TOKEN
 
 
+# Split pools keep this much free on every device beyond their share of the footprint: each
+# device of a split holds its own CUDA context and compute buffers, which the share ignores.
+SPLIT_RESERVE_BYTES = 256 << 20
+# The least context a split pool is worth starting with; below it the weights alone decide.
+MIN_KV_TOKENS = 256
+
+
 @dataclass(frozen=True)
 class Placement:
-    """Where a pool's engine runs: a GPU mask with per-device shares, or the CPU carve-out."""
+    """Where a pool's engine runs: a GPU mask with per-device shares, or the CPU carve-out.
+
+    `kv_cap_tokens` is set for a pool split across GPUs (with a known model size): the most
+    context every device can hold its share of (ORCH-3052); `kv_cap_device` is the device
+    that sets it."""
 
     cpu: bool
     devices: tuple[int, ...]
     shares: tuple[float, ...]
     explicit_split: bool
+    kv_cap_tokens: int | None = None
+    kv_cap_device: int | None = None
 
     @property
     def cuda_visible_devices(self) -> str:
         """Exactly the mask (empty for a CPU pool, which then sees no GPU at all)."""
         return "" if self.cpu else ",".join(str(d) for d in self.devices)
+
+    def capped(self, ctx: int) -> int:
+        """`ctx` lowered to the KV cap where there is one."""
+        return ctx if self.kv_cap_tokens is None else min(ctx, self.kv_cap_tokens)
 
 
 class PlacementRefused(Exception):
@@ -204,6 +221,24 @@ def _shares(
     )
 
 
+def split_fits(share: float, model_bytes: int, ctx: int, free: int) -> bool:
+    """Whether one device holds its share of the model and a `ctx`-token KV cache, reserve kept."""
+    return share * estimate_footprint(model_bytes, ctx) <= free - SPLIT_RESERVE_BYTES
+
+
+def kv_cap(share: float, model_bytes: int, free: int) -> int:
+    """The most context tokens one device of a split can hold its share of (-1: not even the
+    weights fit). Solved in closed form, then nudged so it agrees exactly with `split_fits`
+    despite float rounding."""
+    room = (free - SPLIT_RESERVE_BYTES) / share - model_bytes
+    cap = max(-1, int(room // KV_BYTES_PER_TOKEN))
+    while cap >= 0 and not split_fits(share, model_bytes, cap, free):
+        cap -= 1
+    while split_fits(share, model_bytes, cap + 1, free):
+        cap += 1
+    return cap
+
+
 def place_pool(
     devices: Sequence[int],
     *,
@@ -211,17 +246,24 @@ def place_pool(
     allow_cpu_inference: bool = False,
     tensor_split: Sequence[float] | None = None,
     homogeneous: bool = False,
-    footprint_bytes: int | None = None,
+    model_bytes: int | None = None,
+    ctx: int = 0,
     host_free: int | None = None,
 ) -> Placement:
-    """Decide where a pool may run, or raise PlacementRefused with a one-line cause."""
+    """Decide where a pool may run, or raise PlacementRefused with a one-line cause.
+
+    With `model_bytes`, the engine has to fit: on the host for a CPU pool, on its one device
+    for an unsplit pool (weights plus a `ctx`-token KV cache), and on every device of a split
+    for the weights plus `MIN_KV_TOKENS` of context; above that a split pool's context is
+    capped (`kv_cap_tokens`) rather than refused, so the smallest share cannot run out."""
     cpu = Placement(cpu=True, devices=(), shares=(), explicit_split=False)
+    footprint = None if model_bytes is None else estimate_footprint(model_bytes, ctx)
     if not inventory.gpus or not devices:
         if devices and not allow_cpu_inference:
             raise PlacementRefused(NO_GPU, permanent=True)
-        if footprint_bytes is not None and host_free is not None and footprint_bytes > host_free:
+        if footprint is not None and host_free is not None and footprint > host_free:
             raise PlacementRefused(
-                f"insufficient host RAM: need {_gib(footprint_bytes)}, free {_gib(host_free)}"
+                f"insufficient host RAM: need {_gib(footprint)}, free {_gib(host_free)}"
             )
         return cpu
     seen = ", ".join(str(i) for i in sorted(inventory.gpus))
@@ -229,13 +271,30 @@ def place_pool(
         if d not in inventory.gpus:
             raise PlacementRefused(f"device {d} not found: NVML sees GPUs {seen}")
     shares = _shares(devices, tensor_split, homogeneous, inventory.gpus)
-    if footprint_bytes is not None:
-        for d, share in zip(devices, shares, strict=True):
-            need, free = share * footprint_bytes, inventory.gpus[d].memory_free
-            if need > free:
-                raise PlacementRefused(
-                    f"insufficient VRAM on device {d}: need {_gib(need)}, free {_gib(free)}"
-                )
-    return Placement(
+    placed = Placement(
         cpu=False, devices=tuple(devices), shares=shares, explicit_split=tensor_split is not None
     )
+    if model_bytes is None:
+        return placed
+    if len(devices) == 1:
+        free = inventory.gpus[devices[0]].memory_free
+        if footprint is not None and footprint > free:
+            raise PlacementRefused(
+                f"insufficient VRAM on device {devices[0]}: need {_gib(footprint)}, "
+                f"free {_gib(free)}"
+            )
+        return placed
+    least = min(ctx, MIN_KV_TOKENS)
+    caps = []
+    for d, share in zip(devices, shares, strict=True):
+        free = inventory.gpus[d].memory_free
+        if not split_fits(share, model_bytes, least, free):
+            need = share * estimate_footprint(model_bytes, least) + SPLIT_RESERVE_BYTES
+            raise PlacementRefused(
+                f"insufficient VRAM on device {d}: need {_gib(need)} (share {share:.2f} of the "
+                f"weights and {least} tokens of KV cache, plus a {_gib(SPLIT_RESERVE_BYTES)} "
+                f"reserve), free {_gib(free)}"
+            )
+        caps.append((kv_cap(share, model_bytes, free), d))
+    cap, device = min(caps)
+    return replace(placed, kv_cap_tokens=cap, kv_cap_device=device)

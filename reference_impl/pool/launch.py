@@ -1,9 +1,10 @@
 """The command line and environment of a llama-server the pool manager launches itself.
 
 Kept apart from the lifecycle so the flags a pool implies can be read in one place: the
-verified model file, host and port, the operator's `launch.args`, the context size, the
-determinism settings' start flags and environment, an explicit tensor split, and a device mask
-that CUDA numbers the way NVML does (specs/30 section 4).
+verified model file, host and port, the operator's `launch.args`, the context size (lowered
+to a split pool's KV cap, ORCH-3052), the determinism settings' start flags and environment,
+an explicit tensor split, and a device mask that CUDA numbers the way NVML does (specs/30
+section 4).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def launch_spec(
         launch.host,
         port,
         launch.args,
-        ctx=pc.ctx,
+        ctx=pre.ctx_max if pre.ctx_capped else pc.ctx,
         determinism_args=determinism.start_args if determinism is not None else (),
         tensor_split=split,
     )

@@ -315,6 +315,7 @@ class PoolManager:
         pool.engine_version = loaded[0].props.engine_version
         pool.model_digest = pre.model_digest or loaded[0].props.model_digest
         pool.cpu_inference = pre.placement is not None and pre.placement.cpu
+        pool.ctx_max = pre.ctx_max  # the configured context, or a split pool's KV cap
         rt.installed()
         self._self_tests.installed(pool.pool_id)
         return old
