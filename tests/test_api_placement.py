@@ -163,3 +163,23 @@ def test_stop_sequences_end_the_stream_without_the_stop_text_and_tokens_carry_id
     too_many = task_body(stop=["a", "b", "c", "d", "e"])
     resp = client.post("/v1/tasks", json=too_many)
     assert resp.status_code == 400 and resp.json()["code"] == "INVALID_PARAMS"
+
+
+@pytest.mark.req("ORCH-3052", "OC-CTRL-2010")
+def test_a_task_above_a_capped_ctx_is_refused_at_admission(server, client) -> None:
+    """The pool manager may cap a pool's context below its config (per-GPU KV cap); admission
+    then refuses larger tasks with a typed 400 instead of letting the engine run out."""
+    pool = server.orchestrator.pools.pools["two-slots"]
+    configured = pool.ctx_max
+    pool.ctx_max = 512  # what a KV cap would set
+    try:
+        resp = client.post("/v1/tasks", json=task_body(prompt="x", ctx=1024))
+        assert resp.status_code == 400
+        body = resp.json()
+        assert (body["code"], body["field"]) == ("INVALID_PARAMS", "ctx")
+        assert "ctx_max 512" in body["message"]
+        ok = client.post("/v1/tasks", json=task_body(prompt="[[sim tokens=1]] x", ctx=512))
+        assert ok.status_code == 202
+        events(client, ok.json()["task_id"])
+    finally:
+        pool.ctx_max = configured
