@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import socket
@@ -11,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -32,12 +32,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@contextlib.contextmanager
+def serve_asgi(
+    app: Any, *, port: int | None = None, lifespan: str = "off", what: str = "test server"
+) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1 in a daemon thread; yield its base URL.
+
+    The one way the tests run servers in-process: started before the yield (or a clear error
+    naming `what`), stopped and joined afterwards, whatever the test did.
+    """
+    port = port or free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=what, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
 @dataclass
 class Running:
     url: str
     orchestrator: Orchestrator
     logs: io.StringIO
-    server: uvicorn.Server
 
     @property
     def headers(self) -> dict[str, str]:
@@ -54,19 +81,5 @@ def running_server(config: str | Path, *, env: dict[str, str] | None = None) -> 
     configure_logging("INFO", secrets=authenticator.secrets, stream=logs)
     orch = Orchestrator(cfg, make_adapter)
     app = create_app(orch, authenticator, shutdown_deadline_s=1.0)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.01)
-    try:
-        yield Running(f"http://127.0.0.1:{port}", orch, logs, server)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_asgi(app, lifespan="on") as url:
+        yield Running(url, orch, logs)

@@ -7,16 +7,13 @@ the in-band error form of real TGI routers is exercised through httpx.ASGITransp
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-import uvicorn
 
 from harness.engine_sim.engine import SimConfig, SimEngine
 from harness.engine_sim.tgi import create_app
@@ -34,7 +31,7 @@ from reference_impl.adapters import (
     TokenStream,
 )
 from reference_impl.adapters.tgi import TgiAdapter, tgi_parameters
-from tests._server import free_port
+from tests._server import free_port, serve_asgi
 
 T = TypeVar("T")
 V1 = SamplerParams(temperature=0.7, top_k=40, top_p=0.95, min_p=0.05)
@@ -46,29 +43,10 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-@contextlib.contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Run an ASGI app on a free loopback port in a daemon thread."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "simulator did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def sim() -> Iterator[tuple[str, SimEngine]]:
     engine = SimEngine(CFG)
-    with serve(create_app(engine)) as url:
+    with serve_asgi(create_app(engine), what="simulator") as url:
         yield url, engine
 
 

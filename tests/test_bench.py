@@ -9,16 +9,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
 import statistics
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
 import falcon
 import falcon.asgi
 import pytest
-import uvicorn
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -36,6 +33,7 @@ from harness.bench.load import (
 from harness.bench.report import ProgressPrinter, compare, format_table, to_json
 from harness.bench.stats import percentile, summarize
 from llorch.commands.bench import bench
+from tests._server import serve_asgi
 
 API_KEY = "test-key-do-not-print"
 TOKEN_GAP_S = 0.005
@@ -253,20 +251,8 @@ def server_url() -> Iterator[str]:
     tasks = _SERVER
     app.add_route("/v1/tasks", tasks)
     app.add_route("/v1/tasks/{task_id}/stream", tasks, suffix="stream")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=5)
-    sock.close()
+    with serve_asgi(app, what="bench stand-in") as url:
+        yield url
 
 
 def _http_run(url: str, prompt: str, *, key: str = API_KEY, n: int = 6) -> RunResult:

@@ -8,7 +8,6 @@ thread per module, a fresh simulator app per test) is shared with the other engi
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import json
@@ -19,12 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.engine_sim.engine import SimConfig, SimEngine
 from harness.engine_sim.tokens import iter_tokens
-from tests._server import free_port
+from tests._server import free_port, serve_asgi
 
 
 class SimServer:
@@ -48,20 +46,8 @@ class SimServer:
 def sim_server() -> Iterator[SimServer]:
     port = free_port()
     sim = SimServer(f"http://127.0.0.1:{port}")
-    server = uvicorn.Server(
-        uvicorn.Config(sim, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "simulator did not start"
-        time.sleep(0.01)
-    try:
+    with serve_asgi(sim, port=port, what="simulator"):
         yield sim
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float = 2.0) -> bool:
