@@ -79,10 +79,6 @@ class Stream:
     top: list[list[tuple[int | None, str, float]]] = field(default_factory=list)
 
     @property
-    def ended(self) -> bool:
-        return self.finish_reason is not None
-
-    @property
     def error_code(self) -> str | None:
         """The error's code alone: messages may carry per-request details."""
         return None if self.error is None else self.error.split(":", 1)[0]

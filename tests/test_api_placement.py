@@ -169,9 +169,9 @@ def test_stop_sequences_end_the_stream_without_the_stop_text_and_tokens_carry_id
 def test_a_task_above_a_capped_ctx_is_refused_at_admission(server, client) -> None:
     """The pool manager may cap a pool's context below its config (per-GPU KV cap); admission
     then refuses larger tasks with a typed 400 instead of letting the engine run out."""
-    pool = server.orchestrator.pools.pools["two-slots"]
-    configured = pool.ctx_max
-    pool.ctx_max = 512  # what a KV cap would set
+    configured = server.orchestrator.pools.pools["two-slots"].ctx_max
+    scheduler = server.orchestrator.scheduler
+    scheduler.set_ctx_max("two-slots", 512)  # what a KV cap reports through _pool_changed
     try:
         resp = client.post("/v1/tasks", json=task_body(prompt="x", ctx=1024))
         assert resp.status_code == 400
@@ -182,4 +182,4 @@ def test_a_task_above_a_capped_ctx_is_refused_at_admission(server, client) -> No
         assert ok.status_code == 202
         events(client, ok.json()["task_id"])
     finally:
-        pool.ctx_max = configured
+        scheduler.set_ctx_max("two-slots", configured)

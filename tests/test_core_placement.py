@@ -216,3 +216,12 @@ def test_a_waiting_pinned_task_does_not_hold_up_tasks_that_can_run_elsewhere() -
     assert sched.task_state(waiting.task_id) == "queued"
     sched.complete(busy.task_id, 4, 1, True)
     assert [(d.task_id, d.replica_id) for d in sched.dispatch(5)] == [(waiting.task_id, "p:r0")]
+
+
+@pytest.mark.req("ORCH-3052")
+def test_admission_follows_the_context_the_pool_manager_reports() -> None:
+    sched = ct.scheduler([ct.pool(ctx_max=8192)])
+    sched.set_ctx_max("p", 1000)  # a split pool's KV cap
+    refused = ct.rejected(sched.admit(ct.task(ctx=2048), 0))
+    assert (refused.status, refused.field) == (400, "ctx")
+    ct.admitted(sched.admit(ct.task(ctx=1000, max_tokens=16), 0))

@@ -304,6 +304,13 @@ class Scheduler:
         if failed is not None:
             replica.failed = failed
 
+    def set_ctx_max(self, pool_id: str, ctx_max: int) -> None:
+        """Pool manager update: the context the pool's engines really hold (it may cap the
+        configured one to what the smallest GPU share fits); admission checks tasks against it."""
+        pool = self._state.pools[pool_id]
+        if pool.spec.ctx_max != ctx_max:
+            pool.spec = replace(pool.spec, ctx_max=ctx_max)
+
     def set_draining(self, pool_id: str, draining: bool) -> list[Eviction]:
         """Start or end a drain; starting one ends every queued task with POOL_UNAVAILABLE.
 

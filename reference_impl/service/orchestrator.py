@@ -133,11 +133,6 @@ class Orchestrator:
             message = f"unknown sampler_profile_version {profile!r}"
             unknown = refusal("INVALID_PARAMS", message, 400, field="sampler_profile_version")
             raise Refused(unknown, task.engine, pool.pool_id)
-        if task.ctx > pool.ctx_max:  # the pool manager may have capped it below the config
-            message = f"ctx {task.ctx} exceeds the pool's ctx_max {pool.ctx_max}"
-            raise Refused(
-                refusal("INVALID_PARAMS", message, 400, field="ctx"), pool.engine, pool.pool_id
-            )
         prompt_tokens = estimate_tokens(pool, task.prompt)
         decision = self.scheduler.admit(core_task(task, pool, prompt_tokens), self.now_ms())
         if isinstance(decision, core.Rejected):
@@ -331,6 +326,7 @@ class Orchestrator:
 
     # -- pools -------------------------------------------------------------------------
     def _pool_changed(self, pool: PoolState) -> None:
+        self.scheduler.set_ctx_max(pool.pool_id, pool.ctx_max)
         for handle in pool.replicas:
             self.scheduler.set_replica(
                 handle.replica_id,
