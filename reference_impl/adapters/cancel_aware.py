@@ -68,23 +68,6 @@ def token_ids(ids: Any) -> list[int]:
     return [i for i in ids if type(i) is int]
 
 
-async def wait_ready(adapter: Any, timeout_s: float) -> None:
-    """Poll `health()` until ready; POOL_UNAVAILABLE with the last detail at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        health = await adapter.health()
-        if health.ready:
-            return
-        if loop.time() >= deadline:
-            raise AdapterError(
-                "POOL_UNAVAILABLE",
-                f"engine not ready after {timeout_s:g}s: {health.detail}",
-                engine=adapter.engine,
-            )
-        await asyncio.sleep(0.1)
-
-
 async def decode_one(adapter: Any) -> None:
     """The preload self-test: one greedy token through the ordinary stream path."""
     rid = f"preload-{adapter.replica_id}-{uuid.uuid4().hex[:8]}"

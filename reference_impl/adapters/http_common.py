@@ -212,6 +212,22 @@ class HttpEngineAdapter:
     def estimate_tokens(self, prompt: str) -> int:
         return max(1, -(-len(prompt) // 4))
 
+    async def generate_once(self, path: str, body: dict[str, Any]) -> None:
+        """The preload self-test of engines served without a stream cancel: one
+        non-streamed token; POOL_UNAVAILABLE with the engine's answer when it is not a 200."""
+        try:
+            response = await self.client.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise AdapterError(
+                "POOL_UNAVAILABLE", f"{self.engine} self-test failed: {exc!r}", engine=self.engine
+            ) from exc
+        if response.status_code != 200:
+            raise AdapterError(
+                "POOL_UNAVAILABLE",
+                f"{self.engine} self-test answered {response.status_code}: {response.text[:200]}",
+                engine=self.engine,
+            )
+
     async def close(self) -> None:
         for response in list(self._live.values()):
             await response.aclose()
@@ -249,3 +265,20 @@ class ClosingAware:
                 "WORKER_RESET", f"stream broke after {index} tokens: {broke!r}", engine=self.engine
             ) from broke
         return False
+
+
+async def wait_ready(adapter: Any, timeout_s: float) -> None:
+    """Poll `health()` until ready; POOL_UNAVAILABLE with the last detail at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        health = await adapter.health()
+        if health.ready:
+            return
+        if loop.time() >= deadline:
+            raise AdapterError(
+                "POOL_UNAVAILABLE",
+                f"engine not ready after {timeout_s:g}s: {health.detail}",
+                engine=adapter.engine,
+            )
+        await asyncio.sleep(0.1)

@@ -48,7 +48,6 @@ from reference_impl.adapters.cancel_aware import (
     lines,
     stream_error,
     token_ids,
-    wait_ready,
 )
 from reference_impl.adapters.http_common import (
     digest_for,
@@ -56,6 +55,7 @@ from reference_impl.adapters.http_common import (
     error_from_transport,
     parse_json,
     scrape,
+    wait_ready,
 )
 from reference_impl.adapters.logprobs import TokenLogprob, llama_entry
 from reference_impl.adapters.stops import PieceJoiner

@@ -61,7 +61,14 @@ from .base import (
     TokenEvent,
     TokenStream,
 )
-from .http_common import ClosingAware, HttpEngineAdapter, digest_for, parse_json, sse_data
+from .http_common import (
+    ClosingAware,
+    HttpEngineAdapter,
+    digest_for,
+    parse_json,
+    sse_data,
+    wait_ready,
+)
 from .logprobs import last_number, tgi_top
 from .stops import StopScanner
 
@@ -169,33 +176,13 @@ class TgiAdapter(ClosingAware, HttpEngineAdapter):
 
     async def preload(self) -> None:
         """Wait (up to `ready_timeout_s`) for `/health`, then decode one token via `/generate`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ready_timeout_s
-        health = await self.health()
-        while not health.ready and loop.time() < deadline:
-            await asyncio.sleep(0.2)
-            health = await self.health()
-        if not health.ready:
-            raise AdapterError(
-                "POOL_UNAVAILABLE", f"tgi not ready: {health.detail}", engine=self.engine
-            )
+        await wait_ready(self, self.ready_timeout_s)
         await self.identity()
         body = {
             "inputs": PRELOAD_PROMPT,
             "parameters": {"max_new_tokens": 1, "do_sample": False, "details": True},
         }
-        try:
-            response = await self.client.post("/generate", json=body)
-        except httpx.HTTPError as exc:
-            raise AdapterError(
-                "POOL_UNAVAILABLE", f"tgi self-test failed: {exc!r}", engine=self.engine
-            ) from exc
-        if response.status_code != 200:
-            raise AdapterError(
-                "POOL_UNAVAILABLE",
-                f"tgi self-test answered {response.status_code}: {response.text[:200]}",
-                engine=self.engine,
-            )
+        await self.generate_once("/generate", body)
         log.info(
             "tgi replica identified",
             extra={

@@ -75,6 +75,7 @@ from .http_common import (
     error_from_transport,
     parse_json,
     sse_data,
+    wait_ready,
 )
 from .logprobs import last_number
 from .stops import StopScanner
@@ -264,30 +265,10 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
 
     async def preload(self) -> None:
         """Wait (up to `ready_timeout_s`) for readiness, then decode one token via `/generate`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ready_timeout_s
-        health = await self.health()
-        while not health.ready and loop.time() < deadline:
-            await asyncio.sleep(0.2)
-            health = await self.health()
-        if not health.ready:
-            raise AdapterError(
-                "POOL_UNAVAILABLE", f"triton not ready: {health.detail}", engine=self.engine
-            )
+        await wait_ready(self, self.ready_timeout_s)
         await self.identity()
         body = {"text_input": PRELOAD_PROMPT, "max_tokens": 1, "top_k": 1}
-        try:
-            response = await self.client.post(f"{self.model_path}/generate", json=body)
-        except httpx.HTTPError as exc:
-            raise AdapterError(
-                "POOL_UNAVAILABLE", f"triton self-test failed: {exc!r}", engine=self.engine
-            ) from exc
-        if response.status_code != 200:
-            raise AdapterError(
-                "POOL_UNAVAILABLE",
-                f"triton self-test answered {response.status_code}: {response.text[:200]}",
-                engine=self.engine,
-            )
+        await self.generate_once(f"{self.model_path}/generate", body)
         log.info(
             "triton replica identified",
             extra={

@@ -50,13 +50,13 @@ from reference_impl.adapters.cancel_aware import (
     lines,
     stream_error,
     token_ids,
-    wait_ready,
 )
 from reference_impl.adapters.http_common import (
     digest_for,
     error_from_status,
     error_from_transport,
     parse_json,
+    wait_ready,
 )
 from reference_impl.adapters.logprobs import openai_logprobs
 from reference_impl.adapters.stops import PieceJoiner
