@@ -204,16 +204,7 @@ def _reason_list(anchor: str, title: str, reqs: list[RequirementEntry], manual: 
 def _run(report: Report) -> str:
     run = report.run
     tgt = run.target
-    rows = [
-        ("started at", run.started_at),
-        ("finished at", run.finished_at),
-        ("duration (s)", None if run.duration_s is None else f"{run.duration_s:.3f}"),
-        ("harness version", run.harness_version),
-        ("host", run.host),
-        ("target", tgt.url),
-        ("embedded target", "yes" if tgt.embedded else "no"),
-        ("config", tgt.config),
-    ]
+    rows = run.rows()
     meta = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows)
     pools = "".join(
         f"<tr><td>{esc(p.id)}</td><td>{esc(p.engine)}</td><td>{esc(p.engine_version)}</td></tr>"

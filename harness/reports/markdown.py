@@ -171,16 +171,7 @@ def _spec_tables(report: Report) -> list[str]:
 def _run(report: Report) -> list[str]:
     run = report.run
     tgt = run.target
-    rows = [
-        ("started at", run.started_at),
-        ("finished at", run.finished_at),
-        ("duration (s)", None if run.duration_s is None else f"{run.duration_s:.3f}"),
-        ("harness version", run.harness_version),
-        ("host", run.host),
-        ("target", tgt.url),
-        ("embedded target", "yes" if tgt.embedded else "no"),
-        ("config", tgt.config),
-    ]
+    rows = run.rows()
     lines = ["## Run", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {cell(str(v)) if v is not None else ''} |" for k, v in rows]
     if tgt.pools:

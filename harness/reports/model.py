@@ -95,6 +95,20 @@ class RunInfo:
     target: Target = field(default_factory=Target)
     durations: Mapping[str, float] = field(default_factory=dict)
 
+    def rows(self) -> list[tuple[str, str | None]]:
+        """The run facts as (label, value) rows, in the order every report shows them."""
+        tgt = self.target
+        return [
+            ("started at", self.started_at),
+            ("finished at", self.finished_at),
+            ("duration (s)", None if self.duration_s is None else f"{self.duration_s:.3f}"),
+            ("harness version", self.harness_version),
+            ("host", self.host),
+            ("target", tgt.url),
+            ("embedded target", "yes" if tgt.embedded else "no"),
+            ("config", tgt.config),
+        ]
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunInfo:
         """Read the `run` object back (fixtures, or a previous compliance.json)."""
