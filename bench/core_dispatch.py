@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reference_impl.core import (
+from llama_orch.reference_impl.core import (
     PoolSpec,
     Priority,
     ReplicaSpec,
@@ -29,7 +29,7 @@ from reference_impl.core import (
     SessionPolicy,
     TaskSpec,
 )
-from reference_impl.core.queue import PoolQueue, TaskEntry
+from llama_orch.reference_impl.core.queue import PoolQueue, TaskEntry
 
 TENANTS = [f"tenant{i}" for i in range(8)]
 STEPS = 20_000

@@ -14,12 +14,12 @@ from typing import Any
 
 import uvicorn
 
-from reference_impl.api.app import create_app
-from reference_impl.api.auth import Authenticator
-from reference_impl.config import load_config, parse_config
-from reference_impl.pool.factory import make_adapter
-from reference_impl.service.logs import configure_logging
-from reference_impl.service.orchestrator import Orchestrator
+from llama_orch.reference_impl.api.app import create_app
+from llama_orch.reference_impl.api.auth import Authenticator
+from llama_orch.reference_impl.config import load_config, parse_config
+from llama_orch.reference_impl.pool.factory import make_adapter
+from llama_orch.reference_impl.service.logs import configure_logging
+from llama_orch.reference_impl.service.orchestrator import Orchestrator
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-operator-key-0123456789"

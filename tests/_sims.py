@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from harness.engine_sim.engine import SimConfig, SimEngine
-from harness.engine_sim.server import build_app
+from llama_orch.engine_sim.engine import SimConfig, SimEngine
+from llama_orch.engine_sim.server import build_app
 from tests._server import serve_asgi
 
 

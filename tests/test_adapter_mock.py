@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from harness.engine_sim.tokens import iter_tokens, token_text
-from reference_impl.adapters import (
+from llama_orch.engine_sim.tokens import iter_tokens, token_text
+from llama_orch.reference_impl.adapters import (
     AdapterError,
     CompletionRequest,
     EngineAdapter,

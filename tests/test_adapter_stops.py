@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from harness.engine_sim import triton as triton_sim
-from harness.engine_sim.engine import SimEngine
-from harness.engine_sim.tokens import iter_tokens, step, token_text
-from reference_impl.adapters import (
+from llama_orch.engine_sim import triton as triton_sim
+from llama_orch.engine_sim.engine import SimEngine
+from llama_orch.engine_sim.tokens import iter_tokens, step, token_text
+from llama_orch.reference_impl.adapters import (
     FINISH_LENGTH,
     FINISH_STOP,
     CompletionRequest,
@@ -27,11 +27,11 @@ from reference_impl.adapters import (
     TokenAlt,
     TokenEvent,
 )
-from reference_impl.adapters.llamacpp import LlamaCppAdapter
-from reference_impl.adapters.mock import MockAdapter
-from reference_impl.adapters.tgi import TgiAdapter
-from reference_impl.adapters.triton import TritonAdapter
-from reference_impl.adapters.vllm import VllmAdapter
+from llama_orch.reference_impl.adapters.llamacpp import LlamaCppAdapter
+from llama_orch.reference_impl.adapters.mock import MockAdapter
+from llama_orch.reference_impl.adapters.tgi import TgiAdapter
+from llama_orch.reference_impl.adapters.triton import TritonAdapter
+from llama_orch.reference_impl.adapters.vllm import VllmAdapter
 from tests.test_sim_llamacpp import SimServer, sim_server, wait_until
 
 GREEDY = SamplerParams(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0)

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from reference_impl.adapters import (
+from llama_orch.reference_impl.adapters import (
     FINISH_LENGTH,
     FINISH_STOP,
     CompletionRequest,
@@ -25,10 +25,10 @@ from reference_impl.adapters import (
     TokenAlt,
     TokenEvent,
 )
-from reference_impl.adapters.llamacpp import LlamaCppAdapter
-from reference_impl.adapters.logprobs import llama_entry, openai_logprobs, tgi_top
-from reference_impl.adapters.stops import PieceJoiner, StopScanner
-from reference_impl.adapters.vllm import VllmAdapter
+from llama_orch.reference_impl.adapters.llamacpp import LlamaCppAdapter
+from llama_orch.reference_impl.adapters.logprobs import llama_entry, openai_logprobs, tgi_top
+from llama_orch.reference_impl.adapters.stops import PieceJoiner, StopScanner
+from llama_orch.reference_impl.adapters.vllm import VllmAdapter
 
 GREEDY = SamplerParams(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0)
 RED = {"id": 2604, "token": " red", "bytes": [32, 114, 101, 100], "logprob": -0.5116077065467834}

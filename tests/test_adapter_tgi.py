@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from harness.engine_sim.engine import SimConfig, SimEngine
-from harness.engine_sim.tgi import create_app
-from harness.engine_sim.tokens import iter_tokens
-from reference_impl.adapters import (
+from llama_orch.engine_sim.engine import SimConfig, SimEngine
+from llama_orch.engine_sim.tgi import create_app
+from llama_orch.engine_sim.tokens import iter_tokens
+from llama_orch.reference_impl.adapters import (
     FINISH_CANCELED,
     FINISH_LENGTH,
     FINISH_STOP,
@@ -30,7 +30,7 @@ from reference_impl.adapters import (
     TokenEvent,
     TokenStream,
 )
-from reference_impl.adapters.tgi import TgiAdapter, tgi_parameters
+from llama_orch.reference_impl.adapters.tgi import TgiAdapter, tgi_parameters
 from tests._server import free_port, serve_asgi
 
 T = TypeVar("T")
@@ -104,7 +104,7 @@ def test_sampler_profile_maps_to_tgi_fields_identically(sim) -> None:
     seen: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = seen.append  # type: ignore[method-assign]
-    logger = logging.getLogger("reference_impl.adapters")
+    logger = logging.getLogger("llama_orch.reference_impl.adapters")
     logger.addHandler(handler)
 
     async def one(a: TgiAdapter, r: CompletionRequest) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from harness.engine_sim.engine import SimConfig, SimEngine
-from harness.engine_sim.tokens import iter_tokens
-from harness.engine_sim.triton import create_app
-from reference_impl.adapters import (
+from llama_orch.engine_sim.engine import SimConfig, SimEngine
+from llama_orch.engine_sim.tokens import iter_tokens
+from llama_orch.engine_sim.triton import create_app
+from llama_orch.reference_impl.adapters import (
     FINISH_CANCELED,
     FINISH_LENGTH,
     FINISH_STOP,
@@ -30,7 +30,7 @@ from reference_impl.adapters import (
     TokenEvent,
     TokenStream,
 )
-from reference_impl.adapters.triton import TritonAdapter, triton_inputs
+from llama_orch.reference_impl.adapters.triton import TritonAdapter, triton_inputs
 from tests._server import free_port, serve_asgi
 
 T = TypeVar("T")
@@ -294,7 +294,7 @@ def test_missing_trtllm_version_is_unknown_with_a_warning() -> None:
     seen: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = seen.append  # type: ignore[method-assign]
-    logger = logging.getLogger("reference_impl.adapters")
+    logger = logging.getLogger("llama_orch.reference_impl.adapters")
     logger.addHandler(handler)
 
     async def scenario() -> tuple[Any, str | None]:

@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from harness.engine_sim.engine import SimEngine
-from harness.engine_sim.tokens import iter_tokens
-from reference_impl.adapters import (
+from llama_orch.engine_sim.engine import SimEngine
+from llama_orch.engine_sim.tokens import iter_tokens
+from llama_orch.reference_impl.adapters import (
     FINISH_CANCELED,
     FINISH_LENGTH,
     FINISH_STOP,
@@ -32,7 +32,7 @@ from reference_impl.adapters import (
     TokenEvent,
     TokenStream,
 )
-from reference_impl.adapters.vllm import VllmAdapter
+from llama_orch.reference_impl.adapters.vllm import VllmAdapter
 from tests._server import free_port
 from tests.test_sim_llamacpp import SimServer, sim_server
 

@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 
-from harness.openapi import (
+from llama_orch.harness.openapi import (
     CORRELATION,
     SSE_EVENTS,
     find_operation,

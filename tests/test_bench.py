@@ -20,8 +20,9 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.bench.client import OrchQueueTarget, TaskTemplate, make_client
-from harness.bench.load import (
+from llama_orch.cli.commands.bench import bench
+from llama_orch.harness.bench.client import OrchQueueTarget, TaskTemplate, make_client
+from llama_orch.harness.bench.load import (
     DirectStreamTarget,
     LoadPlan,
     Progress,
@@ -30,9 +31,8 @@ from harness.bench.load import (
     TaskTimer,
     run_load,
 )
-from harness.bench.report import ProgressPrinter, compare, format_table, to_json
-from harness.bench.stats import percentile, summarize
-from llorch.commands.bench import bench
+from llama_orch.harness.bench.report import ProgressPrinter, compare, format_table, to_json
+from llama_orch.harness.bench.stats import percentile, summarize
 from tests._server import serve_asgi
 
 API_KEY = "test-key-do-not-print"
@@ -355,7 +355,7 @@ def test_cli_runs_against_the_server_and_writes_json(server_url: str, tmp_path) 
 
 
 def test_cli_direct_mock_against_the_server(server_url: str) -> None:
-    pytest.importorskip("reference_impl.adapters.mock")
+    pytest.importorskip("llama_orch.reference_impl.adapters.mock")
     out = CliRunner().invoke(
         bench,
         [

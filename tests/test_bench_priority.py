@@ -16,10 +16,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from harness.bench.inversion import Scenario, judge
-from harness.bench.load import LoadPlan, RunResult, TaskResult
-from harness.bench.mix import PriorityMix, parse_weights
-from llorch.commands.bench import bench
+from llama_orch.cli.commands.bench import bench
+from llama_orch.harness.bench.inversion import Scenario, judge
+from llama_orch.harness.bench.load import LoadPlan, RunResult, TaskResult
+from llama_orch.harness.bench.mix import PriorityMix, parse_weights
 from tests._server import API_KEY, running_server
 from tests.fixtures.inverting_target import serving
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from llorch.cli import main
+from llama_orch.cli.main import main
 from tests._server import free_port
 
 pytestmark = pytest.mark.slow
@@ -39,11 +39,11 @@ def test_embedded_run_writes_four_deterministic_reports(tmp_path: Path) -> None:
     assert verdicts["ORCH-2001"] == "skipped"
     assert verdicts["ORCH-1101"] == "waived"  # CPU carve-out declared by the reference
     kinds = {c["id"]: c["kind"] for r in a["requirements"] for c in r["checks"]}
-    assert any(cid.startswith("harness/checks/test_features.py::") for cid in kinds)
+    assert any(cid.startswith("llama_orch/harness/checks/test_features.py::") for cid in kinds)
     assert all(  # Gherkin scenarios are reported as kind bdd, plain checks as check
         kind == "bdd"
         for cid, kind in kinds.items()
-        if cid.startswith("harness/checks/test_features.py::")
+        if cid.startswith("llama_orch/harness/checks/test_features.py::")
     )
 
 
@@ -76,8 +76,8 @@ def test_help_transcript(snapshot) -> None:
 
 @pytest.mark.req("OC-HARNESS-8204")
 def test_list_and_closing_summary_transcripts(snapshot) -> None:
-    from harness.runner import CheckRun
-    from llorch.commands.check import summary_text
+    from llama_orch.cli.commands.check import summary_text
+    from llama_orch.harness.runner import CheckRun
 
     listing = _check("--list", "--only", "ORCH-3096")
     assert listing.exit_code == 0
@@ -110,7 +110,7 @@ def test_a_target_speaking_another_major_api_version_cannot_be_checked(
     """Capabilities are read before any check; another major version stops the run."""
     import httpx
 
-    from harness import target as target_mod
+    from llama_orch.harness import target as target_mod
 
     seen: list[str] = []
 

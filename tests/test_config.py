@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from ruamel.yaml import YAML
 
-from llorch.cli import main
-from reference_impl.config import (
+from llama_orch.cli.main import main
+from llama_orch.reference_impl.config import (
     DEFAULT_SCHEMA_PATH,
     AdapterKind,
     ConfigError,
@@ -112,7 +112,7 @@ def test_the_three_examples_exist() -> None:
 @pytest.mark.req("OC-CONFIG-6002")
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_validates(path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="reference_impl.config"):
+    with caplog.at_level(logging.WARNING, logger="llama_orch.reference_impl.config"):
         config = load_config(path, mode="strict")
     assert config.pools
     assert not caplog.records
@@ -150,7 +150,7 @@ def test_unknown_key_is_logged_not_fatal_in_compat_mode(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = _write(tmp_path, "future_key: 1\n" + POOL + "    queue: {capacity: 4, capcity: 8}\n")
-    with caplog.at_level(logging.WARNING, logger="reference_impl.config"):
+    with caplog.at_level(logging.WARNING, logger="llama_orch.reference_impl.config"):
         config = load_config(path, mode="compat")
     assert config.pools[0].queue.capacity == 4
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -164,7 +164,7 @@ def test_mode_comes_from_argument_then_file(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = _write(tmp_path, "validation: compat\nextra: 1\n" + POOL)
-    with caplog.at_level(logging.WARNING, logger="reference_impl.config"):
+    with caplog.at_level(logging.WARNING, logger="llama_orch.reference_impl.config"):
         assert load_config(path).validation.value == "compat"
     assert "extra" in caplog.text
     with pytest.raises(ConfigError, match="extra: unknown key"):

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_impl.core import (
+from llama_orch.reference_impl.core import (
     PRIORITY_ORDER,
     Admitted,
     ErrorCode,
@@ -17,7 +17,7 @@ from reference_impl.core import (
     Rejected,
     on_time_probability,
 )
-from reference_impl.core import testing as ct
+from llama_orch.reference_impl.core import testing as ct
 
 INTER, BATCH = Priority.INTERACTIVE, Priority.BATCH
 

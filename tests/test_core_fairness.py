@@ -13,8 +13,8 @@ from _hypothesis_profiles import heavy  # loads the Hypothesis budget first
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_impl.core import Admitted, ErrorCode, Priority, Rejected, TenantQuota
-from reference_impl.core import testing as ct
+from llama_orch.reference_impl.core import Admitted, ErrorCode, Priority, Rejected, TenantQuota
+from llama_orch.reference_impl.core import testing as ct
 
 N_DISPATCHES = 2_000
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_impl.core import Admitted
-from reference_impl.core import testing as ct
+from llama_orch.reference_impl.core import Admitted
+from llama_orch.reference_impl.core import testing as ct
 
 REPLICAS = ["p:r0", "p:r1", "p:r2", "q:r0", "q:r1"]
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_impl.core import (
+from llama_orch.reference_impl.core import (
     PRIORITY_ORDER,
     Admitted,
     FullPolicy,
@@ -15,8 +15,8 @@ from reference_impl.core import (
     Priority,
     TaskSpec,
 )
-from reference_impl.core import testing as ct
-from reference_impl.core.queue import Flow, TaskEntry
+from llama_orch.reference_impl.core import testing as ct
+from llama_orch.reference_impl.core.queue import Flow, TaskEntry
 
 priorities = st.sampled_from(list(Priority))
 tenants = st.sampled_from(["a", "b", "c"])

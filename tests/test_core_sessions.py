@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_impl.core import Admitted, ErrorCode, Rejected, SessionPolicy
-from reference_impl.core import testing as ct
+from llama_orch.reference_impl.core import Admitted, ErrorCode, Rejected, SessionPolicy
+from llama_orch.reference_impl.core import testing as ct
 
 
 @pytest.mark.req("ORCH-3021")

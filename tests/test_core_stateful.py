@@ -21,7 +21,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from reference_impl.core import (
+from llama_orch.reference_impl.core import (
     PRIORITY_ORDER,
     Admitted,
     CancelResult,
@@ -30,7 +30,7 @@ from reference_impl.core import (
     Priority,
     TenantQuota,
 )
-from reference_impl.core import testing as ct
+from llama_orch.reference_impl.core import testing as ct
 
 REPLICAS = {"p:r0": 1, "p:r1": 2, "q:r0": 1}
 LIVE = {"queued", "running"}

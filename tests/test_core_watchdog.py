@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_impl.core import CancelResult, Timeout
-from reference_impl.core import testing as ct
+from llama_orch.reference_impl.core import CancelResult, Timeout
+from llama_orch.reference_impl.core import testing as ct
 
 
 @pytest.mark.req("OC-CORE-1022", "ORCH-3016")

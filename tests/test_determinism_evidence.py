@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from determinism_suite.corpus import load_corpus
-from harness.determinism_evidence import (
+from llama_orch.determinism_suite.corpus import load_corpus
+from llama_orch.harness.determinism_evidence import (
     DeterminismReportError,
     determinism_results,
     load_report,
 )
-from harness.requirements import load_requirements
-from harness.results import Outcome
-from harness.runner import REQUIREMENTS_DIR
-from harness.verdicts import compute
+from llama_orch.harness.requirements import load_requirements
+from llama_orch.harness.results import Outcome
+from llama_orch.harness.runner import REQUIREMENTS_DIR
+from llama_orch.harness.verdicts import compute
 
 CORPUS = load_corpus()
 SHIPPED = (CORPUS.version, CORPUS.content_hash, len(CORPUS))

@@ -16,25 +16,32 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from determinism_suite.corpus import (
+from llama_orch.cli.commands.determinism import determinism
+from llama_orch.determinism_suite.corpus import (
     CORPUS_PATH,
     MIN_CASES,
     CorpusError,
     load_corpus,
     parse_corpus,
 )
-from determinism_suite.direct import Replica, collect, run_direct
-from determinism_suite.report import build_report, failure_bound, to_markdown, write_reports
-from determinism_suite.runner import ReplicaSetMismatch, RunResult, compare
-from harness.engine_sim.engine import SimConfig
-from llorch.commands.determinism import determinism
-from reference_impl.adapters.llamacpp import LlamaCppAdapter
-from reference_impl.pool.determinism import load_settings
+from llama_orch.determinism_suite.direct import Replica, collect, run_direct
+from llama_orch.determinism_suite.report import (
+    build_report,
+    failure_bound,
+    to_markdown,
+    write_reports,
+)
+from llama_orch.determinism_suite.runner import ReplicaSetMismatch, RunResult, compare
+from llama_orch.engine_sim.engine import SimConfig
+from llama_orch.reference_impl.adapters.llamacpp import LlamaCppAdapter
+from llama_orch.reference_impl.pool.determinism import load_settings
 from tests._engine import llama_server
 from tests._server import API_KEY, running_server
 from tests._sims import running_sim
 
-NEGATIVE = Path(__file__).resolve().parents[1] / "determinism_suite" / "negative_corpus.yaml"
+NEGATIVE = (
+    Path(__file__).resolve().parents[1] / "llama_orch" / "determinism_suite" / "negative_corpus.yaml"
+)
 # Pinned together: a changed case is a new corpus version (OC-TEST-7003).
 CORPUS_VERSION = "2"
 CORPUS_HASH = "sha256:1f5d76008aff526bd2d4418ab6d42310570a768bbea092e96f894ab94c563b62"
@@ -427,7 +434,7 @@ class _FakeOrch:
         return httpx.Response(202, json={"task_id": body["task_id"]})
 
     def stream(self, task_id, **_kw):
-        from harness.client import SseEvent
+        from llama_orch.harness.client import SseEvent
 
         events = [
             SseEvent("started", {"queue_position": 0, "predicted_start_ms": 0}, None),
@@ -439,7 +446,7 @@ class _FakeOrch:
 
 
 def test_a_target_that_ignores_the_pin_gives_an_error_not_a_comparison() -> None:
-    from determinism_suite.pinned import collect_pinned, task_body
+    from llama_orch.determinism_suite.pinned import collect_pinned, task_body
 
     case = load_corpus().cases[0]
     rs = {"engine": "llamacpp", "slo": {"model_ref": "repo:m/x"}}

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.engine_sim.directive import Directive, DirectiveError, parse_directive
-from harness.engine_sim.tokens import iter_tokens, token_id
+from llama_orch.engine_sim.directive import Directive, DirectiveError, parse_directive
+from llama_orch.engine_sim.tokens import iter_tokens, token_id
 
 INT_KEYS = ("tokens", "itl_ms", "ttft_ms", "hold_ms", "fail_after", "diverge_at")
 

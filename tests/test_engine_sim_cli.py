@@ -26,7 +26,16 @@ pytestmark = pytest.mark.slow
 def test_engine_sim_serves_the_protocol(protocol: str) -> None:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llorch", "engine-sim", "--protocol", protocol, "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "llama_orch.cli",
+            "engine-sim",
+            "--protocol",
+            protocol,
+            "--port",
+            str(port),
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -50,7 +59,16 @@ def test_engine_sim_serves_the_protocol(protocol: str) -> None:
 
 def test_engine_sim_rejects_an_unknown_protocol() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "llorch", "engine-sim", "--protocol", "ollama", "--port", "1"],
+        [
+            sys.executable,
+            "-m",
+            "llama_orch.cli",
+            "engine-sim",
+            "--protocol",
+            "ollama",
+            "--port",
+            "1",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness.client import task_body
-from harness.target import embedded_reference
+from llama_orch.harness.client import task_body
+from llama_orch.harness.target import embedded_reference
 from tests.fixtures.faulty.proxy import FaultyProxy, running_proxy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +68,7 @@ def _run_suite(mode: str, report_dir: Path) -> SuiteRun:
             "-p",
             "no:cacheprovider",
             "--pyargs",
-            "harness.checks",
+            "llama_orch.harness.checks",
             "--target",
             url,
             "--api-key-env",

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.gherkin_lint import ROOT, lint_features
-from harness.results import Outcome
-from harness.runner import load_results
-from harness.verdicts import Verdict, compute
+from llama_orch.harness.gherkin_lint import ROOT, lint_features
+from llama_orch.harness.results import Outcome
+from llama_orch.harness.runner import load_results
+from llama_orch.harness.verdicts import Verdict, compute
 
 FEATURE = """\
 @ORCH-3004
@@ -65,7 +65,7 @@ from pathlib import Path
 
 from pytest_bdd import given, parsers
 
-from harness.steps import export_steps
+from llama_orch.harness.steps import export_steps
 
 export_steps(globals())
 
@@ -173,8 +173,8 @@ def test_plugin_never_runs_an_undefined_scenario_and_records_it(bound_features: 
     assert "When the orchestrator is asked to frobnicate" in refused.evidence.message
     assert results[("OC-HARNESS-8105",)].outcome is Outcome.PASSED
 
-    from harness.requirements import load_requirements
-    from harness.runner import REQUIREMENTS_DIR
+    from llama_orch.harness.requirements import load_requirements
+    from llama_orch.harness.runner import REQUIREMENTS_DIR
 
     reqs = [r for r in load_requirements(REQUIREMENTS_DIR) if r.id.startswith("OC-HARNESS-810")]
     verdicts = {v.requirement.id: v for v in compute(reqs, results.values(), profile="core")}
@@ -186,12 +186,12 @@ def test_plugin_never_runs_an_undefined_scenario_and_records_it(bound_features: 
 
 
 def test_list_marks_checks_with_undefined_steps(monkeypatch: pytest.MonkeyPatch) -> None:
-    from llorch.cli import main
+    from llama_orch.cli.main import main
 
     def fake_undefined(item: pytest.Item) -> tuple[str, ...]:
         return ("x",) if "test_capabilities" in item.nodeid else ()
 
-    monkeypatch.setattr("harness.gherkin_lint.undefined_of", fake_undefined)
+    monkeypatch.setattr("llama_orch.harness.gherkin_lint.undefined_of", fake_undefined)
     result = CliRunner().invoke(main, ["check", "--list", "--only", "ORCH-3095"])
     assert result.exit_code == 0, result.output
     line = next(x for x in result.output.splitlines() if "test_capabilities" in x)

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-HARNESS_SIDE = ("harness", "determinism_suite")
-ALLOWED = {Path("determinism_suite/direct.py")}
+HARNESS_SIDE = ("llama_orch/harness", "llama_orch/determinism_suite")
+ALLOWED = {Path("llama_orch/determinism_suite/direct.py")}
+REFERENCE = "llama_orch.reference_impl"
 
 
 def _imports(path: Path) -> set[str]:
@@ -36,7 +37,7 @@ def test_no_harness_module_imports_the_reference_implementation() -> None:
             rel = path.relative_to(ROOT)
             if rel in ALLOWED:
                 continue
-            bad = sorted(n for n in _imports(path) if n.split(".")[0] == "reference_impl")
+            bad = sorted(n for n in _imports(path) if n.startswith(REFERENCE))
             if bad:
                 offenders.append(f"{rel}: {', '.join(bad)}")
     assert not offenders, "harness code imports the reference:\n" + "\n".join(offenders)
@@ -47,25 +48,25 @@ def test_a_check_run_and_a_pinned_determinism_run_load_no_reference_module() -> 
     """Transitively too: importing what `llorch check` and pinned mode run loads nothing of
     reference_impl into the harness process."""
     modules = [
-        "harness.runner",
-        "harness.pytest_plugin",
-        "harness.target",
-        "harness.client",
-        "harness.determinism_evidence",
-        "harness.steps",
-        "harness.checks.conftest",
-        "harness.checks.test_contracts",
-        "harness.checks.test_api_schema",
-        "harness.checks.test_operations",
-        "determinism_suite.pinned",
-        "determinism_suite.report",
-        "determinism_suite.expected",
+        "llama_orch.harness.runner",
+        "llama_orch.harness.pytest_plugin",
+        "llama_orch.harness.target",
+        "llama_orch.harness.client",
+        "llama_orch.harness.determinism_evidence",
+        "llama_orch.harness.steps",
+        "llama_orch.harness.checks.conftest",
+        "llama_orch.harness.checks.test_contracts",
+        "llama_orch.harness.checks.test_api_schema",
+        "llama_orch.harness.checks.test_operations",
+        "llama_orch.determinism_suite.pinned",
+        "llama_orch.determinism_suite.report",
+        "llama_orch.determinism_suite.expected",
     ]
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}:\n"
         "    importlib.import_module(m)\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'reference_impl')\n"
+        f"loaded = sorted(m for m in sys.modules if m.startswith({REFERENCE!r}))\n"
         "print(','.join(loaded))\n"
     )
     out = subprocess.run(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spec_extract.links import check_links, markdown_files
+from llama_orch.spec_extract.links import check_links, markdown_files
 
 ROOT = Path(__file__).resolve().parent.parent
 

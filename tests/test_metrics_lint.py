@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.metrics_lint import (
+from llama_orch.harness.metrics_lint import (
     FindingKind,
     LintRules,
     counter_regressions,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
-from harness.openapi import (
+from llama_orch.harness.openapi import (
     CORRELATION,
     DOC_NAMES,
     ERROR_KINDS,
@@ -30,7 +30,7 @@ from harness.openapi import (
     responses,
     validator_at,
 )
-from harness.requirements import load_requirements
+from llama_orch.harness.requirements import load_requirements
 
 
 def parse_sse(text: str) -> list[dict[str, str]]:

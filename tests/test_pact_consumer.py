@@ -18,14 +18,14 @@ os.environ["PACT_DO_NOT_TRACK"] = "true"  # before anything loads pact
 
 from pact.error import MismatchesError
 
-from harness.client import OrchClient
-from harness.contracts import PACT_FILE
-from harness.contracts.consumer import CASES, pact_file, run_case, write_pact
-from harness.contracts.interactions import ContractCase
-from harness.contracts.pactfile import load_interactions, normalised
-from harness.contracts.states import HANDLERS
-from harness.openapi import load_doc
-from harness.requirements import load_requirements
+from llama_orch.harness.client import OrchClient
+from llama_orch.harness.contracts import PACT_FILE
+from llama_orch.harness.contracts.consumer import CASES, pact_file, run_case, write_pact
+from llama_orch.harness.contracts.interactions import ContractCase
+from llama_orch.harness.contracts.pactfile import load_interactions, normalised
+from llama_orch.harness.contracts.states import HANDLERS
+from llama_orch.harness.openapi import load_doc
+from llama_orch.harness.requirements import load_requirements
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -27,17 +27,17 @@ import pytest
 
 os.environ["PACT_DO_NOT_TRACK"] = "true"  # before anything loads pact
 
-from harness.contracts.pactfile import PactInteraction, load_interactions
-from harness.contracts.provider import UNANSWERED, ContractVerifier, InteractionOutcome
-from harness.results import CheckResult, Outcome
-from harness.target import Target, describe, embedded_reference
+from llama_orch.harness.contracts.pactfile import PactInteraction, load_interactions
+from llama_orch.harness.contracts.provider import UNANSWERED, ContractVerifier, InteractionOutcome
+from llama_orch.harness.results import CheckResult, Outcome
+from llama_orch.harness.target import Target, describe, embedded_reference
 from tests.fixtures.faulty.proxy import running_proxy
 from tests.fixtures.pact_broken import DROPPED, running
 from tests.fixtures.pact_hazards import ECHO_HEADER, EchoKey, LateAnswers
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_ENV = "LLORCH_PACT_PROVIDER_KEY"
-CHECK = "harness/checks/test_contracts.py::test_interaction"
+CHECK = "llama_orch/harness/checks/test_contracts.py::test_interaction"
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_a_dropped_field_fails_exactly_its_interaction(reference, tmp_path: Path
             "-q",
             "-p",
             "no:cacheprovider",
-            "harness/checks/test_contracts.py",
+            "llama_orch/harness/checks/test_contracts.py",
             "--target",
             url,
             "--api-key-env",

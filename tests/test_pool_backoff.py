@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference_impl.pool.backoff import BackoffPolicy, BreakerPolicy, Open, RestartGovernor, Retry
+from llama_orch.reference_impl.pool.backoff import (
+    BackoffPolicy,
+    BreakerPolicy,
+    Open,
+    RestartGovernor,
+    Retry,
+)
 
 policies = st.builds(
     BackoffPolicy,

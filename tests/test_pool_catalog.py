@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from reference_impl.config import OrchestratorConfig
-from reference_impl.pool.catalog import DigestCache, UntrustedArtifact, file_sha256
-from reference_impl.pool.devices import DeviceRegistry
-from reference_impl.pool.factory import make_adapter
-from reference_impl.pool.manager import PoolManager
+from llama_orch.reference_impl.config import OrchestratorConfig
+from llama_orch.reference_impl.pool.catalog import DigestCache, UntrustedArtifact, file_sha256
+from llama_orch.reference_impl.pool.devices import DeviceRegistry
+from llama_orch.reference_impl.pool.factory import make_adapter
+from llama_orch.reference_impl.pool.manager import PoolManager
 from tests.fixtures.pool_kit import config, model_file, no_nvml
 
 

@@ -12,18 +12,18 @@ from typing import Any
 
 import pytest
 
-from reference_impl.adapters.mock import MockAdapter
-from reference_impl.pool import determinism as settings_module
-from reference_impl.pool import factory
-from reference_impl.pool.backoff import BackoffPolicy
-from reference_impl.pool.determinism import (
+from llama_orch.reference_impl.adapters.mock import MockAdapter
+from llama_orch.reference_impl.pool import determinism as settings_module
+from llama_orch.reference_impl.pool import factory
+from llama_orch.reference_impl.pool.backoff import BackoffPolicy
+from llama_orch.reference_impl.pool.determinism import (
     DeterminismSettingsError,
     load_settings,
     parse_settings,
     settings_dir,
 )
-from reference_impl.pool.devices import DeviceRegistry
-from reference_impl.pool.manager import PoolManager
+from llama_orch.reference_impl.pool.devices import DeviceRegistry
+from llama_orch.reference_impl.pool.manager import PoolManager
 from tests.fixtures.pool_kit import Recorder, config, fake_factory, launched, no_nvml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,8 +105,8 @@ def test_importing_the_pool_manager_does_not_need_the_determinism_suite() -> Non
     """The settings folder is located on first use, not when the pool manager is imported."""
     code = (
         "import sys\n"
-        "import reference_impl.pool.manager, reference_impl.pool.factory\n"
-        "print(sorted(m for m in sys.modules if m.startswith('determinism_suite')))\n"
+        "import llama_orch.reference_impl.pool.manager, llama_orch.reference_impl.pool.factory\n"
+        "print(sorted(m for m in sys.modules if m.startswith('llama_orch.determinism_suite')))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True

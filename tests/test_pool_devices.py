@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference_impl.config import OrchestratorConfig
-from reference_impl.pool.backoff import BackoffPolicy
-from reference_impl.pool.devices import (
+from llama_orch.reference_impl.config import OrchestratorConfig
+from llama_orch.reference_impl.pool.backoff import BackoffPolicy
+from llama_orch.reference_impl.pool.devices import (
     KV_BYTES_PER_TOKEN,
     MIN_KV_TOKENS,
     NO_GPU,
@@ -28,8 +28,8 @@ from reference_impl.pool.devices import (
     place_pool,
     split_fits,
 )
-from reference_impl.pool.factory import make_adapter
-from reference_impl.pool.manager import PoolManager
+from llama_orch.reference_impl.pool.factory import make_adapter
+from llama_orch.reference_impl.pool.manager import PoolManager
 from tests.fixtures.pool_kit import GIB, fake_factory, gpus, launched, no_nvml, pool_logs
 
 L4 = ("NVIDIA L4", 24 * GIB, 20 * GIB)

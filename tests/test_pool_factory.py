@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from reference_impl.adapters.mock import MockAdapter
-from reference_impl.pool import factory
-from reference_impl.pool.devices import DeviceRegistry
-from reference_impl.pool.manager import PoolManager
+from llama_orch.reference_impl.adapters.mock import MockAdapter
+from llama_orch.reference_impl.pool import factory
+from llama_orch.reference_impl.pool.devices import DeviceRegistry
+from llama_orch.reference_impl.pool.manager import PoolManager
 from tests.fixtures.pool_kit import RecordingAdapter, config, no_nvml
 
 KIT = ("tests.fixtures.pool_kit", "RecordingAdapter")

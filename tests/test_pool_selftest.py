@@ -17,21 +17,26 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from reference_impl.adapters.base import (
+from llama_orch.reference_impl.adapters.base import (
     AdapterHealth,
     CompletionRequest,
     LoadSignals,
     SamplerParams,
     TokenStream,
 )
-from reference_impl.adapters.mock import MockAdapter
-from reference_impl.config import load_config
-from reference_impl.pool.backoff import BackoffPolicy
-from reference_impl.pool.devices import DeviceRegistry
-from reference_impl.pool.factory import make_adapter
-from reference_impl.pool.manager import PoolManager
-from reference_impl.pool.preflight import PoolFault
-from reference_impl.pool.selftest import ITEMS, SHARED_REASON, SelfTestLimits, run_self_test
+from llama_orch.reference_impl.adapters.mock import MockAdapter
+from llama_orch.reference_impl.config import load_config
+from llama_orch.reference_impl.pool.backoff import BackoffPolicy
+from llama_orch.reference_impl.pool.devices import DeviceRegistry
+from llama_orch.reference_impl.pool.factory import make_adapter
+from llama_orch.reference_impl.pool.manager import PoolManager
+from llama_orch.reference_impl.pool.preflight import PoolFault
+from llama_orch.reference_impl.pool.selftest import (
+    ITEMS,
+    SHARED_REASON,
+    SelfTestLimits,
+    run_self_test,
+)
 from tests._engine import engine_binary
 from tests._server import ROOT, running_server
 from tests.fixtures.pool_kit import (

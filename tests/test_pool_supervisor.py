@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from reference_impl.adapters.base import AdapterError, CompletionRequest, SamplerParams
-from reference_impl.config import OrchestratorConfig
-from reference_impl.pool.backoff import BackoffPolicy, BreakerPolicy
-from reference_impl.pool.determinism import load_settings
-from reference_impl.pool.devices import DeviceRegistry
-from reference_impl.pool.factory import make_adapter
-from reference_impl.pool.manager import PoolManager
-from reference_impl.pool.supervisor import (
+from llama_orch.reference_impl.adapters.base import AdapterError, CompletionRequest, SamplerParams
+from llama_orch.reference_impl.config import OrchestratorConfig
+from llama_orch.reference_impl.pool.backoff import BackoffPolicy, BreakerPolicy
+from llama_orch.reference_impl.pool.determinism import load_settings
+from llama_orch.reference_impl.pool.devices import DeviceRegistry
+from llama_orch.reference_impl.pool.factory import make_adapter
+from llama_orch.reference_impl.pool.manager import PoolManager
+from llama_orch.reference_impl.pool.supervisor import (
     EngineProcess,
     EngineStartError,
     LaunchSpec,

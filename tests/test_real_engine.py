@@ -18,9 +18,9 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from reference_impl.adapters.base import AdapterError, CompletionRequest, SamplerParams
-from reference_impl.adapters.llamacpp import LlamaCppAdapter
-from reference_impl.adapters.vllm import VllmAdapter
+from llama_orch.reference_impl.adapters.base import AdapterError, CompletionRequest, SamplerParams
+from llama_orch.reference_impl.adapters.llamacpp import LlamaCppAdapter
+from llama_orch.reference_impl.adapters.vllm import VllmAdapter
 from tests._api import task_body
 from tests._engine import MODEL_SHA256, engine_binary, llama_server
 from tests._server import API_KEY, ROOT, free_port
@@ -138,7 +138,7 @@ def orchestrator():
         [
             sys.executable,
             "-m",
-            "llorch",
+            "llama_orch.cli",
             "serve",
             "--config",
             "examples/llamacpp-cpu.yaml",

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from reference_impl.adapters import (
+from llama_orch.reference_impl.adapters import (
     FINISH_LENGTH,
     FINISH_STOP,
     CompletionRequest,
@@ -21,7 +21,7 @@ from reference_impl.adapters import (
     StreamEnd,
     TokenEvent,
 )
-from reference_impl.adapters.llamacpp import LlamaCppAdapter
+from llama_orch.reference_impl.adapters.llamacpp import LlamaCppAdapter
 from tests._engine import llama_server
 
 pytestmark = [pytest.mark.real_engine, pytest.mark.slow]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_reports import fixture_report
 
-from harness.reports import write_reports
+from llama_orch.harness.reports import write_reports
 
 SHARE_SCREENSHOT = Path("/tmp/llorch_report.png")
 FLAGS = [

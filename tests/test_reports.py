@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
-from harness.reports import (
+from llama_orch.harness.reports import (
     Implementation,
     Report,
     ReportWriteError,
@@ -29,9 +29,9 @@ from harness.reports import (
     render_markdown,
     write_reports,
 )
-from harness.requirements import RequirementRecord
-from harness.results import CheckResult, Evidence, Outcome
-from harness.verdicts import compute
+from llama_orch.harness.requirements import RequirementRecord
+from llama_orch.harness.results import CheckResult, Evidence, Outcome
+from llama_orch.harness.verdicts import compute
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_results.json"
 SECRET = "sk-fixture-0123456789abcdef"

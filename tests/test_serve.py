@@ -25,7 +25,7 @@ def _serve(port: int, *extra: str, env: dict[str, str] | None = None) -> subproc
         [
             sys.executable,
             "-m",
-            "llorch",
+            "llama_orch.cli",
             "serve",
             "--config",
             "examples/mock.yaml",
@@ -58,7 +58,7 @@ def _wait_live(url: str, proc: subprocess.Popen, timeout: float = 20) -> None:
 def test_serve_refuses_to_start_without_an_api_key() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("LLORCH_API_KEY", "LLORCH_TENANT_KEY")}
     proc = subprocess.run(
-        [sys.executable, "-m", "llorch", "serve", "--config", "examples/mock.yaml"],
+        [sys.executable, "-m", "llama_orch.cli", "serve", "--config", "examples/mock.yaml"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -20,8 +20,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.engine_sim.engine import SimConfig, SimEngine
-from harness.engine_sim.tokens import iter_tokens
+from llama_orch.engine_sim.engine import SimConfig, SimEngine
+from llama_orch.engine_sim.tokens import iter_tokens
 from tests._server import free_port, serve_asgi
 
 
@@ -37,7 +37,7 @@ class SimServer:
 
     def fresh(self, protocol: str, **config: Any) -> SimEngine:
         engine = SimEngine(SimConfig(protocol, **config))
-        module = importlib.import_module(f"harness.engine_sim.{protocol}")
+        module = importlib.import_module(f"llama_orch.engine_sim.{protocol}")
         self.app = module.create_app(engine)
         return engine
 

@@ -7,8 +7,8 @@ import contextlib
 import httpx
 import pytest
 
-from harness.engine_sim.engine import SimConfig
-from harness.engine_sim.tokens import iter_tokens
+from llama_orch.engine_sim.engine import SimConfig
+from llama_orch.engine_sim.tokens import iter_tokens
 from tests._api import events, task_body
 from tests._server import running_server
 from tests._sims import running_sim

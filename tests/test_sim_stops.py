@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from harness.engine_sim import llamacpp, tgi, triton, vllm
-from harness.engine_sim.engine import SimConfig, SimEngine
-from harness.engine_sim.tokens import SPLIT_MARGIN, iter_tokens, step, token_text
+from llama_orch.engine_sim import llamacpp, tgi, triton, vllm
+from llama_orch.engine_sim.engine import SimConfig, SimEngine
+from llama_orch.engine_sim.tokens import SPLIT_MARGIN, iter_tokens, step, token_text
 
 PROMPT, SEED = "hello", 7
 WORDS = [text for _, text in iter_tokens(PROMPT, SEED, 8)]  # " victor", " bravo", " juliet"...

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from harness.engine_sim.engine import SimConfig, SimEngine
-from harness.engine_sim.tgi import EOS_ID, create_app
-from harness.engine_sim.tokens import iter_tokens
+from llama_orch.engine_sim.engine import SimConfig, SimEngine
+from llama_orch.engine_sim.tgi import EOS_ID, create_app
+from llama_orch.engine_sim.tokens import iter_tokens
 
 T = TypeVar("T")
 CFG = SimConfig("tgi", model="bigscience/bloom-560m", engine_version="2.4.1", slots=2, ctx=64)

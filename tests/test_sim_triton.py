@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from harness.engine_sim.engine import SimConfig, SimEngine
-from harness.engine_sim.tokens import iter_tokens
-from harness.engine_sim.triton import create_app
+from llama_orch.engine_sim.engine import SimConfig, SimEngine
+from llama_orch.engine_sim.tokens import iter_tokens
+from llama_orch.engine_sim.triton import create_app
 
 T = TypeVar("T")
 CFG = SimConfig("triton", model="meta/llama-3-8b", engine_version="2.52.0", slots=3, ctx=4096)

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.engine_sim.engine import SimEngine
-from harness.engine_sim.tokens import iter_tokens
+from llama_orch.engine_sim.engine import SimEngine
+from llama_orch.engine_sim.tokens import iter_tokens
 from tests.test_sim_llamacpp import SimServer, sim_server, wait_until
 
 MODEL = "org/tiny-chat"

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from ruamel.yaml import YAML
 
-from llorch.cli import main
-from spec_extract import SpecError, extract
+from llama_orch.cli.main import main
+from llama_orch.spec_extract import SpecError, extract
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "spec_extract"
@@ -136,7 +136,7 @@ def test_bad_attribute_values_are_rejected(tmp_path: Path, attrs: str, reason: s
 @pytest.mark.req("OC-HARNESS-8502")
 def test_committed_requirements_are_current() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "llorch", "spec", "extract", "--check"],
+        [sys.executable, "-m", "llama_orch.cli", "spec", "extract", "--check"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -161,7 +161,7 @@ CATALOG_COUNTS = {
 
 @pytest.mark.req("OC-HARNESS-8501")
 def test_requirement_counts_match_the_catalog() -> None:
-    from spec_extract.render import family_of
+    from llama_orch.spec_extract.render import family_of
 
     counts: dict[str, int] = {}
     for req in extract(ROOT / "specs", ROOT).requirements:

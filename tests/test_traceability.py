@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from harness.requirements import RequirementsError, load_requirements
-from harness.traceability import inventory
-from llorch.cli import main
+from llama_orch.cli.main import main
+from llama_orch.harness.requirements import RequirementsError, load_requirements
+from llama_orch.harness.traceability import inventory
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "spec_extract" / "valid"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.results import CheckResult, Evidence, Outcome
-from harness.verdicts import (
+from llama_orch.harness.results import CheckResult, Evidence, Outcome
+from llama_orch.harness.verdicts import (
     PRECEDENCE,
     UnknownRequirementError,
     Verdict,

@@ -1,0 +1,369 @@
+"""`llorch bench`: load an OrchQueue v1 target and report TTFT, ITL, end-to-end and throughput.
+
+The runner and statistics live in `harness.bench`; this module parses options, builds the
+targets (the HTTP one, and with `--direct-mock` the reference's mock adapter called without the
+orchestrator in between) and prints the report. The reference implementation is imported only
+for `--direct-mock`, so the harness package stays independent of it. `--priority-mix` spreads
+tasks over the priority classes and adds a per-class block; `--scenario priority-inversion`
+runs the ORCH-3051 load test (harness.bench.inversion) and prints its verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from llama_orch.cli.commands import bench_modes
+from llama_orch.cli.commands.bench_modes import redact as _redact
+from llama_orch.harness.bench import inversion
+from llama_orch.harness.bench.client import OrchQueueTarget, TaskTemplate, make_client
+from llama_orch.harness.bench.load import (
+    DirectStreamTarget,
+    LoadPlan,
+    ProgressFn,
+    StreamFn,
+    run_load,
+)
+from llama_orch.harness.bench.mix import PRIORITIES, PriorityMix
+from llama_orch.harness.bench.report import ProgressPrinter, compare, format_table, to_json
+from llama_orch.harness.bench.stats import RunSummary, summarize
+
+ENGINES = ("llamacpp", "vllm", "tgi", "triton")
+_RATE_MODE_CONNECTIONS = 256
+_DEFAULT_REQUESTS = 100
+
+
+def _direct_mock(template: TaskTemplate, slots: int) -> tuple[StreamFn, Any]:
+    """A stream function over the reference mock adapter (no orchestrator in front) and the
+    adapter itself, which the caller preloads and closes."""
+    try:
+        from llama_orch.reference_impl.adapters.base import CompletionRequest, SamplerParams
+        from llama_orch.reference_impl.adapters.mock import MockAdapter
+    except ImportError as exc:
+        raise click.UsageError(f"--direct-mock needs the reference mock adapter: {exc}") from exc
+    adapter = MockAdapter(
+        template.engine,
+        "bench-direct-0",
+        model_ref=template.model_ref,
+        ctx_max=template.ctx,
+        slots=slots,
+    )
+    # The built-in `v1` profile; the mock's output does not depend on it.
+    sampler = SamplerParams(temperature=0.7, top_k=40, top_p=0.95, min_p=0.05)
+    profile = template.sampler_profile_version or "v1"
+    numbers = itertools.count()
+
+    async def stream(prompt: str, max_tokens: int, seed: int | None) -> AsyncIterator[str]:
+        request = CompletionRequest(
+            request_id=f"bench-direct-{next(numbers)}",
+            prompt=prompt,
+            max_tokens=max_tokens,
+            seed=0 if seed is None else seed,
+            sampler=sampler,
+            sampler_profile_version=profile,
+        )
+        async with adapter.stream(request) as tokens:
+            async for event in tokens:
+                yield event.text
+
+    return stream, adapter
+
+
+async def _bench(
+    *,
+    target_url: str | None,
+    api_key: str | None,
+    direct: tuple[StreamFn, Any, str] | None,
+    template: TaskTemplate,
+    plan: LoadPlan,
+    mix: PriorityMix | None,
+    max_connections: int,
+    timeouts: tuple[float, float],
+    progress: ProgressFn | None,
+    interval: float,
+) -> list[tuple[RunSummary, str]]:
+    runs: list[tuple[RunSummary, str]] = []
+    shape = None
+    if mix is not None:
+        shapes = {p: dataclasses.replace(template, priority=p) for p, _ in mix.weights}
+        shape = lambda n: shapes[mix.priority_of(n)]  # noqa: E731
+    if target_url is not None:
+        async with make_client(
+            target_url,
+            api_key=api_key,
+            max_connections=max_connections,
+            connect_timeout=timeouts[0],
+            read_timeout=timeouts[1],
+        ) as client:
+            http_target = OrchQueueTarget(client, template, shape=shape)
+            result = await run_load(
+                http_target,
+                plan,
+                name="orchestrator",
+                progress=progress,
+                progress_interval=interval,
+            )
+        runs.append((summarize(result, per_priority=mix is not None), _redact(target_url)))
+    if direct is not None:
+        stream, adapter, where = direct
+        direct_target = DirectStreamTarget(
+            stream, prompt=template.prompt, max_tokens=template.max_tokens, seed=template.seed
+        )
+        await adapter.preload()
+        try:
+            result = await run_load(
+                direct_target,
+                plan,
+                name="direct-mock",
+                progress=progress,
+                progress_interval=interval,
+            )
+        finally:
+            await adapter.close()
+        runs.append((summarize(result), where))
+    return runs
+
+
+def _emit(
+    opts: dict[str, Any],
+    doc: dict[str, Any],
+    runs: list[tuple[RunSummary, str]],
+    comparison: dict[str, float | None] | None,
+    verdict: inversion.Verdict | None,
+) -> None:
+    """Write the JSON file, print the report (and a scenario's verdict line), set the exit
+    code: 1 when no task succeeded, else the verdict's."""
+    if verdict is not None:
+        doc["priority_inversion"] = verdict.to_dict()
+    if opts["json_path"] is not None:
+        opts["json_path"].write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    if opts["fmt"] == "json":
+        click.echo(json.dumps(doc, indent=2))
+        if verdict is not None:
+            click.echo(verdict.line, err=True)
+    else:
+        click.echo(format_table(runs, comparison), nl=False)
+        if verdict is not None:
+            click.echo("\n" + verdict.line)
+    if all(summary.tasks_ok == 0 for summary, _ in runs):
+        raise SystemExit(1)
+    if verdict is not None and verdict.exit_code:
+        raise SystemExit(verdict.exit_code)
+
+
+@click.command("bench")
+@click.option("--target", "target_url", metavar="URL", help="Base URL of an OrchQueue v1 server.")
+@click.option(
+    "--api-key-env",
+    default="LLORCH_API_KEY",
+    show_default=True,
+    metavar="VAR",
+    help="Environment variable holding the API key (sent as a Bearer token, never printed).",
+)
+@click.option("--concurrency", type=click.IntRange(min=1), help="Closed loop: tasks in flight [1].")
+@click.option(
+    "--rate", type=click.FloatRange(min=0, min_open=True), help="Open loop: task starts per second."
+)
+@click.option(
+    "--arrival",
+    type=click.Choice(["poisson", "fixed"]),
+    default="poisson",
+    show_default=True,
+    help="Rate mode: exponential (Poisson) or fixed gaps between starts.",
+)
+@click.option("--requests", type=click.IntRange(min=1), help=f"Tasks to run [{_DEFAULT_REQUESTS}].")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to keep starting tasks.",
+)
+@click.option("--warmup", type=click.IntRange(min=0), default=0, help="Uncounted tasks run first.")
+@click.option("--prompt", default=TaskTemplate.prompt, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--engine", type=click.Choice(ENGINES), default="llamacpp", show_default=True)
+@click.option("--model-ref", default=TaskTemplate.model_ref, show_default=True)
+@click.option("--ctx", type=click.IntRange(min=1), default=4096, show_default=True)
+@click.option(
+    "--priority",
+    type=click.Choice(PRIORITIES),
+    default="interactive",
+    show_default=True,
+    help="Priority class of every task.",
+)
+@bench_modes.mix_option
+@click.option("--deadline-ms", type=click.IntRange(min=0), default=60_000, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    help="Seed sent with every task; also seeds Poisson arrivals and --priority-mix.",
+)
+@click.option(
+    "--sampler-profile", help="sampler_profile_version to send (server default if unset)."
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    help=f"HTTP pool size [the concurrency; {_RATE_MODE_CONNECTIONS} in rate mode; one per "
+    "task with --scenario]. Waiting for a free connection counts in a task's latency.",
+)
+@click.option("--connect-timeout", type=float, default=5.0, show_default=True, help="Seconds.")
+@click.option(
+    "--read-timeout",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds of silence allowed on a stream (also the wait for a pooled connection).",
+)
+@click.option(
+    "--direct-mock",
+    is_flag=True,
+    help="Also run the reference mock adapter directly; with --target, report the difference.",
+)
+@click.option(
+    "--direct-slots",
+    type=click.IntRange(min=1),
+    help="Slots of the direct mock adapter [the concurrency; 64 in rate mode].",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the JSON report to this file.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="What to print on stdout.",
+)
+@bench_modes.scenario_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+def bench(**opts: Any) -> None:
+    """Load a target with tasks and report latency percentiles and throughput.
+
+    Each task is POST /v1/tasks followed by its SSE stream. TTFT runs from sending the POST to
+    the first `token` event, ITL is the gap between token events, E2E runs to `end`; latency
+    figures cover successful tasks. Failures are counted by the ErrorEnvelope or SSE `error`
+    code, HTTP_<status> without one, or TRANSPORT_<error>. Exits 1 when no task succeeded.
+
+    Per-class queue wait (with --priority-mix or --scenario) runs to the first `metrics`
+    event naming a `replica_id`, which the reference sends at dispatch; other targets show
+    none.
+
+    --scenario priority-inversion (ORCH-3051): sends --backlog long batch tasks
+    (--batch-prompt) at once, then, once all are answered, --probes interactive tasks
+    (--prompt) at --probe-rate. Verdict line: "priority inversion: none" (exit 0) when
+    interactive p95 TTFT is at most --inversion-ratio x batch p95 TTFT and at most one batch
+    decode plus the batch class's --class-weights share of batch p95 TTFT; "INVERSION" (exit
+    1) otherwise or when an interactive task failed; "INCONCLUSIVE" (exit 2) when no backlog
+    formed or a class had no successful task.
+    """
+    mix = bench_modes.check_modes(click.get_current_context(), opts)
+    if opts["target_url"] is None and not opts["direct_mock"]:
+        raise click.UsageError("give --target URL, --direct-mock, or both")
+    if opts["requests"] is None and opts["duration"] is None:
+        opts["requests"] = _DEFAULT_REQUESTS
+    if opts["rate"] is None and opts["concurrency"] is None:
+        opts["concurrency"] = 1
+    plan = LoadPlan(
+        concurrency=opts["concurrency"],
+        rate=opts["rate"],
+        requests=opts["requests"],
+        duration_s=opts["duration"],
+        warmup=opts["warmup"],
+        arrival=opts["arrival"],
+        seed=opts["seed"] or 0,
+    )
+    template = TaskTemplate(
+        prompt=opts["prompt"],
+        max_tokens=opts["max_tokens"],
+        engine=opts["engine"],
+        model_ref=opts["model_ref"],
+        ctx=opts["ctx"],
+        priority=opts["priority"],
+        deadline_ms=opts["deadline_ms"],
+        seed=opts["seed"],
+        sampler_profile_version=opts["sampler_profile"],
+    )
+    sized = opts["concurrency"] or 0
+    max_connections = opts["max_connections"] or sized or _RATE_MODE_CONNECTIONS
+    direct = None
+    if opts["direct_mock"]:
+        slots = opts["direct_slots"] or sized or 64
+        direct = (*_direct_mock(template, slots), f"reference mock adapter, {slots} slots")
+    api_key = None
+    if opts["target_url"] is not None:
+        api_key = os.environ.get(opts["api_key_env"]) or None
+        if api_key is None:
+            click.echo(
+                f"warning: ${opts['api_key_env']} is not set; no Authorization sent", err=True
+            )
+    printer = None if opts["quiet"] else ProgressPrinter(sys.stderr)
+    interval = 0.5 if printer is not None and printer.tty else 5.0
+    timeouts = (opts["connect_timeout"], opts["read_timeout"])
+    task = template.body("<per-task>", "<per-task>")
+    verdict = None
+    if opts["scenario"] is not None:
+        scenario, summary, verdict = asyncio.run(
+            bench_modes.run_inversion(
+                target_url=opts["target_url"],
+                api_key=api_key,
+                template=template,
+                opts=opts,
+                timeouts=timeouts,
+                progress=printer,
+                interval=interval,
+            )
+        )
+        runs = [(summary, _redact(opts["target_url"]))]
+        task["priority"] = "<per-class>"
+        settings: dict[str, Any] = {
+            "mode": "scenario",
+            "scenario": scenario.settings(),
+            "max_connections": opts["max_connections"] or scenario.tasks,
+            "api_key_env": opts["api_key_env"],
+            "task": task,
+        }
+    else:
+        runs = asyncio.run(
+            _bench(
+                target_url=opts["target_url"],
+                api_key=api_key,
+                direct=direct,
+                template=template,
+                plan=plan,
+                mix=mix,
+                max_connections=max_connections,
+                timeouts=timeouts,
+                progress=printer,
+                interval=interval,
+            )
+        )
+        settings = {
+            "mode": plan.mode,
+            "concurrency": plan.concurrency,
+            "rate_per_s": plan.rate,
+            "arrival": plan.arrival if plan.rate is not None else None,
+            "requests": plan.requests,
+            "duration_s": plan.duration_s,
+            "warmup": plan.warmup,
+            "max_connections": max_connections if opts["target_url"] else None,
+            "api_key_env": opts["api_key_env"] if opts["target_url"] else None,
+            "task": task,
+        }
+        if mix is not None:
+            task["priority"] = "<per-task>"
+            settings["priority_mix"] = {"weights": dict(mix.weights), "seed": mix.seed}
+    comparison = compare(runs[0][0], runs[1][0]) if len(runs) == 2 else None
+    _emit(opts, to_json(settings, runs, comparison), runs, comparison, verdict)

@@ -1,0 +1,123 @@
+"""Cancel steps: cancel at a chosen point of a stream, and what must hold afterwards."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from httpx_sse import connect_sse
+from pytest_bdd import then, when
+
+from llama_orch.engine_sim.directive import parse_directive
+from llama_orch.harness.client import SseEvent
+from llama_orch.harness.steps.fixtures import P
+from llama_orch.harness.steps.sse import parse_event, read_events, stream_exchange, summary
+from llama_orch.harness.steps.streams import admitted_id
+from llama_orch.harness.steps.world import World, precondition
+
+
+def _cancel(world: World, task_id: str) -> httpx.Response:
+    resp = world.orch.cancel(task_id)
+    world.extra.setdefault("cancels", []).append(resp)
+    return resp
+
+
+@when("I cancel it")
+@when("I cancel it again")
+def cancel_it(world: World) -> None:
+    _cancel(world, world.it()["task_id"])
+
+
+@when(P('I cancel task "{label:Q}"'))
+def cancel_named(world: World, label: str) -> None:
+    _cancel(world, world.named(label)["task_id"])
+
+
+@when(P("I cancel it after {n:d} tokens"))
+def cancel_after_tokens(world: World, n: int) -> None:
+    """Follow the stream; on the n-th token send the cancel and keep reading to the end.
+
+    Events parsed after the 204 arrived are kept apart. The next token cannot be produced
+    before `itl_ms` after the n-th one was sent, so when the 204 came back sooner than that
+    after the n-th token arrived, the cancel took effect first and no later token may follow.
+    """
+    task_id = admitted_id(world, world.it())
+    before: list[SseEvent] = []
+    after: list[SseEvent] = []
+    ex = stream_exchange(world.orch, task_id, record=False)
+    timeout = httpx.Timeout(30.0, connect=5.0)
+    url = f"/v1/tasks/{task_id}/stream"
+    try:
+        with connect_sse(world.orch.http, "GET", url, timeout=timeout) as src:
+            ex.status = src.response.status_code
+            assert src.response.status_code == 200, f"stream answered {src.response.status_code}"
+            acked = False
+            for sse in src.iter_sse():
+                (after if acked else before).append(parse_event(sse))
+                if not acked and sum(e.event == "token" for e in before) == n:
+                    t_token = time.monotonic()
+                    _cancel(world, task_id)
+                    world.extra["cancel_window_ms"] = (time.monotonic() - t_token) * 1000
+                    acked = True
+    finally:
+        ex.response_body = summary(before + after)
+        world.orch.exchanges.append(ex)  # newest: the evidence of a late token is the stream
+    world.events = before + after
+    world.extra["after_cancel"] = after
+
+
+@when("I cancel the tasks holding the slots")
+def cancel_holders(world: World) -> None:
+    assert world.holders, "no task holds a slot in this scenario"
+    for task_id in world.holders:
+        _cancel(world, task_id)
+
+
+@then(P("the cancel response status is {status:d}"))
+@then(P("every cancel response status is {status:d}"))
+def cancel_status(world: World, status: int) -> None:
+    cancels = world.extra.get("cancels", [])
+    assert cancels, "nothing was canceled"
+    got = [r.status_code for r in cancels]
+    assert all(s == status for s in got), f"cancel answered {got}, expected {status}"
+
+
+@then("no token event arrived after the cancel was acknowledged")
+def no_token_after_cancel(world: World) -> None:
+    after = world.extra.get("after_cancel", [])
+    late = [e.data for e in after if e.event == "token"]
+    if not late:
+        return
+    directive, _ = parse_directive(world.it().get("prompt") or "")
+    itl = directive.itl_ms if directive is not None else 0
+    window = world.extra.get("cancel_window_ms", float("inf"))
+    precondition(
+        window < itl,
+        f"the cancel took {window:.0f} ms, not less than the {itl} ms between tokens: "
+        "a late token cannot be told from one already on its way",
+    )
+    assert not late, f"{len(late)} token event(s) after the cancel answered 204: {late[:3]}"
+
+
+@then(P("fewer than {n:d} tokens were streamed"))
+def fewer_tokens(world: World, n: int) -> None:
+    got = sum(e.event == "token" for e in world.events)
+    assert got < n, f"{got} tokens were streamed: the cancel did not stop the task"
+
+
+@then(P('task "{label:Q}" ended without any token'))
+def ended_without_token(world: World, label: str) -> None:
+    events, ended = read_events(world.orch, world.named(label)["task_id"], within_s=3.0)
+    assert ended, f"the stream of canceled task {label} did not end within 3 s"
+    tokens = [e for e in events if e.event == "token"]
+    assert not tokens, f"canceled task {label} streamed {len(tokens)} token(s)"
+    world.streams[label] = events
+
+
+@then(P('task "{label:Q}" still has no token after {seconds:d} second'))
+@then(P('task "{label:Q}" still has no token after {seconds:d} seconds'))
+def still_no_token(world: World, label: str, seconds: int) -> None:
+    time.sleep(seconds)
+    events, _ = read_events(world.orch, world.named(label)["task_id"], within_s=0.5)
+    tokens = [e for e in events if e.event == "token"]
+    assert not tokens, f"canceled task {label} was dispatched later and streamed a token"

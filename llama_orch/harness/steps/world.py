@@ -1,0 +1,275 @@
+"""Scenario state and target knowledge shared by every step module.
+
+A `World` lives for one scenario. It knows the target only through HTTP: replica sets come
+from `GET /v1/replicasets` (grouped by engine and model, the two fields a task uses to pick
+its pool), context limits from `GET /v1/capabilities`. Every task it admits is remembered and
+canceled when the scenario ends, and every pool it drains or reloads is reloaded with its
+original model, so scenarios never leak load or pool state into each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from llama_orch.harness.client import OrchClient, SseEvent, task_body
+from llama_orch.harness.steps.sse import StreamWatch
+
+NO_SUCH_POOL = "llorch-compliance-no-such-pool"
+# Holds a slot for 30 s after one token; tasks using it are always canceled at teardown.
+HOLD_PROMPT = "[[sim tokens=1 hold_ms=30000]] hold"
+SETTLE_S = 10.0
+
+
+class PreconditionError(RuntimeError):
+    """The scenario could not set up its situation; the check ends as an error, not a fail."""
+
+
+def precondition(ok: object, message: str) -> None:
+    if not ok:
+        raise PreconditionError(message)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Replica sets a task reaches by naming `engine` and `model_ref` (usually exactly one)."""
+
+    engine: str
+    model_ref: str
+    set_ids: tuple[str, ...]
+    pools: tuple[str, ...]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.engine, self.model_ref)
+
+    @property
+    def label(self) -> str:
+        return f"{self.engine} / {self.model_ref}"
+
+
+def discover_groups(replica_sets: list[dict[str, Any]], model_ref: str | None) -> list[Group]:
+    """Group replica sets by (engine, model_ref); `model_ref` fills in when `slo` names none."""
+    found: dict[tuple[str, str], Group] = {}
+    for rs in replica_sets:
+        slo = rs.get("slo") if isinstance(rs.get("slo"), dict) else {}
+        ref = slo.get("model_ref") or model_ref
+        engine = rs.get("engine")
+        if not ref or not isinstance(engine, str):
+            continue
+        pools = tuple(p for p in slo.get("pools", ()) if isinstance(p, str))
+        old = found.get((engine, ref))
+        if old is None:
+            found[(engine, ref)] = Group(engine, ref, (str(rs.get("id")),), pools)
+        else:
+            found[(engine, ref)] = Group(
+                engine, ref, (*old.set_ids, str(rs.get("id"))), old.pools + pools
+            )
+    return list(found.values())
+
+
+@dataclass
+class PoolRestore:
+    """A pool this scenario drained or reloaded, and the model it served before."""
+
+    pool_id: str
+    model_ref: str
+
+
+@dataclass
+class World:
+    """What one scenario has done so far: tasks, the latest responses, streams and watches."""
+
+    orch: OrchClient
+    target: Any
+    model_ref_option: str | None = None
+    memo: dict[str, Any] = field(default_factory=dict)
+    group: Group | None = None
+    pool_id: str | None = None
+    task: dict[str, Any] | None = None
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    response: httpx.Response | None = None
+    responses: list[httpx.Response] = field(default_factory=list)
+    stream_response: httpx.Response | None = None
+    events: list[SseEvent] = field(default_factory=list)
+    raw_stream: str = ""
+    streams: dict[str, list[SseEvent]] = field(default_factory=dict)
+    watches: dict[str, StreamWatch] = field(default_factory=dict)
+    holders: list[str] = field(default_factory=list)
+    admitted: list[str] = field(default_factory=list)
+    restore: list[PoolRestore] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- target knowledge -------------------------------------------------------------------
+    def groups(self) -> list[Group]:
+        groups = discover_groups(self.target.replica_sets, self.model_ref_option)
+        if not groups:
+            pytest.skip(
+                "the target lists no replica set with an engine and a model_ref "
+                "(pass --model-ref when its replica sets do not name one)"
+            )
+        return groups
+
+    def current_group(self) -> Group:
+        if self.group is None:
+            self.group = self.groups()[0]
+        return self.group
+
+    def replica_sets(self) -> list[dict[str, Any]]:
+        """A fresh `GET /v1/replicasets` (slot counts change with load)."""
+        resp = self.orch.get("/v1/replicasets")
+        precondition(resp.status_code == 200, f"GET /v1/replicasets answered {resp.status_code}")
+        body = resp.json()
+        precondition(isinstance(body, list), "GET /v1/replicasets did not answer a JSON array")
+        return body
+
+    def slots(self, group: Group) -> tuple[int, int]:
+        """(free, total) slots over the group's replica sets, read now."""
+        free = total = 0
+        for rs in self.replica_sets():
+            if str(rs.get("id")) in group.set_ids:
+                for key in ("slots_total", "slots_free"):
+                    precondition(isinstance(rs.get(key), int), f"replica set {rs} has no {key}")
+                total += rs["slots_total"]
+                free += rs["slots_free"]
+        return free, total
+
+    def wait_idle(self, group: Group, within_s: float = 3.0) -> int:
+        """Wait until every slot of the group is free on two reads in a row; its slot count."""
+        deadline = time.monotonic() + within_s
+        calm = 0
+        while True:
+            free, total = self.slots(group)
+            calm = calm + 1 if free >= total else 0
+            if calm >= 2:
+                return total
+            precondition(
+                time.monotonic() < deadline,
+                f"replica set {group.label} stays busy ({free} of {total} slots free)",
+            )
+            time.sleep(0.05)
+
+    def ctx_max(self, engine: str) -> int:
+        for entry in self.target.capabilities.get("engines", []):
+            if entry.get("engine") == engine and isinstance(entry.get("ctx_max"), int):
+                return entry["ctx_max"]
+        pytest.skip(f"GET /v1/capabilities gives no ctx_max for engine {engine!r}")
+
+    def pool_of(self, group: Group) -> str:
+        if len(group.pools) != 1:
+            pytest.skip(f"replica set {group.label} does not name exactly one pool in slo.pools")
+        return group.pools[0]
+
+    # -- tasks ------------------------------------------------------------------------------
+    def new_task(self, prompt: str, *, group: Group | None = None, **extra: Any) -> dict[str, Any]:
+        g = group or self.current_group()
+        return task_body(engine=g.engine, model_ref=g.model_ref, prompt=prompt, **extra)
+
+    def submit(self, body: dict[str, Any], **kw: Any) -> httpx.Response:
+        resp = self.orch.submit(body, **kw)
+        if resp.status_code == 202 and isinstance(body.get("task_id"), str):
+            self.admitted.append(body["task_id"])
+        self.response = resp
+        self.responses.append(resp)
+        return resp
+
+    def submit_ok(self, body: dict[str, Any], *, setup: bool = False) -> dict[str, Any]:
+        """Submit and require a 202; during setup a refusal is a precondition error."""
+        resp = self.submit(body)
+        message = f"task not admitted: {resp.status_code} {resp.text[:300]}"
+        if setup:
+            precondition(resp.status_code == 202, message)
+        assert resp.status_code == 202, message
+        return resp.json()
+
+    def named(self, label: str) -> dict[str, Any]:
+        assert label in self.tasks, f"no task called {label!r} in this scenario"
+        return self.tasks[label]
+
+    def it(self) -> dict[str, Any]:
+        assert self.task is not None, "no task in this scenario yet"
+        return self.task
+
+    def record(self, resp: httpx.Response) -> httpx.Response:
+        self.response = resp
+        self.responses.append(resp)
+        return resp
+
+    def watch(self, label: str, task_id: str) -> StreamWatch:
+        w = StreamWatch(self.orch, task_id)
+        self.watches[label] = w
+        return w
+
+    def hold_slots(self, group: Group) -> list[str]:
+        """Occupy every slot of the group with hold tasks, each confirmed running."""
+        total = self.wait_idle(group)
+        precondition(total > 0, f"replica set {group.label} reports no slots")
+        for n in range(total):
+            body = self.new_task(HOLD_PROMPT, group=group)
+            self.submit_ok(body, setup=True)
+            w = self.watch(f"holder-{n}", body["task_id"])
+            precondition(
+                w.wait_tokens(1, 5.0),
+                f"holder {n + 1} of {total} did not start within 5 s: the replica set "
+                f"{group.label} reports {total} slots but runs fewer tasks at once",
+            )
+            self.holders.append(body["task_id"])
+        return self.holders
+
+    # -- teardown ---------------------------------------------------------------------------
+    def cleanup(self) -> None:
+        """Cancel what this scenario admitted; give drained or reloaded pools back."""
+        for task_id in dict.fromkeys(self.admitted):
+            with contextlib.suppress(httpx.HTTPError):
+                self.orch.cancel(task_id)
+        deadline = time.monotonic() + 3.0
+        for w in self.watches.values():
+            w.join(max(0.0, deadline - time.monotonic()))
+        for r in self.restore:
+            self.restore_pool(r)
+
+    def restore_pool(self, r: PoolRestore) -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            self.orch.request(
+                "POST", f"/v1/pools/{r.pool_id}/reload", json_body={"new_model_ref": r.model_ref}
+            )
+            poll(lambda: _settled(self.orch, r.pool_id), SETTLE_S)
+
+
+def _settled(orch: OrchClient, pool_id: str) -> bool:
+    health = orch.get(f"/v1/pools/{pool_id}/health")
+    body = health.json() if health.status_code == 200 else {}
+    return bool(body.get("ready")) and not body.get("draining")
+
+
+def poll(check: Callable[[], bool], within_s: float, every_s: float = 0.05) -> bool:
+    """True as soon as `check()` holds; False when `within_s` passes first."""
+    deadline = time.monotonic() + within_s
+    while True:
+        if check():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every_s)
+
+
+def fresh_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+@contextlib.contextmanager
+def scenario_world(
+    orch: OrchClient, target: Any, model_ref: str | None, memo: dict[str, Any]
+) -> Iterator[World]:
+    world = World(orch, target, model_ref, memo)
+    try:
+        yield world
+    finally:
+        world.cleanup()

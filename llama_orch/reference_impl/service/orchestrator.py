@@ -1,0 +1,376 @@
+"""The orchestrator service: admission, dispatch, task runs, cancel, watchdog, shutdown.
+
+It turns scheduler decisions (`core.Scheduler`, pure) into actions on adapters (through the
+pool manager) and events on task streams. Everything runs on one event loop, so a cancel and a
+token append never interleave: once `cancel()` returns, no token can join the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from llama_orch.reference_impl import core
+from llama_orch.reference_impl.adapters.base import AdapterError, CompletionRequest, SamplerParams
+from llama_orch.reference_impl.config import OrchestratorConfig
+from llama_orch.reference_impl.pool.manager import AdapterFactory, PoolManager
+from llama_orch.reference_impl.pool.state import PoolState, PreloadState
+from llama_orch.reference_impl.service.admission import (
+    Refused,
+    admission_log,
+    core_task,
+    estimate_tokens,
+    pick_pool,
+    refusal,
+    seed_from_task_id,
+)
+from llama_orch.reference_impl.service.build import core_pools, core_replicas, core_sessions
+from llama_orch.reference_impl.service.metrics import Metrics
+from llama_orch.reference_impl.service.records import NewTask, TaskRecord
+from llama_orch.reference_impl.service.streams import TaskStream
+from llama_orch.reference_impl.service.telemetry import scheduler_families
+
+log = logging.getLogger("llama_orch.reference_impl.service")
+
+WATCHDOG_PERIOD_S = 0.05
+METRICS_EVERY_TOKENS = 64
+STREAM_RETENTION_S = 120.0
+
+
+class Orchestrator:
+    """One per process; the HTTP layer calls it and nothing else."""
+
+    def __init__(
+        self,
+        config: OrchestratorConfig,
+        adapter_factory: AdapterFactory,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self._clock = clock
+        self._t0 = clock()
+        self.pools = PoolManager(config, adapter_factory, on_change=self._pool_changed)
+        self.scheduler = core.Scheduler(
+            core_pools(config), core_replicas(self.pools), core_sessions(config)
+        )
+        self.records: dict[str, TaskRecord] = {}
+        self._kick_pending = False
+        self._background: list[asyncio.Task] = []
+        self._shutdown: asyncio.Task | None = None
+        self.accepting = True
+        self.local_rejections: dict[tuple[str, str], int] = {}
+        self.metrics.add_producer(lambda: scheduler_families(self))
+
+    # -- time --------------------------------------------------------------------------
+    def now_ms(self) -> int:
+        return int((self._clock() - self._t0) * 1000)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.pools.start()
+        loop = asyncio.get_running_loop()
+        self._background = [
+            loop.create_task(self._watchdog_loop()),
+            loop.create_task(self._reaper_loop()),
+        ]
+
+    def begin_shutdown(self, deadline_s: float) -> asyncio.Task:
+        """Stop admitting now; running streams may finish until the deadline, then end.
+
+        Called on SIGTERM, before the server waits for open connections, so that streams
+        close with a terminal event instead of being cut.
+        """
+        if self._shutdown is None:
+            self.accepting = False
+            self._shutdown = asyncio.get_running_loop().create_task(self._wind_down(deadline_s))
+        return self._shutdown
+
+    async def _wind_down(self, deadline_s: float) -> None:
+        end = self._clock() + deadline_s
+        while self._clock() < end and any(r.outcome is None for r in self.records.values()):
+            await asyncio.sleep(0.05)
+        for rec in list(self.records.values()):
+            if rec.outcome is None:
+                self.scheduler.cancel(rec.task_id, self.now_ms())
+                self._terminate(rec, "POOL_UNAVAILABLE", "server shutting down", None)
+
+    async def stop(self, deadline_s: float = 10.0) -> None:
+        """Wind down (see begin_shutdown), then stop background work and close adapters."""
+        await self.begin_shutdown(deadline_s)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        runners = [r.runner for r in self.records.values() if r.runner is not None]
+        await asyncio.gather(*runners, return_exceptions=True)
+        await self.pools.close()
+
+    # -- admission ---------------------------------------------------------------------
+    def submit(self, task: NewTask) -> tuple[TaskRecord, core.Admitted]:
+        """Admit a task or raise Refused; on success its stream exists with `started`."""
+        try:
+            return self._submit(task)
+        except Refused as exc:
+            if not exc.by_core:  # the core counts its own refusals
+                key = (exc.engine or "", exc.rejected.code.value)
+                self.local_rejections[key] = self.local_rejections.get(key, 0) + 1
+            raise
+
+    def _submit(self, task: NewTask) -> tuple[TaskRecord, core.Admitted]:
+        if not self.accepting:
+            raise Refused(refusal("POOL_UNAVAILABLE", "server is shutting down", 503), None, None)
+        if task.task_id in self.records:
+            used = refusal("INVALID_PARAMS", "task_id already used", 400, field="task_id")
+            raise Refused(used, task.engine, None)
+        pool = pick_pool(self.pools.pools.values(), task, self.scheduler.pool_load)
+        profile = task.sampler_profile_version or pool.sampler_profile_version
+        if profile not in self.config.sampler_profiles:
+            message = f"unknown sampler_profile_version {profile!r}"
+            unknown = refusal("INVALID_PARAMS", message, 400, field="sampler_profile_version")
+            raise Refused(unknown, task.engine, pool.pool_id)
+        prompt_tokens = estimate_tokens(pool, task.prompt)
+        decision = self.scheduler.admit(core_task(task, pool, prompt_tokens), self.now_ms())
+        if isinstance(decision, core.Rejected):
+            raise Refused(decision, pool.engine, pool.pool_id, by_core=True)
+        rec = TaskRecord(
+            task=task,
+            pool_id=pool.pool_id,
+            seed=task.seed if task.seed is not None else seed_from_task_id(task.task_id),
+            sampler_profile_version=profile,
+            prompt_tokens=prompt_tokens,
+            admitted_at=self._clock(),
+            stream=TaskStream(task.task_id),
+        )
+        self.records[task.task_id] = rec
+        started = {
+            "queue_position": decision.queue_position,
+            "predicted_start_ms": decision.predicted_start_ms,
+        }
+        rec.stream.emit("started", started)
+        rec.stream.emit("metrics", self._planning(rec, decision.on_time_probability))
+        for evicted in decision.evicted:
+            self._evicted(evicted)
+        log.info("admitted", extra=admission_log(task, pool, decision))
+        self._kick()
+        return rec, decision
+
+    def _evicted(self, evicted: core.Eviction) -> None:
+        """The core removed a queued task (full-queue policy, preemption, drain)."""
+        rec = self.records.get(evicted.task_id)
+        if rec is not None:
+            self._terminate(rec, evicted.code.value, f"task {evicted.reason}", None)
+
+    # -- dispatch and runs -------------------------------------------------------------
+    def _kick(self) -> None:
+        """Coalesce dispatch passes: many events in one loop turn cause one pass."""
+        if not self._kick_pending:
+            self._kick_pending = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        self._kick_pending = False
+        for d in self.scheduler.dispatch(self.now_ms()):
+            rec = self.records.get(d.task_id)
+            if rec is None or rec.outcome is not None:
+                self.scheduler.complete(d.task_id, self.now_ms(), 0, False)
+                continue
+            rec.replica_id = d.replica_id
+            rec.dispatched_at = self._clock()
+            rec.extra["kv_warmth"] = d.kv_warmth
+            pool = self.pools.pools[d.pool_id]
+            self.metrics.tokens_in.labels(
+                pool.engine, pool.engine_version, pool.pool_id, d.replica_id
+            ).inc(rec.prompt_tokens)
+            # KV never moves between replicas (ORCH-3023): a cold placement says so explicitly.
+            rec.stream.emit(
+                "metrics",
+                {
+                    **self._planning(rec, None),
+                    "kv_warmth": d.kv_warmth,
+                    "kv_migrated": False,
+                    "replica_id": d.replica_id,
+                },
+            )
+            rec.runner = asyncio.get_running_loop().create_task(self._run(rec, d, pool))
+
+    async def _run(self, rec: TaskRecord, d: core.Dispatch, pool: PoolState) -> None:
+        adapter = self.pools.replica(d.replica_id).adapter
+        profile = self.config.sampler_profile(rec.sampler_profile_version)
+        request = CompletionRequest(
+            request_id=rec.task_id,
+            prompt=rec.task.prompt,
+            max_tokens=rec.task.max_tokens,
+            seed=rec.seed,
+            sampler=SamplerParams(
+                temperature=profile.temperature,
+                top_k=profile.top_k,
+                top_p=profile.top_p,
+                min_p=profile.min_p,
+            ),
+            sampler_profile_version=rec.sampler_profile_version,
+            stop=rec.task.stop,
+        )
+        labels = (pool.engine, pool.engine_version, pool.pool_id, d.replica_id)
+        tokens_out = self.metrics.tokens_out.labels(*labels)
+        stream = rec.stream
+        gen = adapter.stream(request)
+        try:
+            async for event in gen:
+                if not stream.token(event.text, self._clock(), event.token_id):
+                    break
+                tokens_out.inc()
+                if stream.tokens == 1:
+                    self.metrics.first_token.labels(*labels[:3], rec.task.priority).observe(
+                        self._clock() - rec.admitted_at
+                    )
+                self.scheduler.progress(rec.task_id, self.now_ms())
+                if stream.tokens % METRICS_EVERY_TOKENS == 0:
+                    stream.emit("metrics", self._planning(rec, None))
+            finish = gen.end.finish_reason if gen.end is not None else None
+            if stream.end(self._clock(), finish):
+                self._finished(rec, "done", ok=True)
+        except AdapterError as exc:
+            self._terminate(rec, exc.code, exc.message, None, engine=pool.engine)
+        except asyncio.CancelledError:
+            pass  # cancel, watchdog or drain already closed the stream and freed the slot
+        except Exception as exc:
+            log.exception("task run failed", extra={"job_id": rec.task_id})
+            self._terminate(rec, "INTERNAL", f"internal error: {exc.__class__.__name__}", None)
+        finally:
+            await gen.aclose()
+            if stream.first_token_at is not None and stream.finished_at is not None:
+                self.metrics.decode.labels(*labels[:3], rec.task.priority).observe(
+                    stream.finished_at - stream.first_token_at
+                )
+
+    def _finished(self, rec: TaskRecord, outcome: str, *, ok: bool) -> None:
+        if rec.outcome is not None:
+            return
+        rec.outcome = outcome
+        self.scheduler.complete(rec.task_id, self.now_ms(), rec.stream.tokens, ok)
+        log.info("task finished", extra=rec.finish_log(self.pools.pools[rec.pool_id], outcome))
+        self._kick()
+
+    def _terminate(
+        self,
+        rec: TaskRecord,
+        code: str,
+        message: str,
+        cancel_reason: str | None,
+        *,
+        engine: str | None = None,
+    ) -> None:
+        """End a task with an `error` event (or `end` for a user cancel) and free its slot."""
+        pool = self.pools.pools[rec.pool_id]
+        if cancel_reason == "user":
+            rec.stream.end(self._clock(), "canceled")
+        else:
+            rec.stream.finish(
+                "error",
+                {"code": code, "message": message, "engine": engine or pool.engine},
+                self._clock(),
+            )
+            self.metrics.failed.labels(pool.engine, code).inc()
+        runner = rec.runner
+        if runner is not None and not runner.done() and runner is not asyncio.current_task():
+            runner.cancel()
+        self._finished(rec, cancel_reason or code.lower(), ok=False)
+
+    # -- cancel, watchdog, reaping -----------------------------------------------------
+    def cancel(self, task_id: str) -> bool:
+        """Cancel a task; False if unknown. Idempotent for finished tasks."""
+        rec = self.records.get(task_id)
+        if rec is None:
+            return False
+        if rec.outcome is None:
+            self.scheduler.cancel(task_id, self.now_ms())
+            self._terminate(rec, "", "", "user")
+        return True
+
+    async def _watchdog_loop(self) -> None:
+        while True:
+            await asyncio.sleep(WATCHDOG_PERIOD_S)
+            for timeout in self.scheduler.expired(self.now_ms()):
+                rec = self.records.get(timeout.task_id)
+                if rec is not None and rec.outcome is None:
+                    self._terminate(
+                        rec, "DECODE_TIMEOUT", f"watchdog: {timeout.kind} timeout", "watchdog"
+                    )
+            self._enforce_drain_deadlines()
+
+    def _enforce_drain_deadlines(self) -> None:
+        now = self._clock()
+        for pool in self.pools.pools.values():
+            if pool.draining and pool.drain_deadline is not None and now >= pool.drain_deadline:
+                for rec in list(self.records.values()):
+                    if rec.pool_id == pool.pool_id and rec.outcome is None:
+                        self.scheduler.cancel(rec.task_id, self.now_ms())
+                        self._terminate(rec, "POOL_UNAVAILABLE", "pool drained", None)
+
+    async def _reaper_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            horizon = self._clock() - STREAM_RETENTION_S
+            done = [
+                k
+                for k, r in self.records.items()
+                if r.stream.finished_at is not None and r.stream.finished_at < horizon
+            ]
+            for key in done:
+                del self.records[key]
+
+    # -- pools -------------------------------------------------------------------------
+    def _pool_changed(self, pool: PoolState) -> None:
+        self.scheduler.set_ctx_max(pool.pool_id, pool.ctx_max)
+        for handle in pool.replicas:
+            self.scheduler.set_replica(
+                handle.replica_id,
+                ready=handle.ready and pool.ready,
+                slots_total=handle.slots_total,
+                failed=_cannot_serve_now(pool),
+            )
+        for evicted in self.scheduler.set_draining(pool.pool_id, pool.draining):
+            self._evicted(evicted)
+        try:
+            self._kick()
+        except RuntimeError:  # no running loop yet (construction time)
+            pass
+
+    def drain(self, pool_id: str, deadline_ms: int) -> None:
+        """Stop dispatching to the pool; queued tasks end now, running ones by the deadline."""
+        self.pools.drain(pool_id, self._clock() + deadline_ms / 1000)
+
+    def reload(self, pool_id: str, new_model_ref: str) -> asyncio.Task:
+        return asyncio.get_running_loop().create_task(self.pools.reload(pool_id, new_model_ref))
+
+    # -- views -------------------------------------------------------------------------
+    def _planning(self, rec: TaskRecord, on_time: float | None) -> dict[str, Any]:
+        """Planning hints for SSE `metrics` events (OC-CTRL-2023, ORCH-3100, ORCH-3099)."""
+        now = self.now_ms()
+        out: dict[str, Any] = {"queue_depth": self.scheduler.queue_depth(rec.pool_id)}
+        estimate = self.scheduler.estimate(rec.task_id, now)
+        if estimate is not None:
+            out["queue_position"], out["predicted_start_ms"], estimated = estimate
+            on_time = estimated if on_time is None else on_time
+        if on_time is not None:
+            out["on_time_probability"] = round(on_time, 4)
+        view = self.scheduler.session(rec.task.session_id, now)
+        if view is not None:
+            out["kv_warmth"] = view.kv_warmth
+            if view.tokens_budget_remaining is not None:
+                out["tokens_budget_remaining"] = view.tokens_budget_remaining
+            if view.time_budget_remaining_ms is not None:
+                out["time_budget_remaining_ms"] = view.time_budget_remaining_ms
+        return out
+
+
+def _cannot_serve_now(pool: PoolState) -> bool:
+    """A pool that failed, is retrying after a failure, or has its circuit open fails fast
+    (503 POOL_UNAVAILABLE with retry hints) instead of queueing work (ORCH-3018)."""
+    retrying = pool.restarts > 0 and pool.preload_state is PreloadState.LOADING
+    return pool.preload_state is PreloadState.FAILED or retrying or pool.breaker_open
