@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from llama_orch.determinism_suite.corpus import load_corpus
-from llama_orch.harness.determinism_evidence import (
+from llama_orch.determinism_suite.evidence import (
     DeterminismReportError,
     determinism_results,
     load_report,
 )
 from llama_orch.harness.requirements import load_requirements
 from llama_orch.harness.results import Outcome
-from llama_orch.harness.runner import REQUIREMENTS_DIR
+from llama_orch.harness.openapi import REQUIREMENTS_DIR
 from llama_orch.harness.verdicts import compute
 
 CORPUS = load_corpus()

@@ -18,9 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from llama_orch.harness.gherkin_lint import ROOT, lint_features
+from llama_orch.harness.openapi import REQUIREMENTS_DIR
+from llama_orch.harness.requirements import load_requirements
 from llama_orch.harness.results import Outcome
-from llama_orch.harness.runner import load_results
 from llama_orch.harness.verdicts import Verdict, compute
+from llama_orch.harness.whitebox import load
 
 FEATURE = """\
 @ORCH-3004
@@ -164,17 +166,15 @@ def test_plugin_never_runs_an_undefined_scenario_and_records_it(bound_features: 
     assert "undefined step: features/bogus/bogus.feature:5" in proc.stderr
     # Its first step is defined, yet it never ran; the other scenario's did.
     assert sorted(p.name for p in (bound_features / "trace").iterdir()) == ["defined"]
-    results = {r.requirement_ids: r for r in load_results(report / "results.json")}
+    known = {r.id for r in load_requirements(REQUIREMENTS_DIR)}
+    results = {r.requirement_ids: r for r in load(report / "results.json", known)}
     assert set(results) == {("OC-HARNESS-8106",), ("OC-HARNESS-8105",)}
     refused = results[("OC-HARNESS-8106",)]
-    assert refused.id == "test_bound.py::test_a_scenario_with_an_undefined_step"
+    assert refused.id == "tests::test_bound.py::test_a_scenario_with_an_undefined_step"
     assert refused.outcome is Outcome.UNDEFINED
     assert "features/bogus/bogus.feature:5" in refused.evidence.message
     assert "When the orchestrator is asked to frobnicate" in refused.evidence.message
     assert results[("OC-HARNESS-8105",)].outcome is Outcome.PASSED
-
-    from llama_orch.harness.requirements import load_requirements
-    from llama_orch.harness.runner import REQUIREMENTS_DIR
 
     reqs = [r for r in load_requirements(REQUIREMENTS_DIR) if r.id.startswith("OC-HARNESS-810")]
     verdicts = {v.requirement.id: v for v in compute(reqs, results.values(), profile="core")}
@@ -185,14 +185,30 @@ def test_plugin_never_runs_an_undefined_scenario_and_records_it(bound_features: 
     assert "bogus.feature:5" in unverified.reason
 
 
-def test_list_marks_checks_with_undefined_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_list_marks_checks_with_undefined_steps(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`llorch check --list` reads the registry and marks scenarios that would not run."""
     from llama_orch.cli.main import main
+    from llama_orch.harness import gherkin_lint
 
-    def fake_undefined(item: pytest.Item) -> tuple[str, ...]:
-        return ("x",) if "test_capabilities" in item.nodeid else ()
+    real = gherkin_lint.lint_features
 
-    monkeypatch.setattr("llama_orch.harness.gherkin_lint.undefined_of", fake_undefined)
-    result = CliRunner().invoke(main, ["check", "--list", "--only", "ORCH-3095"])
+    def with_one_undefined(features_dir: Path, *args, **kwargs):
+        found = real(features_dir, *args, **kwargs)
+        fake = gherkin_lint.UndefinedStep(
+            "features/streaming/sse.feature",
+            12,
+            "The started event says where the task stands",
+            "Then",
+            "then",
+            "a step nobody wrote",
+            ("ORCH-3029",),
+        )
+        return [*found, fake]
+
+    monkeypatch.setattr(gherkin_lint, "lint_features", with_one_undefined)
+    result = CliRunner().invoke(main, ["check", "--list", "--only", "ORCH-3029"])
     assert result.exit_code == 0, result.output
-    line = next(x for x in result.output.splitlines() if "test_capabilities" in x)
+    line = next(x for x in result.output.splitlines() if "The started event says" in x)
     assert line.endswith("[undefined step: will not run]")

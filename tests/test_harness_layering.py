@@ -52,7 +52,7 @@ def test_a_check_run_and_a_pinned_determinism_run_load_no_reference_module() -> 
         "llama_orch.harness.pytest_plugin",
         "llama_orch.harness.target",
         "llama_orch.harness.client",
-        "llama_orch.harness.determinism_evidence",
+        "llama_orch.determinism_suite.evidence",
         "llama_orch.harness.steps",
         "llama_orch.harness.checks.conftest",
         "llama_orch.harness.checks.test_contracts",

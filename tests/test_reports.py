@@ -136,7 +136,7 @@ def test_compliance_json_fields_and_order(report: Report) -> None:
     assert list(doc["implementation"]) == ["name", "version", "url"]
     assert list(doc["summary"]) == [
         "total", "pass", "fail", "not-supported", "skipped", "unverified", "uncovered",
-        "waived", "claimed_not_shown",
+        "waived", "claimed_not_shown", "root_causes",
     ]  # fmt: skip
     assert doc["summary"]["total"] == len(doc["requirements"]) == 13
     assert doc["result"] == "failure"

@@ -20,6 +20,7 @@ from llama_orch.harness.verdicts import (
     exit_code,
     report_outcome,
     result_of,
+    root_causes,
     summary,
 )
 
@@ -88,9 +89,51 @@ def test_inconsistent_input_is_rejected() -> None:
 def test_pass_needs_a_passed_check_and_no_failed_one() -> None:
     r = Req("ORCH-2001")
     assert one(r, check("a", "passed", r.id)) is Verdict.PASS
-    # An error next to a pass does not stop the pass (8102 speaks only of `failed`).
-    assert one(r, check("a", "passed", r.id), check("b", "error", r.id)) is Verdict.PASS
     assert one(r, check("a", "passed", r.id), check("b", "failed", r.id)) is Verdict.FAIL
+
+
+@pytest.mark.req("OC-HARNESS-8110")
+def test_no_hollow_pass_every_judging_check_must_have_run() -> None:
+    r = Req("ORCH-2001")
+    # A behaviour check that errored next to a passed one: the requirement is not shown.
+    [v] = compute([r], [check("a", "passed", r.id), check("b", "error", r.id)], profile="core")
+    assert v.verdict is Verdict.UNVERIFIED and "1 of 2 checks" in (v.reason or "")
+    # A shape check passing beside an errored behaviour check proves nothing about behaviour.
+    shape = CheckResult("s", "schema", (r.id,), Outcome.PASSED, role="shape")
+    assert one(r, shape, check("b", "error", r.id)) is Verdict.UNVERIFIED
+    # With only shape checks, the shape checks judge.
+    assert one(r, shape) is Verdict.PASS
+    # A shape check's failure still fails the requirement.
+    bad = CheckResult("s2", "schema", (r.id,), Outcome.FAILED, role="shape")
+    assert one(r, bad, check("b", "passed", r.id)) is Verdict.FAIL
+
+
+@pytest.mark.req("OC-HARNESS-8110")
+def test_white_box_tests_count_for_a_black_box_requirement_only_on_the_reference() -> None:
+    r = Req("ORCH-2001")
+    wb = CheckResult("tests::t", "white-box", (r.id,), Outcome.PASSED)
+    [v] = compute([r], [wb], profile="core", embedded=False)
+    assert v.verdict is Verdict.UNVERIFIED and "only white-box" in (v.reason or "")
+    [v] = compute([r], [wb], profile="core", embedded=True)
+    assert v.verdict is Verdict.PASS
+    # Beside a black-box check, the white-box one does not decide the pass.
+    errored_wb = CheckResult("tests::u", "white-box", (r.id,), Outcome.ERROR)
+    assert one(r, check("a", "passed", r.id), errored_wb) is Verdict.PASS
+
+
+@pytest.mark.req("OC-HARNESS-8111")
+def test_a_blocked_check_makes_its_requirement_unverified_and_names_the_root_cause() -> None:
+    root, leaf = Req("ORCH-2002"), Req("ORCH-2004")
+    framing = check("f", "failed", root.id)
+    blocked = CheckResult(
+        "s", "bdd", (leaf.id,), Outcome.ERROR, Evidence("blocked: event names"), 0.0, (root.id,)
+    )
+    verdicts = compute([root, leaf], [framing, blocked], profile="core")
+    by_id = {v.id: v for v in verdicts}
+    assert by_id[root.id].verdict is Verdict.FAIL
+    assert by_id[leaf.id].verdict is Verdict.UNVERIFIED
+    assert (by_id[leaf.id].reason or "").startswith("blocked by ORCH-2002")
+    assert root_causes(verdicts) == [root.id]
 
 
 @pytest.mark.req("OC-HARNESS-8104")

@@ -8,7 +8,7 @@ Feature: Replica sets and replica identity
     Then the response status is 200
     And every replica set reports its id, engine, load, slots and slo
 
-  @ORCH-3032 @ORCH-3046 @OC-CORE-1031
+  @ORCH-3032 @ORCH-3046 @OC-CORE-1031 @needs:identity
   Scenario: Each replica set pins one engine version and one model digest, visible to clients
     When I list the replica sets
     Then every replica set names one engine_version and one model_digest

@@ -32,6 +32,7 @@ from llama_orch.determinism_suite.runner import (
     run_sides,
 )
 from llama_orch.harness.client import OrchClient
+from llama_orch.harness.timeouts import DEFAULT
 
 READY_WAIT_S = 240.0  # a launched engine loads its model before the set has ready replicas
 BUSY_RETRIES = 20  # 429/503 answers retried (after their Retry-After) before giving up
@@ -88,17 +89,25 @@ def wait_for_replica_set(
         time.sleep(1.0)
 
 
-def replica_infos(rs: dict[str, Any]) -> list[ReplicaInfo]:
+# Where a replica set keeps a fact the contract leaves to open objects (`Target.fact`).
+Fact = Callable[[dict[str, Any], str], Any]
+
+
+def slo_fact(rs: dict[str, Any], name: str) -> Any:
+    """The reference's own layout: facts in `slo` (examples/reference.target.yaml)."""
+    return (rs.get("slo") or {}).get(name)
+
+
+def replica_infos(rs: dict[str, Any], fact: Fact = slo_fact) -> list[ReplicaInfo]:
     """Identity of each ready replica of a set, from what the set itself declares."""
-    slo = rs.get("slo") or {}
     ready = [r for r in rs.get("replicas") or [] if r.get("ready")]
     return [
         ReplicaInfo(
             replica_id=r["id"],
             engine=str(rs.get("engine")),
-            engine_version=str(slo.get("engine_version", "unknown")),
-            model_digest=str(slo.get("model_digest", "unknown")),
-            sampler_profile_version=str(slo.get("sampler_profile_version", "unknown")),
+            engine_version=str(fact(rs, "engine_version") or "unknown"),
+            model_digest=str(fact(rs, "model_digest") or "unknown"),
+            sampler_profile_version=str(fact(rs, "sampler_profile_version") or "unknown"),
             slots_total=r.get("slots_total"),
             # Pinned mode sees identity only as the set declares it, not per engine.
             where=f"pool {r.get('pool_id', '?')}, identity declared by replica set {rs.get('id')}",
@@ -107,18 +116,20 @@ def replica_infos(rs: dict[str, Any]) -> list[ReplicaInfo]:
     ]
 
 
-def task_body(case: Case, rs: dict[str, Any], replica_id: str, ctx: int) -> dict[str, Any]:
+def task_body(
+    case: Case, rs: dict[str, Any], replica_id: str, ctx: int, fact: Fact = slo_fact
+) -> dict[str, Any]:
     """The exact OrchQueue v1 task for one case on one replica (also the replay body)."""
     body: dict[str, Any] = {
         "task_id": str(uuid.uuid4()),
         "session_id": str(uuid.uuid4()),  # a fresh session: no affinity, no KV reuse
         "workload": "completion",
-        "model_ref": (rs.get("slo") or {}).get("model_ref"),
+        "model_ref": fact(rs, "model_ref"),
         "engine": rs.get("engine"),
         "ctx": ctx,
         "priority": "interactive",
         "max_tokens": case.max_tokens,
-        "deadline_ms": 0,
+        "deadline_ms": DEFAULT.deadline_ms,
         "seed": case.seed,
         "sampler_profile_version": case.profile,
         "prompt": case.prompt,
@@ -161,7 +172,9 @@ def _collect(client: OrchClient, body: dict[str, Any], out: Stream) -> Stream:
     if resp.status_code != 202:
         out.error = f"HTTP_{resp.status_code}: {_error_text(resp)}"
         return out
-    _, events = client.stream(body["task_id"], deadline_s=stream_deadline_s(body["max_tokens"]))
+    _, events = client.stream(
+        body["task_id"], within_s=stream_deadline_s(body["max_tokens"]), validate=False
+    )
     pin = body["placement"]["replica_id"]
     placed = None
     for ev in events:
@@ -206,6 +219,7 @@ async def run_pinned(
     max_in_flight: int | None = None,
     ready_wait_s: float = READY_WAIT_S,
     progress: Callable[[str], None] | None = None,
+    fact: Fact = slo_fact,
 ) -> RunResult:
     """Compare every case on two replicas of one set of the target; `client_factory()`
     gives a fresh OrchClient (one per side, so evidence stays per side). The settings the
@@ -215,13 +229,16 @@ async def run_pinned(
         rs = await asyncio.to_thread(wait_for_replica_set, probe, replica_set, engine, ready_wait_s)
     finally:
         probe.close()
-    infos = replica_infos(rs)
+    infos = replica_infos(rs, fact)
     if len(infos) < 2:
         raise SuiteError(f"replica set {rs.get('id')} has fewer than two ready replicas")
     left, right = infos[0], infos[1]
     check_replica_set(left, right)
-    if not (rs.get("slo") or {}).get("model_ref"):
-        raise SuiteError(f"replica set {rs.get('id')} names no slo.model_ref to submit tasks for")
+    if not fact(rs, "model_ref"):
+        raise SuiteError(
+            f"replica set {rs.get('id')} has no model_ref where the target description says "
+            "(facts.model_ref or --model-ref)"
+        )
     settings = expected_settings(left.engine)
     if settings:
         problems = confirm_settings(settings, left) + confirm_settings(settings, right)
@@ -234,7 +251,7 @@ async def run_pinned(
 
     def side(client: OrchClient, info: ReplicaInfo):
         async def collect(case: Case) -> Stream:
-            body = task_body(case, rs, info.replica_id, corpus.ctx_budget)
+            body = task_body(case, rs, info.replica_id, corpus.ctx_budget, fact)
             return await asyncio.to_thread(collect_pinned, client, body)
 
         return collect

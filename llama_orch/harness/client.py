@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from httpx_sse import connect_sse
 
+from llama_orch.harness.description import Auth
+from llama_orch.harness.outcomes import Violation
 from llama_orch.harness.results import Evidence
+from llama_orch.harness.sse import TERMINAL, SseEvent, StreamRead, read_stream
+from llama_orch.harness.timeouts import DEFAULT, Timeouts
+
+# The OrchQueue v1 event names (contracts/openapi/data.yaml x-sse-events).
+SSE_EVENT_NAMES = ("started", "token", "metrics", "end", "error")
 
 REDACTED = "[REDACTED]"
 _SECRET_HEADERS = {"authorization", "x-api-key", "cookie", "set-cookie"}
@@ -45,6 +51,7 @@ class Exchange:
     response_headers: dict[str, str] = field(default_factory=dict)
     response_body: str = ""
     error: str | None = None
+    key_header: str = "Authorization"  # the header that carried the key
 
     def request_text(self) -> str:
         head = [f"{self.method} {self.url}"] + [
@@ -60,8 +67,9 @@ class Exchange:
 
     def curl(self, api_key_env: str = "LLORCH_API_KEY") -> str:
         parts = ["curl", "-sS", "-X", self.method, self.url]
+        secret = {*_SECRET_HEADERS, self.key_header.lower()}
         for key, value in self.request_headers.items():
-            if key.lower() in _SECRET_HEADERS:
+            if key.lower() in secret:
                 value = (
                     f"Bearer ${api_key_env}"
                     if key.lower() == "authorization"
@@ -78,44 +86,85 @@ class Exchange:
         return Evidence(message, self.request_text(), self.response_text(), self.curl())
 
 
-def redact_headers(headers: httpx.Headers | dict[str, str]) -> dict[str, str]:
+def redact_headers(
+    headers: httpx.Headers | dict[str, str], extra: Iterable[str] = ()
+) -> dict[str, str]:
+    secret = _SECRET_HEADERS | {h.lower() for h in extra}
     return {
-        k: (REDACTED if k.lower() in _SECRET_HEADERS else v)
+        k: (REDACTED if k.lower() in secret else v)
         for k, v in headers.items()
         if k.lower() not in _VOLATILE_HEADERS
     }
 
 
-@dataclass
-class SseEvent:
-    event: str
-    data: Any
-    id: str | None
+STREAM_FRAMING = ("ORCH-2002", "OC-CTRL-2020")  # the event set and its framing
+STREAM_ORDER = ("OC-CTRL-2022",)  # JSON object payloads, in order, one terminal event
+
+
+def check_stream(events: list[SseEvent], ended: bool) -> None:
+    """Raise a Violation when a stream breaks the basic SSE rules every check relies on.
+
+    Checks of those rules fail on it; any other check reading the stream is blocked by it
+    (its requirement becomes `unverified`, "blocked by ORCH-2002"), never failed.
+    """
+    unknown = sorted({e.event for e in events} - set(SSE_EVENT_NAMES))
+    if unknown:
+        raise Violation(STREAM_FRAMING, f"the stream used event names {unknown}")
+    bad = [e for e in events if not e.is_json_object]
+    if bad:
+        raise Violation(STREAM_ORDER, f"{bad[0].event} data is not one JSON object: {bad[0].raw!r}")
+    if ended and events and events[-1].event not in TERMINAL:
+        raise Violation(STREAM_ORDER, "the stream closed without an end or error event")
 
 
 class OrchClient:
-    """OrchQueue v1 over HTTP with an evidence log (`exchanges`, newest last)."""
+    """OrchQueue v1 over HTTP with an evidence log (`exchanges`, newest last).
+
+    Every call is bounded by `timeouts` (harness.timeouts): a hanging target costs at most
+    the bound of the call, and the exchange so far is kept as evidence.
+    """
 
     def __init__(
         self,
         base_url: str,
         api_key: str | None,
         *,
-        timeout_s: float = 30.0,
-        api_key_env: str = "LLORCH_API_KEY",
+        auth: Auth | None = None,
+        timeouts: Timeouts = DEFAULT,
+        api_key_env: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.api_key_env = api_key_env
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.auth = auth or Auth()
+        self.api_key_env = api_key_env or self.auth.key_env
+        self.timeouts = timeouts
         self.http = httpx.Client(
             base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s, connect=5.0),
+            headers=self.auth.headers(api_key),
+            timeout=httpx.Timeout(timeouts.request_s, connect=timeouts.connect_s),
         )
         self.exchanges: list[Exchange] = []
 
+    @classmethod
+    def for_target(cls, target: Any, key: str | None = None) -> OrchClient:
+        """A client of `target` (harness.discovery.Target) with its key, or with `key`."""
+        desc = target.description
+        return cls(
+            target.url,
+            target.api_key if key is None else key,
+            auth=desc.auth,
+            timeouts=target.timeouts,
+        )
+
     def close(self) -> None:
         self.http.close()
+
+    def _redact(self, headers: httpx.Headers | dict[str, str]) -> dict[str, str]:
+        return redact_headers(headers, extra=(self.auth.header_name(),))
+
+    def _exchange(self, method: str, url: str, headers: Any, body: str | None) -> Exchange:
+        ex = Exchange(method, url, self._redact(headers), body, key_header=self.auth.header_name())
+        self.exchanges.append(ex)
+        return ex
 
     # -- raw ---------------------------------------------------------------------------
     def request(
@@ -137,17 +186,17 @@ class OrchClient:
             method, path, json=json_body, content=content, headers=headers or {}
         )
         explicit = {k.lower() for k in (headers or {})}
-        if not auth and "authorization" not in explicit:  # drop only the client's own key
-            request.headers.pop("Authorization", None)
-        ex = Exchange(method, str(request.url), redact_headers(request.headers), body_text)
-        self.exchanges.append(ex)
+        own = self.auth.header_name()
+        if not auth and own.lower() not in explicit:  # drop only the client's own key
+            request.headers.pop(own, None)
+        ex = self._exchange(method, str(request.url), request.headers, body_text)
         try:
             response = self.http.send(request)
         except httpx.HTTPError as exc:
             ex.error = f"{type(exc).__name__}: {exc}"
             raise
         ex.status = response.status_code
-        ex.response_headers = redact_headers(response.headers)
+        ex.response_headers = self._redact(response.headers)
         ex.response_body = response.text[:MAX_BODY_CHARS]
         return response
 
@@ -157,47 +206,42 @@ class OrchClient:
         *,
         last_event_id: str | None = None,
         headers: dict[str, str] | None = None,
-        deadline_s: float | None = None,
-    ) -> tuple[httpx.Response, list[SseEvent]]:
-        """Read a task's SSE stream to its end; the events and the opening response.
+        within_s: float | None = None,
+        stop: Callable[[list[SseEvent]], bool] | None = None,
+        validate: bool = True,
+    ) -> tuple[StreamRead, list[SseEvent]]:
+        """Read a task's SSE stream to its end, `stop(events)`, or its time bound.
 
-        The client timeout bounds each read; `deadline_s` bounds the whole stream, so a
-        target that keeps sending heartbeats but never ends it raises httpx.ReadTimeout.
+        A stream that never ends costs at most `within_s` (default timeouts.stream_s) plus
+        one silence bound (timeouts.stream_gap_s); `read.timed_out` says it happened. With
+        `validate`, a stream breaking the basic SSE rules raises a Violation.
         """
-        ends_at = None if deadline_s is None else time.monotonic() + deadline_s
         hdrs = dict(headers or {})
         if last_event_id is not None:
             hdrs["Last-Event-ID"] = last_event_id
         url = f"/v1/tasks/{task_id}/stream"
-        ex = Exchange(
-            "GET", f"{self.base_url}{url}", redact_headers({**self.http.headers, **hdrs}), None
-        )
-        self.exchanges.append(ex)
-        events: list[SseEvent] = []
+        ex = self._exchange("GET", f"{self.base_url}{url}", {**self.http.headers, **hdrs}, None)
+        read: StreamRead | None = None
         try:
-            with connect_sse(self.http, "GET", url, headers=hdrs) as source:
-                ex.status = source.response.status_code
-                ex.response_headers = redact_headers(source.response.headers)
-                if source.response.status_code != 200:
-                    source.response.read()
-                    ex.response_body = source.response.text[:MAX_BODY_CHARS]
-                    return source.response, events
-                for sse in source.iter_sse():
-                    try:
-                        data = json.loads(sse.data)
-                    except ValueError:
-                        data = sse.data
-                    events.append(SseEvent(sse.event, data, sse.id or None))
-                    if ends_at is not None and time.monotonic() > ends_at:
-                        raise httpx.ReadTimeout(f"stream not finished within {deadline_s} s")
-                response = source.response
+            read = read_stream(
+                self.http,
+                url,
+                headers=hdrs,
+                gap_s=self.timeouts.stream_gap_s,
+                total_s=self.timeouts.stream_s if within_s is None else within_s,
+                stop=stop,
+            )
         except httpx.HTTPError as exc:
             ex.error = f"{type(exc).__name__}: {exc}"
             raise
-        ex.response_body = "\n".join(
-            f"event: {e.event} data: {json.dumps(e.data)}" for e in events
-        )[:MAX_BODY_CHARS]
-        return response, events
+        ex.status = read.status
+        ex.response_headers = self._redact(read.headers)
+        ex.response_body = (read.body or read.raw)[:MAX_BODY_CHARS]
+        if read.timed_out:
+            ex.error = read.timed_out
+        if validate and read.status == 200:
+            check_stream(read.events, read.ended)
+        return read, read.events
 
     # -- convenience -------------------------------------------------------------------
     def submit(self, body: dict[str, Any], **kw: Any) -> httpx.Response:
@@ -250,7 +294,11 @@ class OrchClient:
 def task_body(
     *, engine: str, model_ref: str, prompt: str = "[[sim tokens=4]] hello", **extra: Any
 ) -> dict[str, Any]:
-    """A valid TaskRequest with fresh ids; `extra` overrides or adds fields."""
+    """A valid TaskRequest with fresh ids; `extra` overrides or adds fields.
+
+    `deadline_ms` is generous (timeouts.deadline_ms), never 0: only our spec reads 0 as "no
+    deadline", another target may read it as "already late".
+    """
     body: dict[str, Any] = {
         "task_id": str(uuid.uuid4()),
         "session_id": str(uuid.uuid4()),
@@ -260,7 +308,7 @@ def task_body(
         "ctx": 1024,
         "priority": "interactive",
         "max_tokens": 64,
-        "deadline_ms": 0,
+        "deadline_ms": DEFAULT.deadline_ms,
         "prompt": prompt,
     }
     body.update(extra)

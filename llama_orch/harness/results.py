@@ -50,3 +50,6 @@ class CheckResult:
     outcome: Outcome
     evidence: Evidence = field(default_factory=Evidence)
     duration_s: float = 0.0  # volatile: reported only in the `run` part of reports
+    # Requirements whose breakage kept this check from judging its own (outcome `error`).
+    blocked_by: tuple[str, ...] = ()
+    role: str = "behaviour"  # `shape` checks alone never make a behaviour requirement pass

@@ -14,6 +14,14 @@ Decisions the spec leaves to the implementation:
   MUST requirement of the `core` profile gives `fail` (OC-HARNESS-8104); its `reason` stays
   `null`, as the compliance.json field table asks, and the declaring check shows why.
 - Results that name no requirement prove nothing and are ignored here.
+- No hollow passes (OC-HARNESS-8110): a requirement passes only when every check that judges
+  it ran and passed. The judging checks are those whose kind fits the requirement's `verify`
+  (black-box checks for a black-box requirement; the reference's white-box tests count only
+  when no black-box check exists and the target is the embedded reference), and among those
+  the behaviour checks when there are any: a shape check (schema, contract) passing beside an
+  errored behaviour check proves nothing about the behaviour.
+- Root causes (OC-HARNESS-8111): a check that found a more basic requirement broken ends as
+  `error` with `blocked_by`; its requirement is `unverified`, "blocked by" that requirement.
 """
 
 from __future__ import annotations
@@ -71,6 +79,8 @@ class RequirementLike(Protocol):
     def level(self) -> str: ...
     @property
     def profile(self) -> str: ...
+    @property
+    def verify(self) -> str: ...
 
 
 class VerdictInputError(ValueError):
@@ -141,7 +151,32 @@ def _may_be_unsupported(req: RequirementLike) -> bool:
     return req.level != "must" or req.profile != "core"
 
 
-def _unverified_reason(checks: Sequence[CheckResult]) -> str:
+def judging(
+    req: RequirementLike, checks: Sequence[CheckResult], embedded: bool
+) -> list[CheckResult]:
+    """The checks whose outcomes decide a pass (see the module docstring)."""
+    white = [c for c in checks if c.kind == "white-box"]
+    black = [c for c in checks if c.kind != "white-box"]
+    if getattr(req, "verify", "black-box") == "black-box":
+        pool = black or (white if embedded else [])
+    else:
+        pool = list(checks)
+    behaviour = [c for c in pool if c.role != "shape"]
+    return behaviour or pool
+
+
+def _unverified_reason(checks: Sequence[CheckResult], judged: Sequence[CheckResult]) -> str:
+    if not judged:
+        return (
+            "only white-box tests of the reference implementation prove it; no black-box "
+            "check ran against this target"
+        )
+    blocked = sorted({b for c in judged for b in c.blocked_by}, key=_safe_key)
+    if blocked:
+        first = next(c for c in judged if c.blocked_by)
+        return f"blocked by {', '.join(blocked)}: {first.id}: {first.evidence.message}"
+    open_checks = [c for c in judged if c.outcome is not Outcome.PASSED]
+    checks = open_checks or checks
     names = {
         Outcome.ERROR: "error",
         Outcome.UNDEFINED: "undefined step",
@@ -151,6 +186,9 @@ def _unverified_reason(checks: Sequence[CheckResult]) -> str:
     parts = [f"{n} {what}" for what, n in counts.items()]
     first = next((c for c in checks if c.evidence.message), None)
     why = f"; {first.id}: {first.evidence.message}" if first else ""
+    if len(open_checks) < len(judged):
+        head = f"{len(open_checks)} of {len(judged)} checks that judge it did not run to a result"
+        return f"{head} ({', '.join(parts)}){why}"
     return f"no linked check ran to a result ({', '.join(parts)}){why}"
 
 
@@ -170,6 +208,7 @@ def _verdict_for(
     skip_reason: str | None,
     waivers: Mapping[str, str],
     unsupported: Mapping[str, str],
+    embedded: bool = True,
 ) -> tuple[Verdict, str | None]:
     """Apply the rules in PRECEDENCE order; the first that matches decides."""
     outcomes = {c.outcome for c in checks}
@@ -182,10 +221,11 @@ def _verdict_for(
         return Verdict.FAIL, None
     if declared_absent:
         return Verdict.NOT_SUPPORTED, _not_supported_reason(req.id, checks, unsupported)
-    if Outcome.PASSED in outcomes:
+    judged = judging(req, checks, embedded)
+    if judged and all(c.outcome is Outcome.PASSED for c in judged):
         return Verdict.PASS, None
     if checks:
-        return Verdict.UNVERIFIED, _unverified_reason(checks)
+        return Verdict.UNVERIFIED, _unverified_reason(checks, judged)
     return Verdict.UNCOVERED, None
 
 
@@ -223,6 +263,7 @@ def compute(
     only: set[str] | frozenset[str] | None = None,
     waivers: Mapping[str, str] | None = None,
     unsupported: Mapping[str, str] | None = None,
+    embedded: bool = True,
 ) -> list[RequirementVerdict]:
     """One verdict per requirement, in the order of `requirements` (OC-HARNESS-8101..8108).
 
@@ -257,7 +298,12 @@ def compute(
         elif only is not None and req.id not in only:
             skip_reason = "not selected by --only"
         verdict, reason = _verdict_for(
-            req, checks, skip_reason=skip_reason, waivers=waivers, unsupported=unsupported
+            req,
+            checks,
+            skip_reason=skip_reason,
+            waivers=waivers,
+            unsupported=unsupported,
+            embedded=embedded,
         )
         out.append(RequirementVerdict(req, verdict, reason, checks, in_profile))
     return out
@@ -312,3 +358,9 @@ def claimed_not_shown(
         if missing or not ids:
             out.append(ClaimedNotShown(feature, missing))
     return out
+
+
+def root_causes(verdicts: Iterable[RequirementVerdict]) -> list[str]:
+    """Failed requirements that kept other checks from judging theirs, in report order."""
+    blocking = {b for v in verdicts for c in v.checks for b in c.blocked_by}
+    return [v.id for v in verdicts if v.verdict is Verdict.FAIL and v.id in blocking]

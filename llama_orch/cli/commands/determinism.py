@@ -56,16 +56,25 @@ async def _direct(engine: str, urls: tuple[str, ...], corpus: Any, opts: dict[st
 def _pinned(url: str | None, corpus: Any, opts: dict[str, Any]):
     from llama_orch.determinism_suite.pinned import run_pinned
     from llama_orch.harness.client import OrchClient
-    from llama_orch.harness.target import select_target
+    from llama_orch.harness.description import load_description, validate
+    from llama_orch.harness.target import open_target, reference_description
+    from llama_orch.harness.timeouts import DEFAULT as BOUNDS
 
     config = opts["config"] or DEFAULT_CONFIG
-    with select_target(url, opts["api_key_env"], config=config) as target:
+    if opts.get("target_file"):
+        desc = load_description(Path(opts["target_file"]))
+        desc = desc.merged({"url": url, "auth": {"key_env": opts["api_key_env"]}})
+    elif url:
+        desc = validate({"url": url, "auth": {"key_env": opts["api_key_env"]}}, "--target")
+    else:
+        desc = reference_description()
+    # A real engine's first token can take seconds (long prompts, a queue on two slots).
+    bounds = BOUNDS.with_overrides({"request_s": 60, "stream_gap_s": 180})
+    with open_target(desc, config) as target:
         engine = opts["engine"]
 
         def client() -> OrchClient:
-            return OrchClient(
-                target.url, target.api_key, timeout_s=180, api_key_env=target.api_key_env
-            )
+            return OrchClient(target.url, target.api_key, auth=desc.auth, timeouts=bounds)
 
         if not opts["quiet"]:
             where = "embedded reference" if target.embedded else target.url
@@ -78,6 +87,7 @@ def _pinned(url: str | None, corpus: Any, opts: dict[str, Any]):
                 replica_set=opts["replica_set"],
                 engine=engine,
                 order_seed=opts["order_seed"],
+                fact=target.fact,
                 max_in_flight=opts["max_in_flight"],
                 ready_wait_s=opts["ready_wait"],
                 progress=_Progress(2 * len(corpus), opts["quiet"]),
@@ -106,6 +116,12 @@ def _rel(path: Path) -> str:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--target", default=None, help="OrchQueue v1 base URL (pinned mode).")
+@click.option(
+    "--target-file",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="target.yaml describing the target (auth scheme, facts such as model_ref).",
+)
 @click.option(
     "--engine-url",
     "urls",
@@ -194,6 +210,7 @@ def determinism(urls: tuple[str, ...], target: str | None, report_dir: Path, **o
     from llama_orch.determinism_suite.corpus import MIN_CASES, CorpusError, load_corpus
     from llama_orch.determinism_suite.report import write_reports
     from llama_orch.determinism_suite.runner import ReplicaSetMismatch, SuiteError
+    from llama_orch.harness.description import TargetDescriptionError
     from llama_orch.harness.target import TargetError
 
     if urls and target:
@@ -212,7 +229,7 @@ def determinism(urls: tuple[str, ...], target: str | None, report_dir: Path, **o
     except ReplicaSetMismatch as exc:
         click.echo(f"refused: {exc}", err=True)
         sys.exit(2)
-    except (SuiteError, TargetError, CorpusError) as exc:
+    except (SuiteError, TargetError, TargetDescriptionError, CorpusError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     report = write_reports(run, report_dir)

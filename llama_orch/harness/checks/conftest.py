@@ -1,17 +1,37 @@
-"""Binds the Gherkin step library to the checks (options live in harness.pytest_plugin).
+"""Fixtures of the check modules, and the Gherkin step library bound to them.
 
-The step definitions live in `harness.steps`; pytest-bdd makes each one a fixture of the module
-that defines it, so they are re-exported here to be visible to `test_features.py`.
+The target is the one the `llorch` plugin opened for the run (harness.session); each check
+gets its own evidence-keeping client. pytest-bdd registers each step as a fixture of the module
+that defines it, so the steps of `harness.steps` are re-exported here for `test_features.py`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from llama_orch.harness.client import OrchClient
+from llama_orch.harness.discovery import Target
+from llama_orch.harness.plugin import CLIENT_KEY, STATE
 from llama_orch.harness.steps import export_steps
 
 export_steps(globals())
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: a check that waits on a timeout of the target")
+@pytest.fixture(scope="session")
+def target(request: pytest.FixtureRequest) -> Target:
+    """The orchestrator under test, as the run discovered it."""
+    state = request.config.stash.get(STATE, None)
+    if state is None or state.target is None:
+        pytest.fail("the llorch plugin did not open a target (run through `llorch check`)")
+    return state.target
+
+
+@pytest.fixture
+def orch(request: pytest.FixtureRequest, target: Target) -> Iterator[OrchClient]:
+    """An evidence-keeping OrchQueue v1 client for one check."""
+    client = OrchClient.for_target(target)
+    request.node.stash[CLIENT_KEY] = client
+    yield client
+    client.close()

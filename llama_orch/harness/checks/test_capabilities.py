@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-import pytest
-
 from llama_orch.harness.openapi import load_doc
+from llama_orch.harness.registry import check
+
+ENGINES = ("llamacpp", "vllm", "tgi", "triton")
 
 
-@pytest.mark.req("ORCH-3095", "ORCH-3096", "OC-CTRL-2060", "OC-CTRL-2061", "ORCH-3044")
-def test_capabilities_declare_the_contract_version(orch) -> None:
-    resp = orch.get("/v1/capabilities")
-    assert resp.status_code == 200, "GET /v1/capabilities must answer 200"
-    caps = resp.json()
+@check("ORCH-3095", "OC-CTRL-2060")
+def test_capability_data_lists_engines_with_their_context_limit(target) -> None:
+    """Capability data (either source of OC-CTRL-2060) lists each engine with its ctx_max."""
+    engines = target.capabilities.get("engines")
+    where = (
+        "GET /v1/capabilities"
+        if target.capabilities_source == "capabilities"
+        else "the replica sets"
+    )
+    assert isinstance(engines, list) and engines, f"{where} lists no engine"
+    for engine in engines:
+        assert engine.get("engine") in ENGINES, f"{where}: engine {engine.get('engine')!r}"
+        ctx = engine.get("ctx_max")
+        assert isinstance(ctx, int) and ctx > 0, f"{where}: ctx_max {ctx!r} for {engine}"
+
+
+@check("ORCH-3096", "OC-CTRL-2061", "ORCH-3044")
+def test_capability_data_declares_the_contract_version(target) -> None:
+    """api_version equals the OpenAPI info.version this harness checks."""
     expected = load_doc("data.yaml")["info"]["version"]
-    assert caps.get("api_version") == expected, f"api_version must equal {expected}"
-    assert isinstance(caps.get("engines"), list) and caps["engines"], "engines must be listed"
-    for engine in caps["engines"]:
-        assert engine.get("engine") in ("llamacpp", "vllm", "tgi", "triton"), engine
-        assert isinstance(engine.get("ctx_max"), int) and engine["ctx_max"] > 0, engine
+    got = target.capabilities.get("api_version")
+    assert got == expected, f"api_version is {got!r}, the contract is {expected}"

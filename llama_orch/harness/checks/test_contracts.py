@@ -1,25 +1,24 @@
 """Contract checks: each interaction of `contracts/pacts/*.json`, verified by Pact on the target.
 
-One check per interaction, named by the interaction's `key`, proving the requirement IDs in its
-`comments.requirements`. Pact's verifier replays the interaction (provider states are set up
-through the public API, see `harness.contracts.states`); a mismatch fails the check with Pact's
-mismatch list as the message and the recorded exchange as evidence, and a state this target
-cannot be put into ends the check as `error`, never as a pass.
+One check per interaction (registered by `harness.collectors`, id `contract::<key>`), proving
+the requirement IDs in its `comments.requirements`. Pact's verifier replays the interaction
+(provider states are set up through the public API, see `harness.contracts.states`); a
+mismatch fails the check with Pact's mismatch list as the message and the recorded exchange as
+evidence, and a state this target cannot be put into ends the check as `error`, never as a pass.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from llama_orch.harness.contracts.pactfile import PactInteraction, load_interactions
+from llama_orch.harness.collectors import collect_pacts
+from llama_orch.harness.contracts.pactfile import load_interactions
 from llama_orch.harness.contracts.provider import ContractVerifier
-from llama_orch.harness.pytest_plugin import CLIENT_KEY
+from llama_orch.harness.outcomes import PreconditionError
+from llama_orch.harness.plugin import CLIENT_KEY
+from llama_orch.harness.registry import Check
 
-pytestmark = pytest.mark.kind("contract")
-
-
-class ProviderStateError(RuntimeError):
-    """The interaction's provider state could not be created on this target."""
+INTERACTIONS = {f"contract::{i.key}": i for i in load_interactions()}
 
 
 class VerifierError(RuntimeError):
@@ -27,28 +26,23 @@ class VerifierError(RuntimeError):
 
 
 def _params() -> list:
-    return [
-        pytest.param(i, id=i.key, marks=pytest.mark.req(*i.requirement_ids))
-        for i in load_interactions()
-    ]
+    return [pytest.param(c, id=c.id) for c in collect_pacts()]
 
 
 @pytest.fixture(scope="module")
-def contract_verifier(target, request: pytest.FixtureRequest):
-    with ContractVerifier(target, request.config.getoption("model_ref")) as verifier:
+def contract_verifier(target):
+    with ContractVerifier(target) as verifier:
         yield verifier
 
 
-@pytest.mark.parametrize("interaction", _params())
+@pytest.mark.parametrize("check", _params())
 def test_interaction(
-    contract_verifier: ContractVerifier,
-    interaction: PactInteraction,
-    request: pytest.FixtureRequest,
+    contract_verifier: ContractVerifier, check: Check, request: pytest.FixtureRequest
 ) -> None:
-    outcome = contract_verifier.verify(interaction)
+    outcome = contract_verifier.verify(INTERACTIONS[check.id])
     request.node.stash[CLIENT_KEY] = outcome  # evidence: the exchange the verifier made
     if outcome.state_error:
-        raise ProviderStateError(outcome.state_error)
+        raise PreconditionError(f"provider state cannot be set up: {outcome.state_error}")
     if outcome.harness_error:
         raise VerifierError(outcome.harness_error)
     assert outcome.passed, outcome.message()

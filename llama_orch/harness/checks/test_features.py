@@ -1,7 +1,8 @@
 """The Gherkin features under `features/`, bound as checks (one per scenario).
 
-Each scenario's requirement-ID tags become `req` markers (see `harness.pytest_plugin`); the
-steps come from the `harness.steps` library through this package's conftest. Cancel runs
+Each scenario's requirement-ID tags become `req` markers (`harness.plugin`); the registry reads
+the same tags (`harness.collectors`). The steps come from the `harness.steps` library through
+this package's conftest. Cancel runs
 first: every scenario cleans up by canceling its tasks, so a target whose cancel leaks slots
 is shown failing the cancel checks before the leak turns later checks into errors.
 """

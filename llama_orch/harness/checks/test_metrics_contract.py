@@ -26,8 +26,8 @@ from llama_orch.harness.metrics_lint import (
     parse_exposition,
     render,
 )
-
-pytestmark = pytest.mark.kind("metrics")
+from llama_orch.harness.outcomes import precondition
+from llama_orch.harness.registry import Kind, check
 
 PROMPT = "[[sim tokens=4]] metrics contract load"
 SLOW_PROMPT = "[[sim tokens=40 itl_ms=25]] metrics contract load, canceled"
@@ -63,13 +63,11 @@ class MetricsRun:
         return self.scrapes[name]
 
 
-def _served(replica_sets: Iterable[dict]) -> list[tuple[str, str]]:
-    """One (engine, model_ref) per engine, from the target's replica sets."""
+def _served(target) -> list[tuple[str, str]]:
+    """One (engine, model_ref) per engine the target serves."""
     out: dict[str, str] = {}
-    for rs in replica_sets:
-        engine, model = rs.get("engine"), (rs.get("slo") or {}).get("model_ref")
-        if isinstance(engine, str) and isinstance(model, str):
-            out.setdefault(engine, model)
+    for group in target.groups():
+        out.setdefault(group.engine, group.model_ref)
     return sorted(out.items())
 
 
@@ -104,6 +102,7 @@ def _load(client: OrchClient, run: MetricsRun, served: list[tuple[str, str]]) ->
                 prompt=PROMPT,
                 priority=priority,
                 max_tokens=MAX_TOKENS,
+                deadline_ms=client.timeouts.deadline_ms,
             )
             resp = client.submit(body)
             if resp.status_code != 202:
@@ -119,7 +118,13 @@ def _load(client: OrchClient, run: MetricsRun, served: list[tuple[str, str]]) ->
 
 def _cancel_and_reject(client: OrchClient, run: MetricsRun, engine: str, model: str) -> None:
     """One task canceled while it runs (scraping meanwhile), one refused at admission."""
-    body = task_body(engine=engine, model_ref=model, prompt=SLOW_PROMPT, max_tokens=40)
+    body = task_body(
+        engine=engine,
+        model_ref=model,
+        prompt=SLOW_PROMPT,
+        max_tokens=40,
+        deadline_ms=client.timeouts.deadline_ms,
+    )
     if client.submit(body).status_code == 202:
         run.admitted += 1
         _scrape(client, run, "during")
@@ -133,12 +138,12 @@ def _cancel_and_reject(client: OrchClient, run: MetricsRun, engine: str, model: 
 def metrics_run(target) -> MetricsRun:
     """Scrape, load every served engine, scrape again; shared by the checks below."""
     run = MetricsRun(LintRules.load())
-    client = OrchClient(target.url, target.api_key, api_key_env=target.api_key_env)
+    client = OrchClient.for_target(target)
     try:
         _scrape(client, run, "before")
-        served = _served(target.replica_sets)
+        served = _served(target)
         if not served:
-            run.problems.append("the target lists no replica set with an engine and model_ref")
+            run.problems.append(target.why_no_groups())
             return run
         ended = _load(client, run, served)
         _cancel_and_reject(client, run, *served[0])
@@ -159,7 +164,15 @@ def metrics_run(target) -> MetricsRun:
 
 
 def _newest_scrape(orch: OrchClient, run: MetricsRun) -> None:
-    """Make the newest `GET /metrics` this check's evidence, whatever it fails on."""
+    """Make the newest `GET /metrics` this check's evidence, whatever it fails on.
+
+    A check that saw no workload judged nothing: it ends as `error`, never as a pass.
+    """
+    precondition(
+        run.admitted,
+        "no task was admitted, so no metric could show a workload: "
+        + ("; ".join(run.problems) or "no load ran"),
+    )
     for name in ("after", "during", "before"):
         if name in run.exchanges:
             orch.exchanges.append(run.exchanges[name])
@@ -192,16 +205,19 @@ def _lint_all(run: MetricsRun, kinds: set[FindingKind], required: Iterable[str] 
     return [f for group in found.values() for f in group]
 
 
-@pytest.mark.req("OC-METRICS-7101")
+@check("OC-METRICS-7101", kind=Kind.METRICS)
 def test_contracted_metrics_have_the_listed_types_and_exact_labels(orch, metrics_run) -> None:
     _newest_scrape(orch, metrics_run)
+    after = metrics_run.exposition("after")
+    contracted = set(metrics_run.rules.metrics) & set(after.families)
+    precondition(contracted, "the exposition holds no contracted metric: nothing to judge")
     kinds = {FindingKind.UNPARSABLE, FindingKind.WRONG_TYPE, FindingKind.LABELS}
     findings = _lint_all(metrics_run, kinds)
     if findings:
         _fail(orch, metrics_run, "metrics differ from ci/metrics.lint.json:", findings)
 
 
-@pytest.mark.req("OC-METRICS-7102")
+@check("OC-METRICS-7102", kind=Kind.METRICS)
 def test_label_values_stay_in_their_sets_and_budgets(orch, metrics_run) -> None:
     _newest_scrape(orch, metrics_run)
     findings = _lint_all(metrics_run, {FindingKind.LABEL_VALUE, FindingKind.OVER_BUDGET})
@@ -209,7 +225,7 @@ def test_label_values_stay_in_their_sets_and_budgets(orch, metrics_run) -> None:
         _fail(orch, metrics_run, "label values break the contract:", findings)
 
 
-@pytest.mark.req("ORCH-3028", "OC-CORE-1041", "OC-CTRL-2051")
+@check("ORCH-3028", "OC-CORE-1041", "OC-CTRL-2051", kind=Kind.METRICS)
 def test_operational_metrics_are_exported_per_engine(orch, metrics_run) -> None:
     run = metrics_run
     _newest_scrape(orch, run)
@@ -239,13 +255,10 @@ def test_operational_metrics_are_exported_per_engine(orch, metrics_run) -> None:
         _fail(orch, run, "operational metrics are missing or do not show the workload:", findings)
 
 
-@pytest.mark.req("ORCH-3028", "OC-CTRL-2051")
+@check("ORCH-3028", "OC-CTRL-2051", kind=Kind.METRICS)
 def test_counters_only_grow_and_count_admitted_tasks(orch, metrics_run) -> None:
     run = metrics_run
     _newest_scrape(orch, run)
-    assert run.admitted, "no task was admitted, so the counters could not be checked: " + (
-        "; ".join(run.problems) or "no load ran"
-    )
     names = [n for n in ("before", "during", "after") if n in run.scrapes]
     findings: list[Finding] = []
     for earlier, later in itertools.pairwise(names):

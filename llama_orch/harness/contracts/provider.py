@@ -45,7 +45,6 @@ from llama_orch.harness.contracts.states import ProviderStates, StateError
 from llama_orch.harness.results import Evidence
 
 STATE_PATH = "/_llorch/pact-state"
-REQUEST_TIMEOUT_MS = 30_000
 # A failed state change answers 422: the verifier then skips the request (a 5xx would make it
 # retry with backoff for minutes, and a 200 would send the request with example values).
 STATE_FAILED = 422
@@ -227,14 +226,13 @@ class ContractVerifier:
     def __init__(
         self,
         target: Any,
-        model_ref: str | None = None,
         *,
-        request_timeout_ms: int = REQUEST_TIMEOUT_MS,
+        request_timeout_ms: int | None = None,
     ) -> None:
         self.target = target
-        self.request_timeout_ms = request_timeout_ms
-        self._scrub = Scrubber([target.api_key, getattr(target, "tenant_key", None)])
-        self._states = ProviderStates(target, model_ref)
+        self.request_timeout_ms = request_timeout_ms or int(target.timeouts.request_s * 1000)
+        self._scrub = Scrubber(target.secrets())
+        self._states = ProviderStates(target)
         self._server = _Server(target.url.rstrip("/"), self._states)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="pact-provider-side", daemon=True
@@ -266,8 +264,9 @@ class ContractVerifier:
             .set_request_timeout(self.request_timeout_ms)
             .set_coloured_output(enabled=False)
         )
-        if interaction.credentials and self.target.api_key:
-            verifier.add_custom_header("Authorization", f"Bearer {self.target.api_key}")
+        if interaction.credentials:
+            for name, value in self.target.headers().items():
+                verifier.add_custom_header(name, value)
         return verifier
 
     def verify(self, interaction: PactInteraction) -> InteractionOutcome:

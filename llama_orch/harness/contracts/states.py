@@ -23,7 +23,7 @@ import pytest
 from llama_orch.harness.client import OrchClient
 from llama_orch.harness.contracts import interactions as names
 from llama_orch.harness.steps.load import fill_until
-from llama_orch.harness.steps.sse import read_events
+from llama_orch.harness.steps.watch import read_events
 from llama_orch.harness.steps.world import (
     HOLD_PROMPT,
     PoolRestore,
@@ -91,7 +91,7 @@ def _pool_ready(world: World, params: Values) -> Values:
         for pool_id in group.pools:
             if _ready(world, pool_id):
                 return {"pool_id": pool_id, "model_ref": group.model_ref}
-    raise PreconditionError("no pool named in the replica sets' slo.pools reports ready")
+    raise PreconditionError("no pool of the replica sets' replicas reports ready")
 
 
 def _lone_pool(world: World, params: Values) -> Values:
@@ -103,7 +103,7 @@ def _lone_pool(world: World, params: Values) -> Values:
             world.group, world.pool_id = group, group.pools[0]
             world.restore.append(PoolRestore(group.pools[0], group.model_ref))
             return {"pool_id": group.pools[0], "model_ref": group.model_ref}
-    raise PreconditionError("no ready pool serves a replica set alone (slo.pools)")
+    raise PreconditionError("no ready pool serves a replica set alone (replicas[].pool_id)")
 
 
 HANDLERS: dict[str, Callable[[World, Values], Values]] = {
@@ -120,10 +120,9 @@ HANDLERS: dict[str, Callable[[World, Values], Values]] = {
 class ProviderStates:
     """Sets up and tears down provider states on one target, one `World` per active state."""
 
-    def __init__(self, target: Any, model_ref: str | None = None) -> None:
+    def __init__(self, target: Any) -> None:
         self.target = target
-        self.model_ref = model_ref
-        self.orch = OrchClient(target.url, target.api_key, api_key_env=target.api_key_env)
+        self.orch = OrchClient.for_target(target)
         self._active: dict[str, World] = {}
 
     def setup(self, state: str, params: Values | None) -> Values:
@@ -133,7 +132,7 @@ class ProviderStates:
         handler = HANDLERS.get(state)
         if handler is None:
             raise StateError(f"provider state {state!r} is not known to this harness")
-        world = World(self.orch, self.target, self.model_ref)
+        world = World(self.orch, self.target)
         self._active[state] = world
         try:
             return handler(world, params or {})

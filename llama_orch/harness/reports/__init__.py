@@ -21,7 +21,7 @@ from llama_orch.harness.reports.model import (
     Report,
     RequirementEntry,
     RunInfo,
-    Target,
+    TargetInfo,
     build_report,
     redact,
 )
@@ -68,7 +68,7 @@ __all__ = [
     "ReportWriteError",
     "RequirementEntry",
     "RunInfo",
-    "Target",
+    "TargetInfo",
     "build_report",
     "redact",
     "render_all",

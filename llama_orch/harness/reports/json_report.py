@@ -70,6 +70,7 @@ def to_json(report: Report) -> dict[str, Any]:
                 {"feature": c.feature, "requirements": list(c.requirements)}
                 for c in report.claimed_not_shown
             ],
+            "root_causes": list(report.root_causes),
         },
         "requirements": [_requirement(r) for r in report.requirements],
         "run": _run(report.run),

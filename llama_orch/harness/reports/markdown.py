@@ -92,10 +92,18 @@ def _evidence(check: CheckEntry) -> list[str]:
 
 
 def _failures(report: Report) -> list[str]:
-    failed = report.with_verdict("fail")
+    roots = set(report.root_causes)
+    # Root causes first: a failure that blocked other checks explains more than one verdict.
+    failed = sorted(report.with_verdict("fail"), key=lambda r: r.id not in roots)
     lines = ["## Failures", ""]
     if not failed:
         return [*lines, "None."]
+    if roots:
+        lines += [
+            "Root causes (other checks could not judge their requirements because of these): "
+            + ", ".join(report.root_causes),
+            "",
+        ]
     for req in failed:
         optional = "" if req.level == "must" else " (optional: does not change the result)"
         lines += [

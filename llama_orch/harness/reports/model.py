@@ -20,6 +20,7 @@ from llama_orch.harness.verdicts import (
     claimed_not_shown,
     report_outcome,
     result_of,
+    root_causes,
     summary,
 )
 from llama_orch.spec_extract.model import id_sort_key
@@ -74,7 +75,7 @@ class Pool:
 
 
 @dataclass(frozen=True)
-class Target:
+class TargetInfo:
     """Where the run went: volatile (the embedded target's port changes every run)."""
 
     url: str | None = None
@@ -92,7 +93,7 @@ class RunInfo:
     duration_s: float | None = None
     harness_version: str | None = None
     host: str | None = None
-    target: Target = field(default_factory=Target)
+    target: TargetInfo = field(default_factory=TargetInfo)
     durations: Mapping[str, float] = field(default_factory=dict)
 
     def rows(self) -> list[tuple[str, str | None]]:
@@ -116,7 +117,7 @@ class RunInfo:
         pools = tuple(Pool(**p) for p in tgt.pop("pools", ()))
         return cls(
             **{k: v for k, v in data.items() if k not in ("target", "durations")},
-            target=Target(**tgt, pools=pools),
+            target=TargetInfo(**tgt, pools=pools),
             durations=dict(data.get("durations") or {}),
         )
 
@@ -179,6 +180,8 @@ class Report:
     requirements: tuple[RequirementEntry, ...]
     run: RunInfo
     schema_version: int = SCHEMA_VERSION
+    # Failed requirements that blocked other checks from judging theirs: fix these first.
+    root_causes: tuple[str, ...] = ()
 
     @property
     def checks(self) -> list[CheckEntry]:
@@ -271,4 +274,5 @@ def build_report(
         claimed_not_shown=tuple(ClaimEntry(c.feature, c.requirements) for c in claims_out),
         requirements=tuple(sorted(entries, key=_order_key)),
         run=replace(run, durations={k: durations[k] for k in sorted(durations)}),
+        root_causes=tuple(root_causes(verdicts)),
     )

@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 
 import httpx
-from httpx_sse import connect_sse
 from pytest_bdd import then, when
 
 from llama_orch.engine_sim.directive import parse_directive
-from llama_orch.harness.client import SseEvent
+from llama_orch.harness.client import check_stream
+from llama_orch.harness.sse import SseEvent, StreamRead, iter_events
 from llama_orch.harness.steps.fixtures import P
-from llama_orch.harness.steps.sse import parse_event, read_events, stream_exchange, summary
 from llama_orch.harness.steps.streams import admitted_id
+from llama_orch.harness.steps.watch import read_events, summary
 from llama_orch.harness.steps.world import World, precondition
 
 
@@ -42,26 +42,38 @@ def cancel_after_tokens(world: World, n: int) -> None:
     after the n-th token arrived, the cancel took effect first and no later token may follow.
     """
     task_id = admitted_id(world, world.it())
+    orch = world.orch
     before: list[SseEvent] = []
     after: list[SseEvent] = []
-    ex = stream_exchange(world.orch, task_id, record=False)
-    timeout = httpx.Timeout(30.0, connect=5.0)
     url = f"/v1/tasks/{task_id}/stream"
+    ex = orch._exchange("GET", f"{orch.base_url}{url}", orch.http.headers, None)
+    orch.exchanges.remove(ex)  # appended last, below: the stream is the evidence of a late token
+    timeout = httpx.Timeout(orch.timeouts.stream_gap_s, connect=orch.timeouts.connect_s)
     try:
-        with connect_sse(world.orch.http, "GET", url, timeout=timeout) as src:
-            ex.status = src.response.status_code
-            assert src.response.status_code == 200, f"stream answered {src.response.status_code}"
+        with orch.http.stream("GET", url, timeout=timeout) as response:
+            ex.status = response.status_code
+            assert response.status_code == 200, f"stream answered {response.status_code}"
+            read = StreamRead(response.status_code, response.headers)
             acked = False
-            for sse in src.iter_sse():
-                (after if acked else before).append(parse_event(sse))
+            for event in iter_events(
+                response,
+                gap_s=orch.timeouts.stream_gap_s,
+                total_s=orch.timeouts.stream_s,
+                read=read,
+            ):
+                (after if acked else before).append(event)
                 if not acked and sum(e.event == "token" for e in before) == n:
                     t_token = time.monotonic()
                     _cancel(world, task_id)
                     world.extra["cancel_window_ms"] = (time.monotonic() - t_token) * 1000
                     acked = True
+                if event.event in ("end", "error"):
+                    break
+            ex.error = read.timed_out
     finally:
         ex.response_body = summary(before + after)
-        world.orch.exchanges.append(ex)  # newest: the evidence of a late token is the stream
+        orch.exchanges.append(ex)
+    check_stream(before + after, read.ended)
     world.events = before + after
     world.extra["after_cancel"] = after
 

@@ -16,7 +16,7 @@ from pytest_bdd import given, then, when
 
 from llama_orch.harness.steps.fixtures import P
 from llama_orch.harness.steps.responses import assert_schema, json_body
-from llama_orch.harness.steps.sse import read_events
+from llama_orch.harness.steps.watch import read_events
 from llama_orch.harness.steps.world import PoolRestore, World, poll, precondition
 
 # A model reference no deployment serves; the reference's mock engine also refuses to load it.
@@ -50,7 +50,7 @@ def lone_pool(world: World) -> None:
             ready = _health(world, world.pool_id).get("ready") is True
             precondition(ready, f"pool {world.pool_id} is not ready")
             return
-    pytest.skip("no replica set of the target names exactly one pool in slo.pools")
+    pytest.skip("no replica set of the target holds exactly one pool (replicas[].pool_id)")
 
 
 @given(P("a task on the pool that streams {n:d} tokens over {ms:d} ms is running"))
@@ -168,7 +168,7 @@ def running_finished(world: World) -> None:
 def read_all_health(world: World) -> None:
     pools = [p for g in world.groups() for p in g.pools]
     if not pools:
-        pytest.skip("the target's replica sets name no pool (slo.pools)")
+        pytest.skip("the target's replica sets name no pool (replicas[].pool_id)")
     world.extra["health"] = {
         p: world.record(world.orch.get(f"/v1/pools/{p}/health")) for p in pools
     }
@@ -205,16 +205,9 @@ def complete_sets(world: World) -> None:
 
 
 def _identity(world: World, rs: dict[str, Any]) -> dict[str, Any]:
-    """engine_version and model_digest from the set's slo, else from its pools' health."""
-    found = {k: rs.get("slo", {}).get(k) for k in IDENTITY_KEYS}
-    for pool_id in rs.get("slo", {}).get("pools", []):
-        metrics = _health(world, pool_id).get("metrics") or {}
-        for key in IDENTITY_KEYS:
-            if found[key] is None:
-                found[key] = metrics.get(key)
-            elif metrics.get(key) is not None:
-                assert metrics[key] == found[key], f"pool {pool_id} {key} differs from its set"
-    return found
+    """engine_version and model_digest of a replica set, where the target description says
+    the target keeps them (the contract leaves them to open objects)."""
+    return {k: world.target.fact(rs, k) for k in IDENTITY_KEYS}
 
 
 @then("every replica set names one engine_version and one model_digest")

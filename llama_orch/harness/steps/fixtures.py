@@ -37,8 +37,7 @@ def llorch_memo() -> dict[str, Any]:
 
 
 @pytest.fixture
-def world(orch, target, request: pytest.FixtureRequest, llorch_memo) -> Iterator[World]:
+def world(orch, target, llorch_memo) -> Iterator[World]:
     """One scenario's state; cancels its tasks and restores its pools at the end."""
-    model_ref = request.config.getoption("model_ref", None)
-    with scenario_world(orch, target, model_ref, llorch_memo) as w:
+    with scenario_world(orch, target, llorch_memo) as w:
         yield w

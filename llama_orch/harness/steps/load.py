@@ -15,7 +15,7 @@ import pytest
 from pytest_bdd import given, then, when
 
 from llama_orch.harness.steps.fixtures import P
-from llama_orch.harness.steps.sse import read_events
+from llama_orch.harness.steps.watch import read_events
 from llama_orch.harness.steps.world import HOLD_PROMPT, Group, World, poll, precondition
 
 FILL_BOUND = 300

@@ -11,7 +11,7 @@ from llama_orch.harness.client import SseEvent
 from llama_orch.harness.openapi import ERROR_KINDS, SSE_EVENTS
 from llama_orch.harness.steps.fixtures import P
 from llama_orch.harness.steps.responses import schema_errors
-from llama_orch.harness.steps.sse import read_events
+from llama_orch.harness.steps.watch import read_events
 from llama_orch.harness.steps.world import World, precondition
 
 EVENT_NAMES = tuple(SSE_EVENTS)

@@ -10,7 +10,7 @@ import pytest
 from pytest_bdd import given, when
 
 from llama_orch.harness.steps.fixtures import P
-from llama_orch.harness.steps.sse import read_events
+from llama_orch.harness.steps.watch import read_events
 from llama_orch.harness.steps.world import NO_SUCH_POOL, Group, World, fresh_uuid, precondition
 
 CORRELATION = "X-Correlation-Id"
@@ -126,7 +126,7 @@ def _any_pool(world: World) -> str:
     for group in world.groups():
         if group.pools:
             return group.pools[0]
-    pytest.skip("the target's replica sets name no pool (slo.pools)")
+    pytest.skip("the target's replica sets name no pool (replicas[].pool_id)")
 
 
 def resolve_path(world: World, path: str) -> str:

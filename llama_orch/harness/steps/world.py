@@ -19,60 +19,17 @@ from typing import Any
 import httpx
 import pytest
 
-from llama_orch.harness.client import OrchClient, SseEvent, task_body
-from llama_orch.harness.steps.sse import StreamWatch
+from llama_orch.harness.client import OrchClient, task_body
+from llama_orch.harness.discovery import Group, Target
+from llama_orch.harness.outcomes import PreconditionError, precondition
+from llama_orch.harness.sse import SseEvent
+from llama_orch.harness.steps.watch import StreamWatch
 
 NO_SUCH_POOL = "llorch-compliance-no-such-pool"
 # Holds a slot for 30 s after one token; tasks using it are always canceled at teardown.
 HOLD_PROMPT = "[[sim tokens=1 hold_ms=30000]] hold"
-SETTLE_S = 10.0
 
-
-class PreconditionError(RuntimeError):
-    """The scenario could not set up its situation; the check ends as an error, not a fail."""
-
-
-def precondition(ok: object, message: str) -> None:
-    if not ok:
-        raise PreconditionError(message)
-
-
-@dataclass(frozen=True)
-class Group:
-    """Replica sets a task reaches by naming `engine` and `model_ref` (usually exactly one)."""
-
-    engine: str
-    model_ref: str
-    set_ids: tuple[str, ...]
-    pools: tuple[str, ...]
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.engine, self.model_ref)
-
-    @property
-    def label(self) -> str:
-        return f"{self.engine} / {self.model_ref}"
-
-
-def discover_groups(replica_sets: list[dict[str, Any]], model_ref: str | None) -> list[Group]:
-    """Group replica sets by (engine, model_ref); `model_ref` fills in when `slo` names none."""
-    found: dict[tuple[str, str], Group] = {}
-    for rs in replica_sets:
-        slo = rs.get("slo") if isinstance(rs.get("slo"), dict) else {}
-        ref = slo.get("model_ref") or model_ref
-        engine = rs.get("engine")
-        if not ref or not isinstance(engine, str):
-            continue
-        pools = tuple(p for p in slo.get("pools", ()) if isinstance(p, str))
-        old = found.get((engine, ref))
-        if old is None:
-            found[(engine, ref)] = Group(engine, ref, (str(rs.get("id")),), pools)
-        else:
-            found[(engine, ref)] = Group(
-                engine, ref, (*old.set_ids, str(rs.get("id"))), old.pools + pools
-            )
-    return list(found.values())
+__all__ = ["Group", "PreconditionError", "World", "poll", "precondition"]
 
 
 @dataclass
@@ -88,16 +45,15 @@ class World:
     """What one scenario has done so far: tasks, the latest responses, streams and watches."""
 
     orch: OrchClient
-    target: Any
-    model_ref_option: str | None = None
+    target: Target
     memo: dict[str, Any] = field(default_factory=dict)
     group: Group | None = None
     pool_id: str | None = None
     task: dict[str, Any] | None = None
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    response: httpx.Response | None = None
-    responses: list[httpx.Response] = field(default_factory=list)
-    stream_response: httpx.Response | None = None
+    response: Any = None  # the newest answer: an httpx.Response or a harness.sse.StreamRead
+    responses: list[Any] = field(default_factory=list)
+    stream_response: Any = None
     events: list[SseEvent] = field(default_factory=list)
     raw_stream: str = ""
     streams: dict[str, list[SseEvent]] = field(default_factory=dict)
@@ -109,12 +65,9 @@ class World:
 
     # -- target knowledge -------------------------------------------------------------------
     def groups(self) -> list[Group]:
-        groups = discover_groups(self.target.replica_sets, self.model_ref_option)
+        groups = self.target.groups()
         if not groups:
-            pytest.skip(
-                "the target lists no replica set with an engine and a model_ref "
-                "(pass --model-ref when its replica sets do not name one)"
-            )
+            pytest.skip(self.target.why_no_groups())
         return groups
 
     def current_group(self) -> Group:
@@ -141,9 +94,9 @@ class World:
                 free += rs["slots_free"]
         return free, total
 
-    def wait_idle(self, group: Group, within_s: float = 3.0) -> int:
+    def wait_idle(self, group: Group, within_s: float | None = None) -> int:
         """Wait until every slot of the group is free on two reads in a row; its slot count."""
-        deadline = time.monotonic() + within_s
+        deadline = time.monotonic() + (within_s or self.orch.timeouts.settle_s)
         calm = 0
         while True:
             free, total = self.slots(group)
@@ -164,16 +117,22 @@ class World:
 
     def pool_of(self, group: Group) -> str:
         if len(group.pools) != 1:
-            pytest.skip(f"replica set {group.label} does not name exactly one pool in slo.pools")
+            pytest.skip(f"replica set {group.label} does not hold exactly one pool (replicas)")
         return group.pools[0]
 
     # -- tasks ------------------------------------------------------------------------------
     def new_task(self, prompt: str, *, group: Group | None = None, **extra: Any) -> dict[str, Any]:
         g = group or self.current_group()
+        extra.setdefault("deadline_ms", self.orch.timeouts.deadline_ms)
         return task_body(engine=g.engine, model_ref=g.model_ref, prompt=prompt, **extra)
 
-    def submit(self, body: dict[str, Any], **kw: Any) -> httpx.Response:
-        resp = self.orch.submit(body, **kw)
+    def submit(self, body: dict[str, Any], *, setup: bool = False, **kw: Any) -> httpx.Response:
+        try:
+            resp = self.orch.submit(body, **kw)
+        except httpx.TransportError as exc:
+            if setup:
+                raise PreconditionError(f"POST /v1/tasks did not answer: {exc}") from exc
+            raise
         if resp.status_code == 202 and isinstance(body.get("task_id"), str):
             self.admitted.append(body["task_id"])
         self.response = resp
@@ -182,7 +141,7 @@ class World:
 
     def submit_ok(self, body: dict[str, Any], *, setup: bool = False) -> dict[str, Any]:
         """Submit and require a 202; during setup a refusal is a precondition error."""
-        resp = self.submit(body)
+        resp = self.submit(body, setup=setup)
         message = f"task not admitted: {resp.status_code} {resp.text[:300]}"
         if setup:
             precondition(resp.status_code == 202, message)
@@ -197,7 +156,7 @@ class World:
         assert self.task is not None, "no task in this scenario yet"
         return self.task
 
-    def record(self, resp: httpx.Response) -> httpx.Response:
+    def record(self, resp: Any) -> Any:
         self.response = resp
         self.responses.append(resp)
         return resp
@@ -240,7 +199,7 @@ class World:
             self.orch.request(
                 "POST", f"/v1/pools/{r.pool_id}/reload", json_body={"new_model_ref": r.model_ref}
             )
-            poll(lambda: _settled(self.orch, r.pool_id), SETTLE_S)
+            poll(lambda: _settled(self.orch, r.pool_id), self.orch.timeouts.settle_s)
 
 
 def _settled(orch: OrchClient, pool_id: str) -> bool:
@@ -265,10 +224,8 @@ def fresh_uuid() -> str:
 
 
 @contextlib.contextmanager
-def scenario_world(
-    orch: OrchClient, target: Any, model_ref: str | None, memo: dict[str, Any]
-) -> Iterator[World]:
-    world = World(orch, target, model_ref, memo)
+def scenario_world(orch: OrchClient, target: Target, memo: dict[str, Any]) -> Iterator[World]:
+    world = World(orch, target, memo)
     try:
         yield world
     finally:

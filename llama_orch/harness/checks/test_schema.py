@@ -1,13 +1,15 @@
 """API schema checks: schemathesis exercises every OrchQueue v1 operation on the target.
 
-One check per operation (its `operationId`), naming the operation's `x-req-id` requirements.
-Each operation gets schema-valid requests, schema-violating requests, and, where the API is
-stateful, requests on live resources (a real task, session and pool) so that success responses
-are validated too. Every response must pass four checks: no server error, a documented status
-code, a documented content type, and a body matching the documented schema; the bar is zero
-failures. Drain and reload only ever see a pool id that does not exist, so the target's pools are
-never touched. Catalog and artifact operations (extended profile) run only when the target
-claims the feature in `GET /v1/capabilities`.
+One check per operation (its `operationId`, registered by `harness.collectors`), naming the
+operation's `x-req-id` requirements. Each operation gets schema-valid requests, schema-violating
+requests and requests on live resources (a real task, session and pool), so that success
+responses are validated too. Every response must pass four checks: no server error, a
+documented status code, a documented content type, and a body matching the documented schema;
+the bar is zero failures. A check that saw no success-class answer exercised nothing: it ends
+as `error`, never as a pass (a target refusing every request with 401 passes no schema check).
+Generated drain and reload requests only ever see a pool id that does not exist; their one
+live request drains a real pool and reloads it with its own model, and waits until it is
+Ready again. Catalog and artifact operations run only when the target claims the feature.
 """
 
 from __future__ import annotations
@@ -39,16 +41,13 @@ from llama_orch.harness.client import (
     redact_headers,
     task_body,
 )
-from llama_orch.harness.openapi import (
-    OPENAPI_DIR,
-    REQUIREMENTS_DIR,
-    SSE_EVENTS,
-    all_operations,
-    validator_at,
-)
-from llama_orch.harness.requirements import RequirementsError, load_requirements
-
-pytestmark = pytest.mark.kind("schema")
+from llama_orch.harness.collectors import collect_operations
+from llama_orch.harness.discovery import Target
+from llama_orch.harness.openapi import OPENAPI_DIR, SSE_EVENTS, validator_at
+from llama_orch.harness.outcomes import precondition
+from llama_orch.harness.registry import Check
+from llama_orch.harness.sse import SseDecoder
+from llama_orch.harness.steps.world import poll
 
 CHECKS = [
     not_a_server_error,
@@ -61,54 +60,20 @@ CHECKS = [
 # in `x-sse-events`, so event streams are validated here against those payload schemas instead.
 SSE_CHECKS = [c for c in CHECKS if c is not response_schema_conformance]
 EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 8}
-TIMEOUT_S = 10
 MISSING_POOL = "llorch-schema-check-no-such-pool"
-DESTRUCTIVE = frozenset({"drainPool", "reloadPool"})  # never aimed at a real pool
-FEATURE_TAGS = ("catalog", "artifacts")  # extended-profile features, claimed in capabilities
+POOL_CHANGING = frozenset({"drainPool", "reloadPool"})
 PROMPT = "[[sim tokens=4]] schema check"
 SLOW_PROMPT = "[[sim tokens=40 itl_ms=25]] schema check, canceled"
 
 
-@cache
-def _profiles() -> dict[str, str]:
-    try:
-        return {r.id: r.profile for r in load_requirements(REQUIREMENTS_DIR)}
-    except RequirementsError:
-        return {}
-
-
-def _feature(op: dict[str, Any]) -> str | None:
-    return next((t for t in op.get("tags", []) if t in FEATURE_TAGS), None)
-
-
-def _req_ids(op: dict[str, Any]) -> list[str]:
-    """The operation's x-req-id; an optional feature's operation names only optional IDs."""
-    ids = list(op.get("x-req-id", []))
-    if _feature(op):
-        ids = [i for i in ids if _profiles().get(i) != "core"]
-    return ids
-
-
-OPERATIONS = {op["operationId"]: (doc, op) for doc, _path, _method, _ptr, op in all_operations()}
-
-
 def _params() -> list:
-    return [
-        pytest.param(doc, op_id, id=op_id, marks=pytest.mark.req(*_req_ids(op)))
-        for op_id, (doc, op) in OPERATIONS.items()
-    ]
+    return [pytest.param(c, id=c.id) for c in collect_operations()]
 
 
 @cache
 def _schema(doc: str):
     """The contract document, with schemathesis defaults (no project config is discovered)."""
     return schemathesis.openapi.from_path(OPENAPI_DIR / doc, config=SchemathesisConfig())
-
-
-def _claims(capabilities: dict[str, Any], feature: str) -> bool:
-    if (capabilities.get("features") or {}).get(feature):
-        return True
-    return any((e.get("features") or {}).get(feature) for e in capabilities.get("engines", []))
 
 
 # -- live resources ---------------------------------------------------------------------
@@ -118,33 +83,54 @@ def _claims(capabilities: dict[str, Any], feature: str) -> bool:
 class Live:
     """The target, and resources on it that stateful operations are pointed at.
 
-    Tracebacks print the arguments of failing frames, so the key stays out of the repr.
+    Tracebacks print the arguments of failing frames, so the target stays out of the repr.
     """
 
-    url: str
-    api_key: str | None = field(repr=False)
-    capabilities: dict[str, Any] = field(repr=False)
+    target: Target = field(repr=False)
     client: OrchClient = field(repr=False)
     engine: str | None = None
     model: str | None = None
     pool: str | None = None
 
+    def body(self, prompt: str, **extra: Any) -> dict[str, Any]:
+        assert self.engine and self.model
+        return task_body(
+            engine=self.engine,
+            model_ref=self.model,
+            prompt=prompt,
+            deadline_ms=self.client.timeouts.deadline_ms,
+            **extra,
+        )
+
     def task(self, prompt: str = PROMPT, *, run: bool = True) -> dict[str, Any] | None:
         """An admitted task (streamed to its end when `run`); None when none can be admitted."""
         if self.engine is None or self.model is None:
             return None
-        body = task_body(engine=self.engine, model_ref=self.model, prompt=prompt, max_tokens=8)
+        body = self.body(prompt, max_tokens=8)
         if self.client.submit(body).status_code != 202:
             return None
         if run:
-            self.client.stream(body["task_id"])
+            self.client.stream(body["task_id"], validate=False)
         return body
+
+    def settle_pool(self) -> None:
+        """Give a drained or reloaded pool back: reload its own model, wait until Ready."""
+        if self.pool is None or self.model is None:
+            return
+        self.client.reload(self.pool, self.model)
+
+        def ready() -> bool:
+            resp = self.client.pool_health(self.pool)
+            body = resp.json() if resp.status_code == 200 else {}
+            return body.get("ready") is True and body.get("draining") is not True
+
+        poll(ready, self.client.timeouts.settle_s, 0.1)
 
 
 def _live_kwargs(op_id: str, live: Live) -> dict[str, Any] | None:
     """Fixed parts of a request that points the operation at a live resource."""
     if op_id == "createTask" and live.engine and live.model:
-        return {"body": task_body(engine=live.engine, model_ref=live.model, prompt=PROMPT)}
+        return {"body": live.body(PROMPT)}
     if op_id in ("streamTask", "cancelTask", "getSession", "deleteSession"):
         task = live.task(
             SLOW_PROMPT if op_id == "cancelTask" else PROMPT, run=op_id != "cancelTask"
@@ -155,19 +141,21 @@ def _live_kwargs(op_id: str, live: Live) -> dict[str, Any] | None:
         return {"path_parameters": {"id": task[key]}}
     if op_id == "getPoolHealth" and live.pool:
         return {"path_parameters": {"id": live.pool}}
+    if op_id == "drainPool" and live.pool:
+        return {"path_parameters": {"id": live.pool}, "body": {"deadline_ms": 1000}}
+    if op_id == "reloadPool" and live.pool and live.model:
+        return {"path_parameters": {"id": live.pool}, "body": {"new_model_ref": live.model}}
     return None
 
 
 @pytest.fixture(scope="module")
-def live(target):
-    client = OrchClient(target.url, target.api_key, api_key_env=target.api_key_env)
-    state = Live(target.url, target.api_key, target.capabilities, client)
-    for rs in target.replica_sets:
-        slo = rs.get("slo") or {}
-        if isinstance(rs.get("engine"), str) and isinstance(slo.get("model_ref"), str):
-            state.engine, state.model = rs["engine"], slo["model_ref"]
-            state.pool = next(iter(slo.get("pools") or []), None)
-            break
+def live(target: Target):
+    client = OrchClient.for_target(target)
+    state = Live(target, client)
+    for group in target.groups():
+        state.engine, state.model = group.engine, group.model_ref
+        state.pool = group.pools[0] if len(group.pools) == 1 else None
+        break
     yield state
     client.close()
 
@@ -185,25 +173,29 @@ class Run:
 VOLATILE_HEADERS = {"x-schemathesis-testcaseid", "date"}  # differ on every run
 
 
-def _stable(headers: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in redact_headers(headers).items() if k.lower() not in VOLATILE_HEADERS}
+def _stable(headers: dict[str, str], key_header: str) -> dict[str, str]:
+    redacted = redact_headers(headers, extra=(key_header,))
+    return {k: v for k, v in redacted.items() if k.lower() not in VOLATILE_HEADERS}
 
 
-def _exchange(response: Any) -> Exchange:
+def _exchange(response: Any, key_header: str) -> Exchange:
     """The failing request and response as evidence (secrets redacted, volatile parts gone)."""
     req = response.request
     body = req.body.decode("utf-8", "replace") if isinstance(req.body, bytes) else req.body
     headers = {k: ", ".join(v) if isinstance(v, list) else v for k, v in response.headers.items()}
-    ex = Exchange(req.method, req.url, _stable(dict(req.headers)), body)
+    ex = Exchange(req.method, req.url, _stable(dict(req.headers), key_header), body)
+    ex.key_header = key_header
     ex.status = response.status_code
-    ex.response_headers = _stable(headers)
+    ex.response_headers = _stable(headers, key_header)
     ex.response_body = response.content.decode("utf-8", "replace")[:MAX_BODY_CHARS]
     return ex
 
 
 def _send(case: Any, live: Live, run: Run) -> None:
-    headers = {"X-API-Key": live.api_key} if live.api_key else {}
-    kwargs = {"base_url": live.url, "headers": headers, "timeout": TIMEOUT_S}
+    headers = live.target.headers()
+    bounds = live.client.timeouts
+    kwargs = {"base_url": live.target.url, "headers": headers, "timeout": bounds.request_s}
+    key_header = live.target.description.auth.header_name()
     run.cases += 1
     try:
         response = case.call(**kwargs)
@@ -220,12 +212,14 @@ def _send(case: Any, live: Live, run: Run) -> None:
         case.validate_response(response, checks=checks, headers=headers, transport_kwargs=kwargs)
     except FailureGroup as group:
         codes = Counter(f"{f.code} {f.title}" for f in group.exceptions)
-        run.failures.append((str(group).strip(), _exchange(response), codes))
+        run.failures.append((str(group).strip(), _exchange(response, key_header), codes))
         return
     problems = _sse_problems(response.content.decode("utf-8", "replace")) if sse else []
     if problems:
         message = "SSE events violate their payload schemas:\n" + "\n".join(problems)
-        run.failures.append((message, _exchange(response), Counter({"SSE event payload": 1})))
+        run.failures.append(
+            (message, _exchange(response, key_header), Counter({"SSE event payload": 1}))
+        )
 
 
 def _is_sse(response: Any) -> bool:
@@ -235,29 +229,22 @@ def _is_sse(response: Any) -> bool:
 
 
 def _sse_problems(text: str) -> list[str]:
-    """Each frame's `data` must be JSON matching the payload schema of its `event` name."""
+    """Each event's `data` must be JSON matching the payload schema of its `event` name."""
     problems = []
-    for n, frame in enumerate(f for f in text.replace("\r\n", "\n").split("\n\n") if f.strip()):
-        fields: dict[str, str] = {}
-        for line in frame.split("\n"):
-            if line.startswith(":"):
-                continue
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            fields[name] = (
-                f"{fields[name]}\n{value}" if name == "data" and name in fields else value
-            )
-        event = fields.get("event", "message")
-        if event not in SSE_EVENTS:
-            problems.append(f"event #{n}: unknown event name {event!r}")
+    decoder = SseDecoder()
+    events = decoder.feed(text)
+    decoder.close()
+    for n, event in enumerate(events):
+        if event.event not in SSE_EVENTS:
+            problems.append(f"event #{n}: unknown event name {event.event!r}")
             continue
-        try:
-            data = json.loads(fields.get("data", ""))
-        except ValueError:
-            problems.append(f"event #{n} ({event}): data is not JSON: {fields.get('data')!r}")
+        if not isinstance(event.data, dict):
+            problems.append(f"event #{n} ({event.event}): data is not a JSON object: {event.raw!r}")
             continue
-        validator = validator_at("data.yaml", f"/components/schemas/{SSE_EVENTS[event]}")
-        problems += [f"event #{n} ({event}): {e.message}" for e in validator.iter_errors(data)]
+        validator = validator_at("data.yaml", f"/components/schemas/{SSE_EVENTS[event.event]}")
+        problems += [
+            f"event #{n} ({event.event}): {e.message}" for e in validator.iter_errors(event.data)
+        ]
     return problems
 
 
@@ -297,19 +284,28 @@ def _summary(op_id: str, run: Run) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.parametrize(("doc", "op_id"), _params())
-def test_operation_conforms_to_the_contract(doc: str, op_id: str, live: Live, orch) -> None:
+@pytest.mark.parametrize("check", _params())
+def test_operation_conforms_to_the_contract(check: Check, live: Live, orch) -> None:
+    op_id = check.id.removeprefix("schema::")
+    doc = check.source.split("#")[0].rpartition("/")[2]
     operation = _schema(doc).find_operation_by_id(op_id)
-    feature = _feature(OPERATIONS[op_id][1])
-    if feature and not _claims(live.capabilities, feature):
-        pytest.skip(f"not-supported: the target does not claim the `{feature}` feature")
-    fixed = {"path_parameters": {"id": MISSING_POOL}} if op_id in DESTRUCTIVE else {}
+    fixed = {"path_parameters": {"id": MISSING_POOL}} if op_id in POOL_CHANGING else {}
     run = Run()
-    for mode, examples in EXAMPLES.items():
-        _exercise(operation, mode, examples, live, run, **fixed)
-    live_kwargs = None if op_id in DESTRUCTIVE else _live_kwargs(op_id, live)
-    if live_kwargs is not None:
-        _exercise(operation, GenerationMode.POSITIVE, 1, live, run, **live_kwargs)
+    try:
+        for mode, examples in EXAMPLES.items():
+            _exercise(operation, mode, examples, live, run, **fixed)
+        live_kwargs = _live_kwargs(op_id, live)
+        if live_kwargs is not None:
+            _exercise(operation, GenerationMode.POSITIVE, 1, live, run, **live_kwargs)
+    finally:
+        if op_id in POOL_CHANGING:
+            live.settle_pool()
     if run.failures:
         orch.exchanges.append(run.failures[0][1])
         raise AssertionError(_summary(op_id, run))
+    success = sum(n for status, n in run.statuses.items() if 200 <= status < 300)
+    precondition(
+        success,
+        f"{op_id}: no request got a success-class answer, so no documented success was "
+        f"checked; statuses seen: {json.dumps(dict(sorted(run.statuses.items())))}",
+    )
