@@ -14,9 +14,9 @@ from llama_orch.determinism_suite.evidence import (
     determinism_results,
     load_report,
 )
+from llama_orch.harness.openapi import REQUIREMENTS_DIR
 from llama_orch.harness.requirements import load_requirements
 from llama_orch.harness.results import Outcome
-from llama_orch.harness.openapi import REQUIREMENTS_DIR
 from llama_orch.harness.verdicts import compute
 
 CORPUS = load_corpus()

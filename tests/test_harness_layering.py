@@ -49,15 +49,15 @@ def test_a_check_run_and_a_pinned_determinism_run_load_no_reference_module() -> 
     reference_impl into the harness process."""
     modules = [
         "llama_orch.harness.runner",
-        "llama_orch.harness.pytest_plugin",
+        "llama_orch.harness.plugin",
         "llama_orch.harness.target",
         "llama_orch.harness.client",
         "llama_orch.determinism_suite.evidence",
         "llama_orch.harness.steps",
         "llama_orch.harness.checks.conftest",
         "llama_orch.harness.checks.test_contracts",
-        "llama_orch.harness.checks.test_api_schema",
-        "llama_orch.harness.checks.test_operations",
+        "llama_orch.harness.checks.test_schema",
+        "llama_orch.harness.checks.test_logs",
         "llama_orch.determinism_suite.pinned",
         "llama_orch.determinism_suite.report",
         "llama_orch.determinism_suite.expected",

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -29,15 +27,15 @@ os.environ["PACT_DO_NOT_TRACK"] = "true"  # before anything loads pact
 
 from llama_orch.harness.contracts.pactfile import PactInteraction, load_interactions
 from llama_orch.harness.contracts.provider import UNANSWERED, ContractVerifier, InteractionOutcome
+from llama_orch.harness.discovery import Target
+from llama_orch.harness.embedded import embedded_reference
 from llama_orch.harness.results import CheckResult, Outcome
-from llama_orch.harness.target import Target, describe, embedded_reference
+from tests._harness import reference_target, run_checks
 from tests.fixtures.faulty.proxy import running_proxy
 from tests.fixtures.pact_broken import DROPPED, running
 from tests.fixtures.pact_hazards import ECHO_HEADER, EchoKey, LateAnswers
 
-ROOT = Path(__file__).resolve().parent.parent
 KEY_ENV = "LLORCH_PACT_PROVIDER_KEY"
-CHECK = "llama_orch/harness/checks/test_contracts.py::test_interaction"
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +50,7 @@ def interactions() -> dict[str, PactInteraction]:
 
 
 def _target(url: str, key: str) -> Target:
-    return describe(url, key, KEY_ENV, False)
+    return reference_target(url, key, auth={"key_env": KEY_ENV})
 
 
 def _verify_all(target: Target, keys: list[str]) -> dict[str, object]:
@@ -66,33 +64,17 @@ def test_a_dropped_field_fails_exactly_its_interaction(reference, tmp_path: Path
     """The provider also echoes the API key in every answer: the report must not carry it."""
     upstream, key = reference
     with running(EchoKey(upstream, key)) as url:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "llama_orch/harness/checks/test_contracts.py",
-            "--target",
-            url,
-            "--api-key-env",
-            KEY_ENV,
-            "--report-dir",
-            str(tmp_path),
-        ]
-        env = {**os.environ, KEY_ENV: key, "PACT_DO_NOT_TRACK": "true"}
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    output = proc.stdout + proc.stderr
-    text = (tmp_path / "results.json").read_text(encoding="utf-8")
-    assert key not in text and key not in output, "the API key leaked"
-    results = {r["id"]: r for r in json.loads(text)}
-    assert len(results) == len(load_interactions()), output[-2000:]
-    failed = sorted(k for k, r in results.items() if r["outcome"] != "passed")
-    assert failed == [f"{CHECK}[admit-task]"], output[-3000:]
-    bad = results[f"{CHECK}[admit-task]"]
-    assert bad["outcome"] == "failed" and bad["kind"] == "contract"
-    assert bad["requirement_ids"] == ["ORCH-2001"]
+        run = run_checks(
+            url, key, tmp_path, "--only", "ORCH-2001", "--only", "ORCH-3095", key_env=KEY_ENV
+        )
+    text = (tmp_path / "compliance.json").read_text(encoding="utf-8")
+    assert key not in text and key not in run.output, "the API key leaked"
+    contracts = {k: c for k, c in run.checks().items() if c["kind"] == "contract"}
+    assert contracts, run.output[-2000:]
+    failed = sorted(k for k, c in contracts.items() if c["outcome"] != "passed")
+    assert failed == ["contract::admit-task"], run.output[-3000:]
+    bad = contracts["contract::admit-task"]
+    assert bad["outcome"] == "failed" and run.verdicts()["ORCH-2001"] == "fail"
     evidence = bad["evidence"]
     assert DROPPED in evidence["message"] and "BodyMismatch" in evidence["message"], evidence
     assert evidence["request"].startswith("POST ") and "/v1/tasks" in evidence["request"]
@@ -126,7 +108,7 @@ def test_a_faulty_proxy_fails_only_the_interaction_it_breaks(
 
 def test_a_state_the_target_cannot_reach_is_an_error_not_a_pass(reference, interactions) -> None:
     upstream, key = reference
-    blind = replace(_target(upstream, key), replica_sets=[])  # no replica set names a model
+    blind = replace(_target(upstream, key), replica_sets=[])  # no replica set to use
     with ContractVerifier(blind) as verifier:
         outcome = verifier.verify(interactions["admit-task"])
         control = verifier.verify(interactions["capabilities"])
@@ -159,7 +141,7 @@ def test_states_leave_the_target_as_they_found_it(reference) -> None:
     headers = target.headers()
     for rs in httpx.get(f"{upstream}/v1/replicasets", headers=headers).json():
         assert rs["slots_free"] == rs["slots_total"], rs
-        for pool in rs["slo"]["pools"]:
+        for pool in {r["pool_id"] for r in rs["replicas"]}:
             health = httpx.get(f"{upstream}/v1/pools/{pool}/health", headers=headers).json()
             assert health["ready"] is True and health["draining"] is False, (pool, health)
 

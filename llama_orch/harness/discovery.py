@@ -188,13 +188,19 @@ def _enriched(sets: list[Any], target: Target) -> dict[str, Any] | None:
     return {"api_version": version, "engines": engines}
 
 
-def discover(target: Target, contract_version: str) -> Target:
-    """Fill in the target's capability data and replica sets; TargetError if unusable."""
+def discover(
+    target: Target, contract_version: str, transport: httpx.BaseTransport | None = None
+) -> Target:
+    """Fill in the target's capability data and replica sets; TargetError if unusable.
+
+    `transport` is the test seam (an httpx.MockTransport); None is real HTTP.
+    """
     bounds = target.timeouts
     with httpx.Client(
         base_url=target.url,
         headers=target.headers(),
         timeout=httpx.Timeout(bounds.request_s, connect=bounds.connect_s),
+        transport=transport,
     ) as http:
         caps = _get(http, "/v1/capabilities")
         sets = _get(http, "/v1/replicasets")

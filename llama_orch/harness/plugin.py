@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 import pytest
 
 from llama_orch.harness import finish, options, outcomes, progress, whitebox
+from llama_orch.harness.reports import redact
 from llama_orch.harness.results import CheckResult, Evidence, Outcome
 from llama_orch.harness.session import RunState, Selection, in_checks_package
 from llama_orch.spec_extract.model import REF_RE
@@ -169,7 +170,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         item.stash[_RECORDED] = True
         state.record(result)
         progress.advance(item.config, check, result)
+    _scrub(report, state)
     return report
+
+
+def _scrub(report: pytest.TestReport, state: RunState) -> None:
+    """pytest prints failures: a target that echoes the key must not get it onto the console."""
+    secrets = state.target.secrets() if state.target is not None else []
+    if not secrets or report.longrepr is None:
+        return
+    text = str(report.longrepr)
+    if any(s in text for s in secrets):
+        report.longrepr = redact(text, secrets)
+    report.sections = [(name, redact(body, secrets) or "") for name, body in report.sections]
 
 
 def _result(item, call, report, check) -> CheckResult:

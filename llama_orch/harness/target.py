@@ -49,8 +49,8 @@ def open_target(desc: TargetDescription, config: Path = DEFAULT_CONFIG) -> Itera
             desc.url.rstrip("/"),
             desc,
             _key(desc.auth.key_env, "the target's API key", True),
-            tenant_key=_key(desc.tenant_key_env, "tenant_key_env", True),
-            data_plane_key=_key(desc.data_plane_key_env, "data_plane_key_env", True),
+            tenant_key=_key(desc.tenant_key_env, "tenant_key_env", False),
+            data_plane_key=_key(desc.data_plane_key_env, "data_plane_key_env", False),
         )
         yield discover(target, contract_version())
         return
