@@ -50,25 +50,38 @@ def scenario_tags(template: ScenarioTemplate) -> set[str]:
     return template.tags | template.feature.tags | rule_tags
 
 
-def bdd_check_id(template: ScenarioTemplate, example: Mapping[str, Any] | None) -> str:
+def feature_path(template: ScenarioTemplate, features_dir: Path = FEATURES) -> Path:
+    """The feature file's path below the features folder."""
+    path = Path(template.feature.filename).resolve()
+    try:
+        return path.relative_to(features_dir.resolve())
+    except ValueError:
+        return Path(template.feature.rel_filename)
+
+
+def bdd_check_id(
+    template: ScenarioTemplate, example: Mapping[str, Any] | None, features_dir: Path = FEATURES
+) -> str:
     """`features/<file>::<scenario>`, plus `[v1-v2]` for one row of a Scenario Outline."""
-    rel = Path(template.feature.rel_filename).as_posix()
+    rel = feature_path(template, features_dir).as_posix()
     base = f"features/{rel}::{template.name}"
     if example:
         base += "[" + "-".join(str(v) for v in example.values()) + "]"
     return base
 
 
-def bdd_check(template: ScenarioTemplate, example: Mapping[str, Any] | None) -> Check:
+def bdd_check(
+    template: ScenarioTemplate, example: Mapping[str, Any] | None, features_dir: Path = FEATURES
+) -> Check:
     tags = scenario_tags(template)
     extra: dict[str, list[str]] = {"features": [], "needs": [], "stands_on": []}
     for tag in sorted(tags):
         for prefix, key in TAG_PREFIXES.items():
             if tag.startswith(prefix):
                 extra[key].append(tag.removeprefix(prefix))
-    rel = Path(template.feature.rel_filename)
+    rel = feature_path(template, features_dir)
     return Check(
-        id=bdd_check_id(template, example),
+        id=bdd_check_id(template, example, features_dir),
         kind=Kind.BDD,
         requirements=tuple(sorted(t for t in tags if REF_RE.fullmatch(t))),
         family=rel.parts[0] if len(rel.parts) > 1 else rel.stem,
@@ -87,7 +100,7 @@ def collect_features(features_dir: Path = FEATURES) -> Iterator[Check]:
         for template in feature.scenarios.values():
             contexts = [c for ex in template.examples for c in ex.as_contexts()]
             for example in contexts or [None]:
-                yield bdd_check(template, example)
+                yield bdd_check(template, example, features_dir)
 
 
 # -- Pact interactions and OpenAPI operations ---------------------------------------------

@@ -91,27 +91,32 @@ def write(config: pytest.Config) -> None:
     (path / "results.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
+# Which outcome of a test's parameter cases speaks for the test: the worst one.
+_RANK = {Outcome.FAILED: 0, Outcome.UNDEFINED: 1, Outcome.ERROR: 2, Outcome.PASSED: 3}
+
+
 def load(path: Path, known: set[str]) -> list[CheckResult]:
-    """A results.json as white-box checks, keeping only IDs of the requirement set."""
-    out = []
+    """A results.json as white-box checks, one per test function as the registry names them
+    (parameter cases merged, the worst outcome speaking), keeping only known requirement IDs."""
+    merged: dict[str, CheckResult] = {}
     for item in json.loads(path.read_text(encoding="utf-8")):
         ids = tuple(i for i in item["requirement_ids"] if i in known)
         if not ids:
             continue
         ev = item.get("evidence") or {}
-        out.append(
-            CheckResult(
-                whitebox_check_id(item["id"]),
-                "white-box",
-                ids,
-                Outcome(item["outcome"]),
-                Evidence(
-                    ev.get("message", ""), ev.get("request"), ev.get("response"), ev.get("curl")
-                ),
-                float(item.get("duration_s", 0.0)),
-            )
+        test_id = item["id"].partition("[")[0]
+        result = CheckResult(
+            whitebox_check_id(test_id),
+            "white-box",
+            ids,
+            Outcome(item["outcome"]),
+            Evidence(ev.get("message", ""), ev.get("request"), ev.get("response"), ev.get("curl")),
+            float(item.get("duration_s", 0.0)),
         )
-    return out
+        old = merged.get(result.id)
+        if old is None or _RANK.get(result.outcome, 2) < _RANK.get(old.outcome, 2):
+            merged[result.id] = result
+    return list(merged.values())
 
 
 def results_for(

@@ -109,7 +109,6 @@ def links_cmd(root: Path) -> None:
 
 
 @spec.command("coverage")
-@_root_option
 @click.option("--json", "as_json", is_flag=True, help="Print the full mapping as JSON.")
 @click.option(
     "--fail-uncovered",
@@ -117,30 +116,32 @@ def links_cmd(root: Path) -> None:
     help="Exit 1 when a requirement has no check (off by default while coverage grows).",
 )
 @click.option("--verbose", "-v", is_flag=True, help="List every requirement, not only gaps.")
-def coverage_cmd(root: Path, as_json: bool, fail_uncovered: bool, verbose: bool) -> None:
-    """List, per requirement, the checks that name it, and report uncovered ones.
+def coverage_cmd(as_json: bool, fail_uncovered: bool, verbose: bool) -> None:
+    """List, per requirement, the registered checks that prove it; report uncovered ones.
 
-    Checks are tests marked `@pytest.mark.req("ID")` and Gherkin scenarios tagged `@ID`.
-    Exit 1 when a check names an ID that no spec defines (or, with --fail-uncovered,
-    when any requirement has no check).
+    Reads the one check registry (Gherkin scenarios, Pact interactions, OpenAPI operations,
+    plain checks, determinism cases, the reference's white-box tests) that `llorch check`,
+    its verdicts and its reports read too. Exit 1 when a check names an ID that no spec
+    defines (or, with --fail-uncovered, when any requirement has no check).
     """
+    from llama_orch.cli.registry import full_registry
+    from llama_orch.harness.registry import RegistryError
     from llama_orch.harness.requirements import load_requirements
-    from llama_orch.harness.traceability import inventory
+    from llama_orch.resources import data_path
 
-    reqs = load_requirements(root / "requirements")
-    checks = inventory(root)
-    known = {r.id for r in reqs}
-    unknown = {k: v for k, v in checks.items() if k not in known}
+    reqs = load_requirements(data_path("requirements"))
+    try:
+        registry = full_registry()
+    except RegistryError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    checks = {r.id: registry.proving(r.id) for r in reqs}
     if as_json:
-        payload = {r.id: [f"{c.kind}:{c.location}" for c in checks.get(r.id, [])] for r in reqs}
-        click.echo(json.dumps({"requirements": payload, "unknown": sorted(unknown)}, indent=2))
+        payload = {rid: [f"{c.kind.value}:{c.id}" for c in cs] for rid, cs in checks.items()}
+        click.echo(json.dumps({"requirements": payload}, indent=2))
     else:
         _print_coverage(reqs, checks, verbose)
-    for req_id, refs in unknown.items():
-        for ref in refs:
-            click.echo(f"error: {ref.location} names unknown requirement {req_id}", err=True)
-    uncovered = [r for r in reqs if r.id not in checks]
-    if unknown or (fail_uncovered and uncovered):
+    if fail_uncovered and any(not cs for cs in checks.values()):
         sys.exit(1)
 
 
@@ -150,10 +151,11 @@ def _print_coverage(reqs, checks, verbose: bool) -> None:
         family = req.id.rpartition("-")[0]
         tally = by_family.setdefault(family, [0, 0])
         tally[0] += 1
-        tally[1] += req.id in checks
-        if verbose or req.id not in checks:
-            names = ", ".join(c.location for c in checks.get(req.id, [])) or "UNCOVERED"
-            click.echo(f"{req.id:<20} {req.level:<6} {req.verify:<9} {req.profile:<8} {names}")
+        tally[1] += bool(checks[req.id])
+        if verbose or not checks[req.id]:
+            kinds = sorted({c.kind.value for c in checks[req.id]})
+            names = f"{len(checks[req.id])} ({', '.join(kinds)})" if kinds else "UNCOVERED"
+            click.echo(f"{req.id:<22} {req.level:<6} {req.verify:<9} {req.profile:<8} {names}")
     click.echo("")
     click.echo(f"{'family':<16} {'covered':>8} {'total':>6}")
     for family, (total, covered) in by_family.items():
