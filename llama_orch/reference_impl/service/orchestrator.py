@@ -28,9 +28,9 @@ from llama_orch.reference_impl.service.admission import (
     seed_from_task_id,
 )
 from llama_orch.reference_impl.service.build import core_pools, core_replicas, core_sessions
-from llama_orch.reference_impl.service.metrics import Metrics
+from llama_orch.reference_impl.service.metrics import ServiceMetrics
 from llama_orch.reference_impl.service.records import NewTask, TaskRecord
-from llama_orch.reference_impl.service.streams import TaskStream
+from llama_orch.reference_impl.service.streams import TaskEvents
 from llama_orch.reference_impl.service.telemetry import scheduler_families
 
 log = logging.getLogger("llama_orch.reference_impl.service")
@@ -48,11 +48,11 @@ class Orchestrator:
         config: OrchestratorConfig,
         adapter_factory: AdapterFactory,
         *,
-        metrics: Metrics | None = None,
+        metrics: ServiceMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or ServiceMetrics()
         self._clock = clock
         self._t0 = clock()
         self.pools = PoolManager(config, adapter_factory, on_change=self._pool_changed)
@@ -144,7 +144,7 @@ class Orchestrator:
             sampler_profile_version=profile,
             prompt_tokens=prompt_tokens,
             admitted_at=self._clock(),
-            stream=TaskStream(task.task_id),
+            stream=TaskEvents(task.task_id),
         )
         self.records[task.task_id] = rec
         started = {

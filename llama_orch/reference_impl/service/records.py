@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from llama_orch.reference_impl.service.streams import TaskStream
+from llama_orch.reference_impl.service.streams import TaskEvents
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class TaskRecord:
     sampler_profile_version: str
     prompt_tokens: int
     admitted_at: float
-    stream: TaskStream
+    stream: TaskEvents
     replica_id: str | None = None
     runner: asyncio.Task | None = None
     dispatched_at: float | None = None
