@@ -10,6 +10,7 @@ from falcon.asgi import SSEvent
 from llama_orch.reference_impl.api.body import read_model
 from llama_orch.reference_impl.api.errors import ApiError
 from llama_orch.reference_impl.api.schemas import TaskRequest
+from llama_orch.reference_impl.constants import DEFAULT_TENANT
 from llama_orch.reference_impl.service.admission import Refused
 from llama_orch.reference_impl.service.orchestrator import Orchestrator
 from llama_orch.reference_impl.service.records import NewTask, TaskRecord
@@ -77,7 +78,7 @@ class Tasks:
             seed=body.seed,
             sampler_profile_version=body.sampler_profile_version,
             expected_tokens=body.expected_tokens,
-            tenant=principal.tenant if principal is not None else "default",
+            tenant=principal.tenant if principal is not None else DEFAULT_TENANT,
             correlation_id=req.context.correlation_id,
             stop=tuple(body.stop or ()),
             pin_replica=body.placement.replica_id if body.placement is not None else None,

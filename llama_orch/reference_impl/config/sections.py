@@ -29,6 +29,7 @@ from llama_orch.reference_impl.config._types import (
     duplicates,
     rule_error,
 )
+from llama_orch.reference_impl.constants import DEFAULT_SAMPLER_PROFILE
 
 
 class SamplerProfile(BaseModel):
@@ -54,7 +55,7 @@ class SamplerProfile(BaseModel):
 
 
 BUILTIN_SAMPLER_PROFILES: dict[str, SamplerProfile] = {
-    "v1": SamplerProfile(temperature=0.7, top_k=40, top_p=0.95, min_p=0.05),
+    DEFAULT_SAMPLER_PROFILE: SamplerProfile(temperature=0.7, top_k=40, top_p=0.95, min_p=0.05),
     "greedy": SamplerProfile(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0),
 }
 

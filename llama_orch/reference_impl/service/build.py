@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from llama_orch.reference_impl import core
 from llama_orch.reference_impl.config import OrchestratorConfig, PoolConfig
-from llama_orch.reference_impl.pool.manager import DEFAULT_CTX, PoolManager
+from llama_orch.reference_impl.constants import DEFAULT_CTX
+from llama_orch.reference_impl.pool.manager import PoolManager
 
 DEFAULT_WEIGHTS = {core.Priority.INTERACTIVE: 8, core.Priority.BATCH: 1}
 

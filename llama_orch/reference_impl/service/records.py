@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from llama_orch.reference_impl.constants import DEFAULT_TENANT
 from llama_orch.reference_impl.service.streams import TaskEvents
 
 
@@ -24,7 +25,7 @@ class NewTask:
     seed: int | None = None
     sampler_profile_version: str | None = None
     expected_tokens: int | None = None
-    tenant: str = "default"
+    tenant: str = DEFAULT_TENANT
     correlation_id: str | None = None
     stop: tuple[str, ...] = ()
     pin_replica: str | None = None  # placement.replica_id: run only on this replica
