@@ -71,7 +71,7 @@ class Tasks:
             engine=body.engine.value,
             model_ref=body.model_ref,
             ctx=body.ctx,
-            priority=body.priority.value,
+            priority=body.priority,
             max_tokens=body.max_tokens,
             deadline_ms=body.deadline_ms,
             prompt=prompt,

@@ -15,12 +15,9 @@ from llama_orch.reference_impl.config._types import (
     EngineCapability,
     EnvVarName,
     FairnessKind,
-    FullPolicy,
     Port,
     PositiveU32,
     PositiveU64,
-    PreemptionMode,
-    Priority,
     SafeId,
     StrictBool,
     StrictFloat,
@@ -30,6 +27,12 @@ from llama_orch.reference_impl.config._types import (
     rule_error,
 )
 from llama_orch.reference_impl.constants import DEFAULT_SAMPLER_PROFILE
+from llama_orch.reference_impl.core.types import (
+    DEFAULT_CLASS_WEIGHTS,
+    FullPolicy,
+    PreemptionMode,
+    Priority,
+)
 
 
 class SamplerProfile(BaseModel):
@@ -171,9 +174,6 @@ class QueueConfig(BaseModel):
     )
 
 
-DEFAULT_PRIORITY_WEIGHTS = {Priority.INTERACTIVE: 8, Priority.BATCH: 1}
-
-
 class PriorityClass(BaseModel):
     """Admission settings of one priority class."""
 
@@ -196,7 +196,7 @@ class PriorityClass(BaseModel):
     @model_validator(mode="after")
     def _default_weight(self) -> Self:
         if self.weight is None:
-            self.weight = DEFAULT_PRIORITY_WEIGHTS[self.name]
+            self.weight = DEFAULT_CLASS_WEIGHTS[self.name]
         return self
 
 

@@ -25,6 +25,7 @@ from .deadlines import on_time_probability
 from .scheduler import Scheduler
 from .snapshot import Counters, PoolSnapshot, ReplicaSnapshot, Snapshot
 from .types import (
+    DEFAULT_CLASS_WEIGHTS,
     PRIORITY_ORDER,
     Admitted,
     CancelResult,
@@ -46,6 +47,7 @@ from .types import (
 )
 
 __all__ = [
+    "DEFAULT_CLASS_WEIGHTS",
     "PRIORITY_ORDER",
     "Admitted",
     "CancelResult",

@@ -87,7 +87,7 @@ def core_task(task: NewTask, pool: PoolState, prompt_tokens: int) -> core.TaskSp
         session_id=task.session_id,
         tenant=task.tenant,
         pool_id=pool.pool_id,
-        priority=core.Priority(task.priority),
+        priority=task.priority,
         ctx=task.ctx,
         prompt_tokens=prompt_tokens,
         max_tokens=task.max_tokens,

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from llama_orch.reference_impl.constants import DEFAULT_TENANT
+from llama_orch.reference_impl.core import Priority
 from llama_orch.reference_impl.service.streams import TaskEvents
 
 
@@ -18,7 +19,7 @@ class NewTask:
     engine: str
     model_ref: str
     ctx: int
-    priority: str
+    priority: Priority
     max_tokens: int
     deadline_ms: int
     prompt: str
