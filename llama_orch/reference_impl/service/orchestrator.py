@@ -124,9 +124,6 @@ class Orchestrator:
     def _submit(self, task: NewTask) -> tuple[TaskRecord, core.Admitted]:
         if not self.accepting:
             raise Refused(refusal("POOL_UNAVAILABLE", "server is shutting down", 503), None, None)
-        if task.task_id in self.records:
-            used = refusal("INVALID_PARAMS", "task_id already used", 400, field="task_id")
-            raise Refused(used, task.engine, None)
         pool = pick_pool(self.pools.pools.values(), task, self.scheduler.pool_load)
         profile = task.sampler_profile_version or pool.sampler_profile_version
         if profile not in self.config.sampler_profiles:
