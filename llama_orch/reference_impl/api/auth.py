@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llama_orch.reference_impl.api.errors import ApiError
-from llama_orch.reference_impl.config import OrchestratorConfig
 from llama_orch.reference_impl.constants import DEFAULT_TENANT
+from llama_orch.reference_impl.service.startup import OrchestratorConfig
 
 PUBLIC_PATHS = frozenset({"/livez", "/metrics"})
 

@@ -18,6 +18,7 @@ from llama_orch.reference_impl.adapters.base import AdapterError, CompletionRequ
 from llama_orch.reference_impl.config import OrchestratorConfig
 from llama_orch.reference_impl.pool.manager import AdapterFactory, PoolManager
 from llama_orch.reference_impl.pool.state import PoolState, PreloadState
+from llama_orch.reference_impl.service import views
 from llama_orch.reference_impl.service.admission import (
     Refused,
     admission_log,
@@ -345,25 +346,35 @@ class Orchestrator:
     def reload(self, pool_id: str, new_model_ref: str) -> asyncio.Task:
         return asyncio.get_running_loop().create_task(self.pools.reload(pool_id, new_model_ref))
 
-    # -- views -------------------------------------------------------------------------
+    # -- read models (what the HTTP layer serves; see views.py) ------------------------
+    def has_pool(self, pool_id: str) -> bool:
+        return pool_id in self.pools.pools
+
+    def pool_health(self, pool_id: str) -> views.PoolHealth | None:
+        """The pool's health, or None for an unknown pool."""
+        return views.pool_health(self.pools, self.scheduler.snapshot(self.now_ms()), pool_id)
+
+    def replica_sets(self) -> list[views.ReplicaSet]:
+        snapshot = self.scheduler.snapshot(self.now_ms())
+        return views.replica_sets(self.pools.pools.values(), snapshot)
+
+    def capabilities(self) -> list[views.EngineCapabilities]:
+        return views.capabilities(self.config, self.pools)
+
+    def task_view(self, task_id: str, tenant: str | None) -> views.TaskView:
+        """The task as `tenant` (None: an operator) may see it; NoSuchTask / NotYourTask."""
+        return views.task_view(self.records, task_id, tenant)
+
+    def session(self, session_id: str) -> core.SessionView | None:
+        """The live session's TTL, turns, KV and budgets; None when unknown or expired."""
+        return self.scheduler.session(session_id, self.now_ms())
+
+    def end_session(self, session_id: str) -> bool:
+        """Forget a session now; False when it was unknown or had already expired."""
+        return self.scheduler.delete_session(session_id, self.now_ms())
+
     def _planning(self, rec: TaskRecord, on_time: float | None) -> dict[str, Any]:
-        """Planning hints for SSE `metrics` events (OC-CTRL-2023, ORCH-3100, ORCH-3099)."""
-        now = self.now_ms()
-        out: dict[str, Any] = {"queue_depth": self.scheduler.queue_depth(rec.pool_id)}
-        estimate = self.scheduler.estimate(rec.task_id, now)
-        if estimate is not None:
-            out["queue_position"], out["predicted_start_ms"], estimated = estimate
-            on_time = estimated if on_time is None else on_time
-        if on_time is not None:
-            out["on_time_probability"] = round(on_time, 4)
-        view = self.scheduler.session(rec.task.session_id, now)
-        if view is not None:
-            out["kv_warmth"] = view.kv_warmth
-            if view.tokens_budget_remaining is not None:
-                out["tokens_budget_remaining"] = view.tokens_budget_remaining
-            if view.time_budget_remaining_ms is not None:
-                out["time_budget_remaining_ms"] = view.time_budget_remaining_ms
-        return out
+        return views.planning(self.scheduler, rec, on_time, self.now_ms())
 
 
 def _cannot_serve_now(pool: PoolState) -> bool:
