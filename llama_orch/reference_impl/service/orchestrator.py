@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from llama_orch.reference_impl import core
-from llama_orch.reference_impl.adapters.base import AdapterError, CompletionRequest, SamplerParams
 from llama_orch.reference_impl.config import OrchestratorConfig
 from llama_orch.reference_impl.pool.manager import AdapterFactory, PoolManager
+from llama_orch.reference_impl.pool.requests import AdapterError, CompletionRequest, SamplerParams
 from llama_orch.reference_impl.pool.state import PoolState, PreloadState
 from llama_orch.reference_impl.service import views
 from llama_orch.reference_impl.service.admission import (
