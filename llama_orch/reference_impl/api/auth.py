@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llama_orch.reference_impl.api.errors import ApiError
-from llama_orch.reference_impl.config import OrchestratorConfig
+from llama_orch.reference_impl.constants import DEFAULT_TENANT
+from llama_orch.reference_impl.service.startup import OrchestratorConfig
 
 PUBLIC_PATHS = frozenset({"/livez", "/metrics"})
 
@@ -58,7 +59,7 @@ class Authenticator:
             operator_keys = [k.strip() for k in path.read_text(encoding="utf-8").splitlines()]
         for key in operator_keys:
             if key:
-                keys[key] = Principal("default", operator=True)
+                keys[key] = Principal(DEFAULT_TENANT, operator=True)
         for tenant in auth.tenants:
             key = env.get(tenant.api_key_env, "").strip()
             if key:
@@ -74,7 +75,7 @@ class Authenticator:
     def authenticate(self, headers: dict[str, str]) -> Principal:
         """Principal for the request's key; raises 401 when missing or unknown."""
         if not self.enabled:
-            return Principal("default", operator=True)
+            return Principal(DEFAULT_TENANT, operator=True)
         key = headers.get("x-api-key")
         if key is None:
             scheme, _, token = (headers.get("authorization") or "").partition(" ")

@@ -9,10 +9,8 @@ import falcon.asgi
 
 from llama_orch.reference_impl.api.app import create_app
 from llama_orch.reference_impl.api.auth import Authenticator
-from llama_orch.reference_impl.config import load_config
-from llama_orch.reference_impl.pool.factory import make_adapter
 from llama_orch.reference_impl.service.logs import configure_logging
-from llama_orch.reference_impl.service.orchestrator import Orchestrator
+from llama_orch.reference_impl.service.startup import build_orchestrator, load_config
 
 log = logging.getLogger("llama_orch.reference_impl.api")
 
@@ -35,5 +33,5 @@ def build_app(
                 "CPU inference carve-out in use: pool serves inference without an NVIDIA GPU",
                 extra={"pool_id": pool.id, "engine": pool.engine.value},
             )
-    orch = Orchestrator(config, make_adapter)
+    orch = build_orchestrator(config)
     return create_app(orch, authenticator, shutdown_deadline_s=shutdown_deadline_s)

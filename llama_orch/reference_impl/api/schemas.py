@@ -1,4 +1,8 @@
-"""Request bodies of OrchQueue v1, mirroring contracts/openapi/*.yaml (unknown fields refused)."""
+"""Request bodies of OrchQueue v1, mirroring contracts/openapi/*.yaml (unknown fields refused).
+
+`Engine` and `Priority` are the reference's own enums (service.types), not copies; the enums
+only the HTTP request knows (workload, determinism level, KV hint) live here.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +12,17 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from llama_orch.reference_impl.service.types import Engine, Priority
+
 _STRICT = ConfigDict(extra="forbid", strict=True)
 Int32 = Annotated[StrictInt, Field(ge=-(2**31), le=2**31 - 1)]
 Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
-
-
-class Engine(StrEnum):
-    LLAMACPP = "llamacpp"
-    VLLM = "vllm"
-    TGI = "tgi"
-    TRITON = "triton"
 
 
 class Workload(StrEnum):
     COMPLETION = "completion"
     EMBEDDING = "embedding"
     RERANK = "rerank"
-
-
-class Priority(StrEnum):
-    INTERACTIVE = "interactive"
-    BATCH = "batch"
 
 
 class DeterminismLevel(StrEnum):

@@ -22,7 +22,7 @@ class Session:
         self._orch = orch
 
     async def on_get(self, req, resp, session_id: str) -> None:
-        view = self._orch.scheduler.session(_session_id(session_id), self._orch.now_ms())
+        view = self._orch.session(_session_id(session_id))
         if view is None:
             raise ApiError(404, "INVALID_PARAMS", f"no session {session_id!r}")
         body = {
@@ -38,6 +38,6 @@ class Session:
         resp.media = body
 
     async def on_delete(self, req, resp, session_id: str) -> None:
-        if not self._orch.scheduler.delete_session(_session_id(session_id), self._orch.now_ms()):
+        if not self._orch.end_session(_session_id(session_id)):
             raise ApiError(404, "INVALID_PARAMS", f"no session {session_id!r}")
         resp.status = falcon.HTTP_204

@@ -10,9 +10,16 @@ from falcon.asgi import SSEvent
 from llama_orch.reference_impl.api.body import read_model
 from llama_orch.reference_impl.api.errors import ApiError
 from llama_orch.reference_impl.api.schemas import TaskRequest
+from llama_orch.reference_impl.constants import DEFAULT_TENANT
 from llama_orch.reference_impl.service.admission import Refused
 from llama_orch.reference_impl.service.orchestrator import Orchestrator
-from llama_orch.reference_impl.service.records import NewTask, TaskRecord
+from llama_orch.reference_impl.service.records import NewTask
+from llama_orch.reference_impl.service.views import (
+    SERVED_WORKLOADS,
+    NoSuchTask,
+    NotYourTask,
+    TaskView,
+)
 
 
 def task_id_param(raw: str) -> str:
@@ -23,15 +30,16 @@ def task_id_param(raw: str) -> str:
         raise ApiError(404, "INVALID_PARAMS", f"no task {raw!r}") from None
 
 
-def owned_record(orch: Orchestrator, req, raw_id: str) -> TaskRecord:
-    """The task record, if it exists and the caller may see it (404 / 403 otherwise)."""
-    rec = orch.records.get(task_id_param(raw_id))
-    if rec is None:
-        raise ApiError(404, "INVALID_PARAMS", f"no task {raw_id!r}")
+def owned_task(orch: Orchestrator, req, raw_id: str) -> TaskView:
+    """The task, if it exists and the caller may see it (404 / 403 otherwise)."""
     principal = req.context.principal
-    if principal is not None and not principal.operator and principal.tenant != rec.task.tenant:
-        raise ApiError(403, None, "this task belongs to another tenant")
-    return rec
+    tenant = None if principal is None or principal.operator else principal.tenant
+    try:
+        return orch.task_view(task_id_param(raw_id), tenant)
+    except NoSuchTask:
+        raise ApiError(404, "INVALID_PARAMS", f"no task {raw_id!r}") from None
+    except NotYourTask:
+        raise ApiError(403, None, "this task belongs to another tenant") from None
 
 
 def refusal_error(exc: Refused) -> ApiError:
@@ -58,9 +66,10 @@ class Tasks:
 
     async def on_post(self, req, resp) -> None:
         body = await read_model(req, TaskRequest, self._max_body)
-        if body.workload.value != "completion":
+        if body.workload not in SERVED_WORKLOADS:
+            served = ", ".join(repr(w) for w in SERVED_WORKLOADS)
             raise ApiError(
-                400, "INVALID_PARAMS", "only workload 'completion' is served", field="workload"
+                400, "INVALID_PARAMS", f"only workload {served} is served", field="workload"
             )
         prompt = body.prompt if body.prompt is not None else "\n".join(body.inputs or [])
         principal = req.context.principal
@@ -70,14 +79,14 @@ class Tasks:
             engine=body.engine.value,
             model_ref=body.model_ref,
             ctx=body.ctx,
-            priority=body.priority.value,
+            priority=body.priority,
             max_tokens=body.max_tokens,
             deadline_ms=body.deadline_ms,
             prompt=prompt,
             seed=body.seed,
             sampler_profile_version=body.sampler_profile_version,
             expected_tokens=body.expected_tokens,
-            tenant=principal.tenant if principal is not None else "default",
+            tenant=principal.tenant if principal is not None else DEFAULT_TENANT,
             correlation_id=req.context.correlation_id,
             stop=tuple(body.stop or ()),
             pin_replica=body.placement.replica_id if body.placement is not None else None,
@@ -104,13 +113,13 @@ class TaskStream:
         self._orch = orch
 
     async def on_get(self, req, resp, task_id: str) -> None:
-        rec = owned_record(self._orch, req, task_id)
+        task = owned_task(self._orch, req, task_id)
         last = req.get_header("Last-Event-ID")
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")
 
         async def events():
-            async for event in rec.stream.follow(last):
+            async for event in task.events.follow(last):
                 if event is None:
                     yield None  # ping comment; lets the server notice a gone client
                 else:
@@ -126,6 +135,6 @@ class TaskCancel:
         self._orch = orch
 
     async def on_post(self, req, resp, task_id: str) -> None:
-        rec = owned_record(self._orch, req, task_id)
-        self._orch.cancel(rec.task_id)
+        task = owned_task(self._orch, req, task_id)
+        self._orch.cancel(task.task_id)
         resp.status = falcon.HTTP_204

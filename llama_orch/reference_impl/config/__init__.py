@@ -13,9 +13,6 @@ from llama_orch.reference_impl.config._types import (
     Engine,
     EngineCapability,
     FairnessKind,
-    FullPolicy,
-    PreemptionMode,
-    Priority,
     TrustMode,
     ValidationMode,
 )
@@ -53,6 +50,7 @@ from llama_orch.reference_impl.config.sections import (
     TimeoutsConfig,
     TrustPolicy,
 )
+from llama_orch.reference_impl.core.types import FullPolicy, PreemptionMode, Priority
 
 __all__ = [
     "BUILTIN_SAMPLER_PROFILES",

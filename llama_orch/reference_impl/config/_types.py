@@ -1,5 +1,8 @@
 """Enums, constrained scalar types and the cross-field error helper shared by the config models.
 
+The scheduling enums (`Priority`, `FullPolicy`, `PreemptionMode`) are the core's own
+(`core.types`): one definition each in the reference; config depends on core, never the reverse.
+
 Scalars are strict (no `"8192"` → 8192, no `"yes"` → True): a config is written by hand, and a
 quoted number or a stray string is more likely a mistake than an intent.
 """
@@ -45,33 +48,10 @@ class AdapterKind(StrEnum):
     TRITON = "triton"
 
 
-class FullPolicy(StrEnum):
-    """What admission does when a pool's queue is full."""
-
-    REJECT = "reject"
-    DROP_LRU = "drop-lru"
-    SHED_LOW_PRIORITY = "shed-low-priority"
-
-
-class Priority(StrEnum):
-    """Priority class of a task."""
-
-    INTERACTIVE = "interactive"
-    BATCH = "batch"
-
-
 class FairnessKind(StrEnum):
     """Fair-queuing algorithm used to share admission between priorities and tenants."""
 
     WFQ = "wfq"
-
-
-class PreemptionMode(StrEnum):
-    """Preemption style: `soft` (at safe points), `hard` (interrupt decode), or `disabled`."""
-
-    SOFT = "soft"
-    HARD = "hard"
-    DISABLED = "disabled"
 
 
 class EngineCapability(StrEnum):

@@ -44,6 +44,7 @@ from llama_orch.reference_impl.config.sections import (
     SessionsConfig,
     TimeoutsConfig,
 )
+from llama_orch.reference_impl.constants import DEFAULT_SAMPLER_PROFILE
 
 Issues = list[tuple[tuple[str | int, ...], str, Any]]
 
@@ -135,7 +136,7 @@ class PoolConfig(BaseModel):
         default=True, description="All replicas must report the same engine version."
     )
     sampler_profile_version: ProfileName = Field(
-        default="v1",
+        default=DEFAULT_SAMPLER_PROFILE,
         description="Sampler profile used when a task names none; must be defined.",
     )
     determinism: StrictBool = Field(

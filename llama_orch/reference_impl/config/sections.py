@@ -15,12 +15,9 @@ from llama_orch.reference_impl.config._types import (
     EngineCapability,
     EnvVarName,
     FairnessKind,
-    FullPolicy,
     Port,
     PositiveU32,
     PositiveU64,
-    PreemptionMode,
-    Priority,
     SafeId,
     StrictBool,
     StrictFloat,
@@ -28,6 +25,13 @@ from llama_orch.reference_impl.config._types import (
     TrustMode,
     duplicates,
     rule_error,
+)
+from llama_orch.reference_impl.constants import DEFAULT_SAMPLER_PROFILE
+from llama_orch.reference_impl.core.types import (
+    DEFAULT_CLASS_WEIGHTS,
+    FullPolicy,
+    PreemptionMode,
+    Priority,
 )
 
 
@@ -54,7 +58,7 @@ class SamplerProfile(BaseModel):
 
 
 BUILTIN_SAMPLER_PROFILES: dict[str, SamplerProfile] = {
-    "v1": SamplerProfile(temperature=0.7, top_k=40, top_p=0.95, min_p=0.05),
+    DEFAULT_SAMPLER_PROFILE: SamplerProfile(temperature=0.7, top_k=40, top_p=0.95, min_p=0.05),
     "greedy": SamplerProfile(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0),
 }
 
@@ -170,9 +174,6 @@ class QueueConfig(BaseModel):
     )
 
 
-DEFAULT_PRIORITY_WEIGHTS = {Priority.INTERACTIVE: 8, Priority.BATCH: 1}
-
-
 class PriorityClass(BaseModel):
     """Admission settings of one priority class."""
 
@@ -195,7 +196,7 @@ class PriorityClass(BaseModel):
     @model_validator(mode="after")
     def _default_weight(self) -> Self:
         if self.weight is None:
-            self.weight = DEFAULT_PRIORITY_WEIGHTS[self.name]
+            self.weight = DEFAULT_CLASS_WEIGHTS[self.name]
         return self
 
 

@@ -1,13 +1,13 @@
 """Pure scheduling core of the reference orchestrator (issue 3): no I/O, no clock, stdlib only.
 
-The API layer builds `PoolSpec` / `ReplicaSpec` / `SessionPolicy` from the config, calls
+The service builds `PoolSpec` / `ReplicaSpec` / `SessionPolicy` from the config, calls
 `Scheduler` with the time passed in, and turns the plain results into HTTP answers, SSE events
 and metrics. Module map: types (data), queue (bounded per-class FIFO and flows), fairness
 (WFQ), policies (full-queue victims, soft preemption), quotas (rate and concurrency),
 deadlines (predictions, feasibility, on-time probability), placement, sessions, watchdog,
-guardrails and admission (checks), pool_state, state (the scheduler's records), endings (how a
-task leaves them), queries (read-only views), scheduler (the façade), snapshot, testing
-(factories for tests).
+guardrails and admission (checks), pools (`CorePool`: what the scheduler keeps for one pool),
+state (the scheduler's records), endings (how a task leaves them), queries (read-only views),
+scheduler (the façade), snapshot, testing (factories for tests).
 
 Choices where the façade left room or the spec overrules it (each documented in its module):
 - soft preemption runs before the full policy: only when the pool total (not the incoming
@@ -25,6 +25,7 @@ from .deadlines import on_time_probability
 from .scheduler import Scheduler
 from .snapshot import Counters, PoolSnapshot, ReplicaSnapshot, Snapshot
 from .types import (
+    DEFAULT_CLASS_WEIGHTS,
     PRIORITY_ORDER,
     Admitted,
     CancelResult,
@@ -46,6 +47,7 @@ from .types import (
 )
 
 __all__ = [
+    "DEFAULT_CLASS_WEIGHTS",
     "PRIORITY_ORDER",
     "Admitted",
     "CancelResult",

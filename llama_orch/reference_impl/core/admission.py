@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from . import guardrails
 from .placement import Replica
 from .policies import EVICTION_CODE, REFUSAL_CODE, policy_victim, preemption_victim
-from .pool_state import PoolState
+from .pools import CorePool
 from .queue import TaskEntry
 from .sessions import SessionStore
 from .types import ErrorCode, Rejected, TaskSpec
@@ -36,7 +36,7 @@ def pin_refusal(task: TaskSpec, replicas: dict[str, Replica]) -> Rejected | None
 
 
 def live_refusal(
-    task: TaskSpec, pool: PoolState, sessions: SessionStore, now: int
+    task: TaskSpec, pool: CorePool, sessions: SessionStore, now: int
 ) -> Rejected | None:
     """Session, availability and quota checks, in that order; None when all pass."""
     why = sessions.refusal(task.session_id, task.prompt_tokens + task.max_tokens, now)
@@ -75,7 +75,7 @@ class Room:
     preempted: bool = False
 
 
-def make_room(task: TaskSpec, pool: PoolState) -> Room | Rejected:
+def make_room(task: TaskSpec, pool: CorePool) -> Room | Rejected:
     """Soft preemption, then the full policy (policies.py); a Rejected when nothing fits."""
     q, spec = pool.queue, pool.spec
     scope = q.full_scope(task.priority)

@@ -14,7 +14,7 @@ caller's job (scheduler.py), because only the caller knows why the task ended.
 
 from __future__ import annotations
 
-from .pool_state import PoolState
+from .pools import CorePool
 from .queue import TaskEntry
 from .state import CoreState
 from .types import TaskState
@@ -58,7 +58,7 @@ def end_running(
     _forget(state, entry, final)
 
 
-def _release(entry: TaskEntry, pool: PoolState) -> None:
+def _release(entry: TaskEntry, pool: CorePool) -> None:
     tenant = pool.tenants.get(entry.spec.tenant)
     if tenant is not None:
         tenant.release(entry.task_id, entry.mem_bytes)

@@ -4,7 +4,7 @@ Candidates are only the replicas of the task's own pool that are Ready (ready, n
 pool not draining) and have a free slot. Session affinity wins when its replica is such a
 candidate (kv_warmth true); otherwise the least-loaded candidate, load = busy / slots_total,
 ties broken by replica id. (A task pinned to a replica never comes here: it waits in that
-replica's lane, see pool_state.) Each pool has few replicas, so a linear pass over them keeps
+replica's lane, see pools.py.) Each pool has few replicas, so a linear pass over them keeps
 dispatch independent of queue depth.
 """
 

@@ -31,7 +31,7 @@ from . import endings, guardrails, queries
 from .admission import live_refusal, make_room, pin_refusal
 from .deadlines import expected_tokens, feasible, on_time_probability
 from .placement import Replica, choose
-from .pool_state import PoolState
+from .pools import CorePool
 from .queue import TaskEntry
 from .snapshot import UNASSIGNED, Counters, Snapshot
 from .state import CoreState
@@ -133,7 +133,7 @@ class Scheduler:
         )
 
     def _make_room(
-        self, task: TaskSpec, pool: PoolState, now: int
+        self, task: TaskSpec, pool: CorePool, now: int
     ) -> tuple[Eviction, ...] | Rejected:
         """Evict what `make_room` chose and count it (backpressure / preemptions)."""
         pid, policy = pool.spec.pool_id, pool.spec.full_policy.value
@@ -151,7 +151,7 @@ class Scheduler:
         self.counters.evicted[(pid, room.code.value)] += 1
         return (Eviction(room.victim.task_id, room.code, room.reason),)
 
-    def _commit(self, entry: TaskEntry, pool: PoolState, now: int) -> None:
+    def _commit(self, entry: TaskEntry, pool: CorePool, now: int) -> None:
         task = entry.spec
         tenant = pool.tenants.get(task.tenant)
         if tenant is not None:
@@ -190,7 +190,7 @@ class Scheduler:
                 out.append(self._start(entry, pool, replica, warm, now))
         return out
 
-    def _dispatch_pinned(self, pool: PoolState, now: int) -> list[Dispatch]:
+    def _dispatch_pinned(self, pool: CorePool, now: int) -> list[Dispatch]:
         """Pinned tasks first, each on its own replica while it has free slots."""
         out: list[Dispatch] = []
         sessions = self._state.sessions
@@ -204,7 +204,7 @@ class Scheduler:
         return out
 
     def _start(
-        self, entry: TaskEntry, pool: PoolState, replica: Replica, warm: bool, now: int
+        self, entry: TaskEntry, pool: CorePool, replica: Replica, warm: bool, now: int
     ) -> Dispatch:
         tid = entry.task_id
         entry.state = TaskState.RUNNING

@@ -23,7 +23,7 @@ from .types import PRIORITY_ORDER, Priority
 
 if TYPE_CHECKING:
     from .placement import Replica
-    from .pool_state import PoolState
+    from .pools import CorePool
 
 UNASSIGNED = "unassigned"
 
@@ -105,7 +105,7 @@ class Snapshot:
 
 def build_snapshot(
     now_ms: int,
-    pools: Mapping[str, PoolState],
+    pools: Mapping[str, CorePool],
     replicas: Mapping[str, Replica],
     counters: Counters,
     shares: dict[tuple[str, Priority], float],

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .deadlines import MetWindow
 from .fairness import ShareTracker
 from .placement import Replica
-from .pool_state import PoolState
+from .pools import CorePool
 from .queue import TaskEntry
 from .sessions import SessionStore
 from .types import PRIORITY_ORDER, PoolSpec, Priority, ReplicaSpec, SessionPolicy, TaskState
@@ -29,7 +29,7 @@ def _met_windows() -> dict[Priority, MetWindow]:
 class CoreState:
     """Pools, replicas, sessions, live and ended tasks, fairness shares, deadline windows."""
 
-    pools: dict[str, PoolState]
+    pools: dict[str, CorePool]
     replicas: dict[str, Replica]
     sessions: SessionStore
     terminal_memory: int
@@ -48,11 +48,11 @@ class CoreState:
         terminal_memory: int,
     ) -> CoreState:
         """Empty state for these specs; ValueError on a duplicate id or a replica's unknown pool."""
-        by_pool: dict[str, PoolState] = {}
+        by_pool: dict[str, CorePool] = {}
         for spec in sorted(pools, key=lambda p: p.pool_id):
             if spec.pool_id in by_pool:
                 raise ValueError(f"duplicate pool_id {spec.pool_id!r}")
-            by_pool[spec.pool_id] = PoolState(spec)
+            by_pool[spec.pool_id] = CorePool(spec)
         by_id: dict[str, Replica] = {}
         for rs in sorted(replicas, key=lambda r: r.replica_id):
             if rs.replica_id in by_id:

@@ -1,7 +1,10 @@
 """Plain data shared by the core: enums, config records, inputs and outputs.
 
-Everything here is a frozen dataclass or a StrEnum so the API layer can build inputs from the
+Everything here is a frozen dataclass or a StrEnum so the service can build inputs from the
 pydantic config without the core importing pydantic, and so results can be compared in tests.
+`Priority`, `FullPolicy` and `PreemptionMode` are the reference's only definitions of these
+concepts: the config models and the HTTP request schema use these very enums. Their docstrings
+become descriptions in the config's JSON schema, so notes for code readers are comments.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from enum import StrEnum
 
 
 class Priority(StrEnum):
-    """Priority class of a task; `interactive` ranks above `batch`."""
+    """Priority class of a task."""
+
+    # `interactive` ranks above `batch` (PRIORITY_ORDER).
 
     INTERACTIVE = "interactive"
     BATCH = "batch"
@@ -20,10 +25,14 @@ class Priority(StrEnum):
 # Highest rank first; index = rank (0 is the most urgent class).
 PRIORITY_ORDER: tuple[Priority, ...] = (Priority.INTERACTIVE, Priority.BATCH)
 RANK: dict[Priority, int] = {p: i for i, p in enumerate(PRIORITY_ORDER)}
+# WFQ weight of a class that the config gives none (specs/10, ORCH-3078).
+DEFAULT_CLASS_WEIGHTS: dict[Priority, int] = {Priority.INTERACTIVE: 8, Priority.BATCH: 1}
 
 
 class FullPolicy(StrEnum):
-    """What a full queue does with an incoming task (OC-CORE-1002)."""
+    """What admission does when a pool's queue is full."""
+
+    # OC-CORE-1002; the victims are chosen in policies.py.
 
     REJECT = "reject"
     DROP_LRU = "drop-lru"
@@ -31,7 +40,9 @@ class FullPolicy(StrEnum):
 
 
 class PreemptionMode(StrEnum):
-    """Preemption mode of a pool; the core itself only ever evicts queued work."""
+    """Preemption style: `soft` (at safe points), `hard` (interrupt decode), or `disabled`."""
+
+    # The core itself only ever evicts queued work.
 
     SOFT = "soft"
     HARD = "hard"
@@ -85,7 +96,7 @@ def _class_none() -> dict[Priority, int | None]:
 
 
 def _class_weights() -> dict[Priority, int]:
-    return {Priority.INTERACTIVE: 8, Priority.BATCH: 1}
+    return dict(DEFAULT_CLASS_WEIGHTS)
 
 
 def _class_rps() -> dict[Priority, float | None]:

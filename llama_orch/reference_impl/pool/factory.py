@@ -15,11 +15,11 @@ import importlib
 from typing import Any
 
 from llama_orch.reference_impl.config import PoolConfig
+from llama_orch.reference_impl.constants import DEFAULT_CTX
 from llama_orch.reference_impl.pool.determinism import DeterminismSettings, determinism_settings
 
 UNLOADABLE_PREFIX = "repo:mock/unloadable"
 _UNSET: Any = object()
-DEFAULT_CTX = 4096
 
 # engine -> (module, class) of its adapter
 ENGINE_ADAPTERS: dict[str, tuple[str, str]] = {

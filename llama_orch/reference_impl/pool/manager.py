@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from llama_orch.reference_impl.config import AdapterKind, OrchestratorConfig, PoolConfig
+from llama_orch.reference_impl.constants import DEFAULT_CTX
 from llama_orch.reference_impl.pool.backoff import BackoffPolicy, BreakerPolicy, RestartGovernor
 from llama_orch.reference_impl.pool.catalog import DigestCache
 from llama_orch.reference_impl.pool.determinism import DeterminismSettings, slot_cap
 from llama_orch.reference_impl.pool.devices import DeviceRegistry, host_free_bytes
 from llama_orch.reference_impl.pool.launch import launch_spec
-from llama_orch.reference_impl.pool.preflight import DEFAULT_CTX, PoolFault, Preflight, preflight
+from llama_orch.reference_impl.pool.preflight import PoolFault, Preflight, preflight
 from llama_orch.reference_impl.pool.retire import Retirements
 from llama_orch.reference_impl.pool.runtime import HEARTBEAT_S, PoolRuntime, gather_or_raise
 from llama_orch.reference_impl.pool.selftest import SelfTestLimits, raise_on_failure
@@ -46,7 +47,7 @@ LookupError if unsupported.
 `base_url` is passed only for engines the manager launched itself, `determinism` (the pool's
 resolved DeterminismSettings) only for pools in determinism mode."""
 
-__all__ = ["DEFAULT_CTX", "AdapterFactory", "PoolManager"]
+__all__ = ["AdapterFactory", "PoolManager"]
 
 
 @dataclass

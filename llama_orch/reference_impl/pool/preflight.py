@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llama_orch.reference_impl.config import AdapterKind, OrchestratorConfig, PoolConfig, TrustMode
+from llama_orch.reference_impl.constants import DEFAULT_CTX
 from llama_orch.reference_impl.pool.catalog import DigestCache, UntrustedArtifact
 from llama_orch.reference_impl.pool.determinism import (
     DeterminismSettings,
@@ -33,8 +34,6 @@ from llama_orch.reference_impl.pool.devices import (
 )
 
 log = logging.getLogger("llama_orch.reference_impl.pool")
-
-DEFAULT_CTX = 4096
 
 
 class PoolFault(Exception):

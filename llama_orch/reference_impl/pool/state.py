@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from llama_orch.reference_impl.constants import DEFAULT_SAMPLER_PROFILE
+
 
 class PreloadState(StrEnum):
     """Where a pool is in bringing its model up (specs/30-pool-managerd.md)."""
@@ -45,7 +47,7 @@ class PoolState:
     engine_version: str = "unknown"
     model_digest: str = "unknown"
     quant: str | None = None
-    sampler_profile_version: str = "v1"
+    sampler_profile_version: str = DEFAULT_SAMPLER_PROFILE
     reloading: bool = False
     # Supervision (specs/30 sections 3 and 5); times are on the manager's monotonic clock.
     cpu_inference: bool = False  # serving through the CPU carve-out (allow_cpu_inference)

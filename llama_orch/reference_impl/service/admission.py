@@ -1,7 +1,8 @@
 """Admission steps that need the service's view (pools, config) before the core decides.
 
-The core refuses what it can judge (limits, queues, quotas, deadlines); these refuse what it
-cannot: a model no pool serves, an unknown sampler profile, a reused task id, shutdown.
+The core refuses what it can judge (a reused task id, a bad pin, limits, queues, quotas,
+deadlines), each with its one message; these refuse what it cannot: a model no pool serves,
+an unknown sampler profile, shutdown.
 """
 
 from __future__ import annotations
@@ -53,21 +54,17 @@ def seed_from_task_id(task_id: str) -> int:
 
 def pick_pool(pools: Iterable[PoolState], task: NewTask, load: Callable[[str], float]) -> PoolState:
     """The pool to queue on: one serving the task's engine and model, Ready and least loaded;
-    for a pinned task, the pool that owns the replica (the core checks the pin itself)."""
+    for a pinned task, the pool that owns the replica. A pin no such pool owns is not judged
+    here: the task goes to the usual pool and the core refuses the pin (one rule, one message).
+    """
     matching = [p for p in pools if p.engine == task.engine and p.model_ref == task.model_ref]
     if not matching:
         message = f"no pool serves engine {task.engine!r} with model_ref {task.model_ref!r}"
         raise Refused(refusal("INVALID_PARAMS", message, 400, field="model_ref"), task.engine, None)
     if task.pin_replica is not None:
-        owner = [p for p in matching if any(r.replica_id == task.pin_replica for r in p.replicas)]
-        if not owner:
-            message = (
-                f"replica {task.pin_replica!r} is not in a pool serving engine {task.engine!r} "
-                f"with model_ref {task.model_ref!r}"
-            )
-            bad = refusal("INVALID_PARAMS", message, 400, field="placement.replica_id")
-            raise Refused(bad, task.engine, None)
-        return owner[0]
+        for pool in matching:
+            if any(r.replica_id == task.pin_replica for r in pool.replicas):
+                return pool
     if len(matching) == 1:
         return matching[0]
     return min(matching, key=lambda p: (not p.ready, load(p.pool_id), p.pool_id))
@@ -87,7 +84,7 @@ def core_task(task: NewTask, pool: PoolState, prompt_tokens: int) -> core.TaskSp
         session_id=task.session_id,
         tenant=task.tenant,
         pool_id=pool.pool_id,
-        priority=core.Priority(task.priority),
+        priority=task.priority,
         ctx=task.ctx,
         prompt_tokens=prompt_tokens,
         max_tokens=task.max_tokens,

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from llama_orch.reference_impl import core
 from llama_orch.reference_impl.config import OrchestratorConfig, PoolConfig
-from llama_orch.reference_impl.pool.manager import DEFAULT_CTX, PoolManager
-
-DEFAULT_WEIGHTS = {core.Priority.INTERACTIVE: 8, core.Priority.BATCH: 1}
+from llama_orch.reference_impl.constants import DEFAULT_CTX
+from llama_orch.reference_impl.pool.manager import PoolManager
 
 
 def core_pool(pc: PoolConfig, config: OrchestratorConfig) -> core.PoolSpec:
-    classes = {p.name.value: p for p in pc.admission.priorities}
+    classes = {p.name: p for p in pc.admission.priorities}
     priorities = list(core.Priority)
     timeouts = config.timeouts_for(pc)
     return core.PoolSpec(
@@ -19,17 +18,15 @@ def core_pool(pc: PoolConfig, config: OrchestratorConfig) -> core.PoolSpec:
         model_ref=pc.model,
         ctx_max=pc.ctx or DEFAULT_CTX,
         capacity=pc.queue.capacity,
-        full_policy=core.FullPolicy(pc.queue.full_policy.value),
+        full_policy=pc.queue.full_policy,
         class_capacity={
-            p: (classes[p.value].queue_capacity if p.value in classes else None) for p in priorities
+            p: (classes[p].queue_capacity if p in classes else None) for p in priorities
         },
         class_weights={
-            p: classes[p.value].weight if p.value in classes else DEFAULT_WEIGHTS[p]
+            p: classes[p].weight if p in classes else core.DEFAULT_CLASS_WEIGHTS[p]
             for p in priorities
         },
-        class_rps={
-            p: (classes[p.value].rate_limit_rps if p.value in classes else None) for p in priorities
-        },
+        class_rps={p: (classes[p].rate_limit_rps if p in classes else None) for p in priorities},
         wfq=pc.admission.fairness.kind.value == "wfq",
         tenants=tuple(
             core.TenantQuota(
@@ -43,7 +40,7 @@ def core_pool(pc: PoolConfig, config: OrchestratorConfig) -> core.PoolSpec:
         ),
         edf=pc.deadlines.edf,
         reject_infeasible=pc.deadlines.reject_infeasible,
-        preemption=core.PreemptionMode(pc.preemption.mode.value),
+        preemption=pc.preemption.mode,
         wall_ms=timeouts.wall_ms,
         idle_ms=timeouts.idle_ms,
     )

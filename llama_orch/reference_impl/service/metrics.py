@@ -27,8 +27,9 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 _E = ("engine", "engine_version", "pool_id")
 
 
-class Metrics:
-    """One registry per orchestrator instance (tests run several side by side)."""
+class ServiceMetrics:
+    """The service's metrics, one registry per orchestrator instance (tests run several side by
+    side); `GET /metrics` (`api.app.Metrics`) serves their exposition."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)

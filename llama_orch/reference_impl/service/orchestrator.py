@@ -14,10 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from llama_orch.reference_impl import core
-from llama_orch.reference_impl.adapters.base import AdapterError, CompletionRequest, SamplerParams
 from llama_orch.reference_impl.config import OrchestratorConfig
 from llama_orch.reference_impl.pool.manager import AdapterFactory, PoolManager
+from llama_orch.reference_impl.pool.requests import AdapterError, CompletionRequest, SamplerParams
 from llama_orch.reference_impl.pool.state import PoolState, PreloadState
+from llama_orch.reference_impl.service import views
 from llama_orch.reference_impl.service.admission import (
     Refused,
     admission_log,
@@ -28,9 +29,9 @@ from llama_orch.reference_impl.service.admission import (
     seed_from_task_id,
 )
 from llama_orch.reference_impl.service.build import core_pools, core_replicas, core_sessions
-from llama_orch.reference_impl.service.metrics import Metrics
+from llama_orch.reference_impl.service.metrics import ServiceMetrics
 from llama_orch.reference_impl.service.records import NewTask, TaskRecord
-from llama_orch.reference_impl.service.streams import TaskStream
+from llama_orch.reference_impl.service.streams import TaskEvents
 from llama_orch.reference_impl.service.telemetry import scheduler_families
 
 log = logging.getLogger("llama_orch.reference_impl.service")
@@ -48,11 +49,11 @@ class Orchestrator:
         config: OrchestratorConfig,
         adapter_factory: AdapterFactory,
         *,
-        metrics: Metrics | None = None,
+        metrics: ServiceMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
-        self.metrics = metrics or Metrics()
+        self.metrics = metrics or ServiceMetrics()
         self._clock = clock
         self._t0 = clock()
         self.pools = PoolManager(config, adapter_factory, on_change=self._pool_changed)
@@ -124,9 +125,6 @@ class Orchestrator:
     def _submit(self, task: NewTask) -> tuple[TaskRecord, core.Admitted]:
         if not self.accepting:
             raise Refused(refusal("POOL_UNAVAILABLE", "server is shutting down", 503), None, None)
-        if task.task_id in self.records:
-            used = refusal("INVALID_PARAMS", "task_id already used", 400, field="task_id")
-            raise Refused(used, task.engine, None)
         pool = pick_pool(self.pools.pools.values(), task, self.scheduler.pool_load)
         profile = task.sampler_profile_version or pool.sampler_profile_version
         if profile not in self.config.sampler_profiles:
@@ -144,7 +142,7 @@ class Orchestrator:
             sampler_profile_version=profile,
             prompt_tokens=prompt_tokens,
             admitted_at=self._clock(),
-            stream=TaskStream(task.task_id),
+            stream=TaskEvents(task.task_id),
         )
         self.records[task.task_id] = rec
         started = {
@@ -348,25 +346,35 @@ class Orchestrator:
     def reload(self, pool_id: str, new_model_ref: str) -> asyncio.Task:
         return asyncio.get_running_loop().create_task(self.pools.reload(pool_id, new_model_ref))
 
-    # -- views -------------------------------------------------------------------------
+    # -- read models (what the HTTP layer serves; see views.py) ------------------------
+    def has_pool(self, pool_id: str) -> bool:
+        return pool_id in self.pools.pools
+
+    def pool_health(self, pool_id: str) -> views.PoolHealth | None:
+        """The pool's health, or None for an unknown pool."""
+        return views.pool_health(self.pools, self.scheduler.snapshot(self.now_ms()), pool_id)
+
+    def replica_sets(self) -> list[views.ReplicaSet]:
+        snapshot = self.scheduler.snapshot(self.now_ms())
+        return views.replica_sets(self.pools.pools.values(), snapshot)
+
+    def capabilities(self) -> list[views.EngineCapabilities]:
+        return views.capabilities(self.config, self.pools)
+
+    def task_view(self, task_id: str, tenant: str | None) -> views.TaskView:
+        """The task as `tenant` (None: an operator) may see it; NoSuchTask / NotYourTask."""
+        return views.task_view(self.records, task_id, tenant)
+
+    def session(self, session_id: str) -> core.SessionView | None:
+        """The live session's TTL, turns, KV and budgets; None when unknown or expired."""
+        return self.scheduler.session(session_id, self.now_ms())
+
+    def end_session(self, session_id: str) -> bool:
+        """Forget a session now; False when it was unknown or had already expired."""
+        return self.scheduler.delete_session(session_id, self.now_ms())
+
     def _planning(self, rec: TaskRecord, on_time: float | None) -> dict[str, Any]:
-        """Planning hints for SSE `metrics` events (OC-CTRL-2023, ORCH-3100, ORCH-3099)."""
-        now = self.now_ms()
-        out: dict[str, Any] = {"queue_depth": self.scheduler.queue_depth(rec.pool_id)}
-        estimate = self.scheduler.estimate(rec.task_id, now)
-        if estimate is not None:
-            out["queue_position"], out["predicted_start_ms"], estimated = estimate
-            on_time = estimated if on_time is None else on_time
-        if on_time is not None:
-            out["on_time_probability"] = round(on_time, 4)
-        view = self.scheduler.session(rec.task.session_id, now)
-        if view is not None:
-            out["kv_warmth"] = view.kv_warmth
-            if view.tokens_budget_remaining is not None:
-                out["tokens_budget_remaining"] = view.tokens_budget_remaining
-            if view.time_budget_remaining_ms is not None:
-                out["time_budget_remaining_ms"] = view.time_budget_remaining_ms
-        return out
+        return views.planning(self.scheduler, rec, on_time, self.now_ms())
 
 
 def _cannot_serve_now(pool: PoolState) -> bool:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from llama_orch.reference_impl.service.streams import TaskStream
+from llama_orch.reference_impl.constants import DEFAULT_TENANT
+from llama_orch.reference_impl.core import Priority
+from llama_orch.reference_impl.service.streams import TaskEvents
 
 
 @dataclass(frozen=True)
@@ -17,14 +19,14 @@ class NewTask:
     engine: str
     model_ref: str
     ctx: int
-    priority: str
+    priority: Priority
     max_tokens: int
     deadline_ms: int
     prompt: str
     seed: int | None = None
     sampler_profile_version: str | None = None
     expected_tokens: int | None = None
-    tenant: str = "default"
+    tenant: str = DEFAULT_TENANT
     correlation_id: str | None = None
     stop: tuple[str, ...] = ()
     pin_replica: str | None = None  # placement.replica_id: run only on this replica
@@ -40,7 +42,7 @@ class TaskRecord:
     sampler_profile_version: str
     prompt_tokens: int
     admitted_at: float
-    stream: TaskStream
+    stream: TaskEvents
     replica_id: str | None = None
     runner: asyncio.Task | None = None
     dispatched_at: float | None = None

@@ -31,8 +31,11 @@ def _dump(payload: dict) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-class TaskStream:
-    """The ordered events of one task: `started`, tokens and metrics, one terminal event."""
+class TaskEvents:
+    """The ordered events of one task: `started`, tokens and metrics, one terminal event.
+
+    `GET /v1/tasks/{id}/stream` (`api.tasks.TaskStream`) replays and follows them.
+    """
 
     __slots__ = ("_waiter", "events", "finished_at", "first_token_at", "task_id", "tokens")
 

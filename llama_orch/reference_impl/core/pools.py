@@ -23,8 +23,9 @@ from .quotas import TenantState, TokenBucket
 from .types import PRIORITY_ORDER, RANK, ErrorCode, PoolSpec, Priority, TaskSpec
 
 
-class PoolState:
-    """Everything the scheduler keeps for one pool."""
+class CorePool:
+    """Everything the scheduler keeps for one pool (not `pool.state.PoolState`, which is the
+    pool manager's view of its lifecycle)."""
 
     def __init__(self, spec: PoolSpec) -> None:
         if spec.capacity < 0:
