@@ -1,8 +1,8 @@
 """Line-based parser for one spec file.
 
 It yields requirements, every ID reference in the file, and the per-file issues it can decide
-alone (malformed ID, missing keyword, bad attributes). Cross-file rules (duplicates, unknown
-references) are applied by `extract`.
+alone (malformed ID, missing keyword, bad attributes, bad divergence notes). Cross-file rules
+(duplicates, unknown references) are applied by `extract`.
 """
 
 from __future__ import annotations
