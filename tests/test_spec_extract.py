@@ -53,9 +53,11 @@ def test_second_run_is_byte_identical(tmp_path: Path) -> None:
     result = _run("--root", str(root))
     assert result.exit_code == 0, result.output
     out = root / "requirements" / "10-demo.yaml"
-    first = out.read_bytes()
+    table = root / "CHANGELOG_SPEC.md"
+    first, first_table = out.read_bytes(), table.read_bytes()
     assert _run("--root", str(root)).exit_code == 0
     assert out.read_bytes() == first
+    assert table.read_bytes() == first_table
     doc = YAML(typ="safe").load(first)
     assert [r["id"] for r in doc["requirements"]] == ["OC-CORE-1001", "OC-CORE-1002", "ORCH-2001"]
     assert doc["requirements"][2]["verify_reason"].startswith("client-side")
@@ -97,6 +99,13 @@ def test_check_reports_orphaned_yaml(tmp_path: Path) -> None:
         ("missing_profile", 4, "OC-CTRL-2001: missing 'profile'"),
         ("unknown_ref", 3, "reference to unknown requirement ORCH-9999"),
         ("manual_no_reason", 4, "OC-CTRL-2001: verify: manual needs a quoted 'reason'"),
+        (
+            "malformed_divergence",
+            5,
+            "OC-CTRL-2001: malformed divergence line '- Ours stricter: the body also names the "
+            "pool.'; expected '- Ours (stricter|looser|different): …', '- Upstream: …' or "
+            "'- Source: …'",
+        ),
     ],
 )
 def test_hard_errors_name_file_line_and_reason(
@@ -131,6 +140,118 @@ def test_bad_attribute_values_are_rejected(tmp_path: Path, attrs: str, reason: s
         extract(tmp_path / "specs", tmp_path)
     (issue,) = info.value.issues
     assert issue.line == 4 and reason in issue.reason
+
+
+@pytest.mark.req("OC-HARNESS-8501")
+def test_divergence_notes_reach_the_yaml_and_the_table(tmp_path: Path) -> None:
+    from llama_orch.harness.requirements import load_requirements
+
+    root = _copy("valid", tmp_path)
+    reqs = {r.id: r for r in extract(root / "specs", root).requirements}
+    (note,) = reqs["OC-CORE-1002"].divergences
+    assert note.kind == "stricter"
+    assert note.ours == (
+        "the caller gets `429` at once under `reject|drop-lru`, and never waits (see "
+        "OC-CORE-1001); `MUST` in backticks is no keyword."
+    )
+    assert (note.upstream, note.source) == (
+        "says nothing about waiting.",
+        "`.specs/10-orchestrator-core.md` §1",
+    )
+    assert reqs["OC-CORE-1002"].level == "should", "a note never changes the level"
+    assert reqs["OC-CORE-1001"].divergences == ()
+    assert _run("--root", str(root)).exit_code == 0
+    records = {r.id: r for r in load_requirements(root / "requirements")}
+    assert records["ORCH-2001"].divergences == [
+        {
+            "kind": "looser",
+            "ours": "retrying is left to the client.",
+            "upstream": "retries should target retryable errors only.",
+            "source": "`.specs/00_llama-orch.md` §3.8",
+        }
+    ]
+    assert records["OC-CORE-1001"].divergences is None
+    table = (root / "CHANGELOG_SPEC.md").read_text(encoding="utf-8")
+    assert "2 notes on 2 requirements (1 stricter, 1 looser, 0 different)." in table
+    rows = [ln for ln in table.splitlines() if ln.startswith("| [")]
+    assert rows == [
+        "| [OC-CORE-1002](specs/10-demo.md#1-queues) | stricter | the caller gets `429` at "
+        "once under `reject\\|drop-lru`, and never waits (see OC-CORE-1001); `MUST` in "
+        "backticks is no keyword. | says nothing about waiting. "
+        "| `.specs/10-orchestrator-core.md` §1 |",
+        "| [ORCH-2001](specs/10-demo.md#2-the-started-event) | looser | retrying is left to "
+        "the client. | retries should target retryable errors only. "
+        "| `.specs/00_llama-orch.md` §3.8 |",
+    ]
+
+
+@pytest.mark.req("OC-HARNESS-8502")
+def test_check_reports_a_stale_divergence_table(tmp_path: Path) -> None:
+    root = _copy("valid", tmp_path)
+    assert _run("--root", str(root)).exit_code == 0
+    spec = root / "specs" / "10-demo.md"
+    spec.write_text(spec.read_text().replace("says nothing about", "is silent on"))
+    result = _run("--root", str(root), "--check")
+    assert result.exit_code == 1
+    assert "b/CHANGELOG_SPEC.md (from specs)" in result.output
+    assert "| is silent on waiting. |" in result.output
+    (root / "CHANGELOG_SPEC.md").unlink()
+    assert _run("--root", str(root)).exit_code == 0
+    assert _run("--root", str(root), "--check").exit_code == 0
+
+
+DEMO_HEAD = "# X\n\n- **OC-CORE-1001**: It MUST work.\n"
+ATTRS = "  {verify: black-box, profile: core}\n"
+
+
+@pytest.mark.req("OC-HARNESS-8503")
+@pytest.mark.parametrize(
+    ("body", "line", "reason"),
+    [
+        (
+            ATTRS + "  - Ours (harsher): x.\n  - Upstream: y.\n  - Source: z\n",
+            5,
+            "divergence kind must be one of stricter, looser, different, got 'harsher'",
+        ),
+        (ATTRS + "  - Ours (stricter): x.\n  - Upstream: y.\n", 5, "lacks '- Source:'"),
+        (
+            ATTRS + "  - Ours (stricter): x.\n  - Source: z\n  - Upstream: y.\n",
+            6,
+            "divergence note expects '- Upstream:' here, got '- Source: z'",
+        ),
+        (
+            ATTRS + "  - Ours (stricter): x.\n  - Upstream:\n  - Source: z\n",
+            6,
+            "divergence field '- Upstream:' is empty",
+        ),
+        (
+            ATTRS + "  - Ours (stricter): x.\n  - Upstream: it\n    MUST wait.\n  - Source: z\n",
+            6,
+            "carry no RFC-2119 keyword; found 'MUST'",
+        ),
+        (
+            "  - Ours (stricter): x.\n" + ATTRS,
+            4,
+            "a divergence note goes after the attribute line",
+        ),
+        (
+            ATTRS + "  - Ours (stricter): x.\n  - Upstream: y.\n  - Source: z\n  stray text\n",
+            8,
+            "text after divergence note",
+        ),
+        (ATTRS + "  stray text\n", 5, "text after attributes"),
+    ],
+)
+def test_bad_divergence_notes_are_rejected(
+    tmp_path: Path, body: str, line: int, reason: str
+) -> None:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "10-x.md").write_text(DEMO_HEAD + body)
+    with pytest.raises(SpecError) as info:
+        extract(tmp_path / "specs", tmp_path)
+    (issue,) = info.value.issues
+    assert (issue.path, issue.line) == ("specs/10-x.md", line)
+    assert issue.reason.startswith("OC-CORE-1001: ") and reason in issue.reason
 
 
 @pytest.mark.req("OC-HARNESS-8502")

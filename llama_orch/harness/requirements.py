@@ -21,6 +21,8 @@ class RequirementRecord:
     text: str
     spec: str
     verify_reason: str | None = None
+    #: Where this rule departs from upstream llama-orch: `{kind, ours, upstream, source}` each.
+    divergences: list[dict[str, str]] | None = None
 
 
 class RequirementsError(ValueError):

@@ -21,6 +21,10 @@ REF_RE = re.compile(
 ID_ATTEMPT_RE = re.compile(r"^(?:(?:ORCH|OC)\b.*|[A-Z][A-Z0-9]*(?:-[A-Za-z0-9]+)*-?\d\w*)$")
 
 VERIFY_VALUES = ("black-box", "white-box", "manual")
+#: How a rule relates to upstream llama-orch: `stricter` (an implementation that follows only
+#: upstream can fail it), `looser` (ours allows what upstream forbids or demands less), or
+#: `different` (the two rules give different answers).
+DIVERGENCE_KINDS = ("stricter", "looser", "different")
 PROFILE_VALUES = ("core", "extended")
 LEVELS = ("must", "should", "may")
 
@@ -39,12 +43,28 @@ KEYWORD_LEVEL: dict[str, str] = {
     "OPTIONAL": "may",
 }
 KEYWORD_RE = re.compile(r"\b(" + "|".join(KEYWORD_LEVEL) + r")\b")
+_CODE_SPAN_RE = re.compile(r"`[^`]*`")
+
+
+def rfc2119_keywords(text: str) -> list[str]:
+    """Upper-case RFC-2119 keywords in `text`, in order; inline code does not count."""
+    return KEYWORD_RE.findall(_CODE_SPAN_RE.sub("", text))
 
 
 def id_sort_key(req_id: str) -> tuple[str, int]:
     """Order IDs by family, then numerically."""
     family, _, number = req_id.rpartition("-")
     return (family, int(number))
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """One note saying where a requirement departs from upstream OrchQueue v1, and how."""
+
+    kind: str
+    ours: str
+    upstream: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -61,3 +81,4 @@ class Requirement:
     spec: str
     line: int
     reason: str | None = None
+    divergences: tuple[Divergence, ...] = ()

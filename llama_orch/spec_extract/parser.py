@@ -1,8 +1,8 @@
 """Line-based parser for one spec file.
 
 It yields requirements, every ID reference in the file, and the per-file issues it can decide
-alone (malformed ID, missing keyword, bad attributes). Cross-file rules (duplicates, unknown
-references) are applied by `extract`.
+alone (malformed ID, missing keyword, bad attributes, bad divergence notes). Cross-file rules
+(duplicates, unknown references) are applied by `extract`.
 """
 
 from __future__ import annotations
@@ -14,17 +14,18 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from llama_orch.spec_extract.divergence import FIELD_START_RE, NoteField, build_notes, start_field
 from llama_orch.spec_extract.errors import SpecIssue
 from llama_orch.spec_extract.model import (
     ID_ATTEMPT_RE,
     ID_RE,
     KEYWORD_LEVEL,
-    KEYWORD_RE,
     LEVELS,
     PROFILE_VALUES,
     REF_RE,
     VERIFY_VALUES,
     Requirement,
+    rfc2119_keywords,
 )
 from llama_orch.spec_extract.slug import SlugCounter, heading_text
 
@@ -32,8 +33,8 @@ _HEAD_RE = re.compile(r"^- \*\*([^*]+)\*\*:[ \t]*(.*)$")
 _HEADING_RE = re.compile(r"^(#{1,6})[ \t]+(.+)$")
 _FENCE_RE = re.compile(r"^ {0,3}(```|~~~)")
 _LIST_RESIDUE_RE = re.compile(r"^(?:[-*+]|\d+[.)])[ \t]+(?:\[[ xX]\][ \t]+)?")
-_CODE_SPAN_RE = re.compile(r"`[^`]*`")
 _ALLOWED_KEYS = {"verify", "profile", "reason"}
+_NOTE_CONTINUATION_INDENT = 4
 
 _yaml = YAML(typ="safe", pure=True)
 
@@ -56,12 +57,14 @@ class _Item:
     text_lines: list[str]
     attr_line: int | None = None
     attr_raw: str | None = None
-    trailing_text: bool = False
+    trailing_line: int | None = None
+    early_note_line: int | None = None
+    note_fields: list[NoteField] = field(default_factory=list)
 
 
 def level_of(text: str) -> str | None:
     """Strongest upper-case RFC-2119 keyword in `text`, ignoring inline code."""
-    found = {KEYWORD_LEVEL[m] for m in KEYWORD_RE.findall(_CODE_SPAN_RE.sub("", text))}
+    found = {KEYWORD_LEVEL[m] for m in rfc2119_keywords(text)}
     return next((lvl for lvl in LEVELS if lvl in found), None)
 
 
@@ -122,12 +125,25 @@ def parse_spec(path: Path, display: str) -> ParsedSpec:
 
 def _continue_item(item: _Item, raw: str, lineno: int) -> None:
     stripped = raw.strip()
-    if stripped.startswith("{") and stripped.endswith("}"):
-        item.attr_line, item.attr_raw = lineno, stripped
-    elif item.attr_raw is not None:
-        item.trailing_text = True
+    if item.attr_raw is None:
+        if stripped.startswith("{") and stripped.endswith("}"):
+            item.attr_line, item.attr_raw = lineno, stripped
+        elif FIELD_START_RE.match(stripped):
+            item.early_note_line = item.early_note_line or lineno
+        else:
+            item.text_lines.append(stripped)
+    elif item.trailing_line is not None:
+        return
+    elif stripped.startswith("- "):
+        item.note_fields.append(start_field(lineno, stripped))
+    elif item.note_fields and _indent(raw) >= _NOTE_CONTINUATION_INDENT:
+        item.note_fields[-1].parts.append(stripped)
     else:
-        item.text_lines.append(stripped)
+        item.trailing_line = lineno
+
+
+def _indent(raw: str) -> int:
+    return len(raw) - len(raw.lstrip(" \t"))
 
 
 def _collect_refs(spec: ParsedSpec, text: str, lineno: int) -> None:
@@ -148,11 +164,23 @@ def _finish(spec: ParsedSpec, item: _Item, section: str, anchor: str) -> None:
         spec.issues.append(
             SpecIssue(spec.path, where, f"{item.token} has no RFC-2119 keyword (MUST/SHOULD/MAY)")
         )
-    if item.trailing_text:
+    if item.early_note_line is not None:
         spec.issues.append(
-            SpecIssue(spec.path, item.attr_line or where, f"{item.token}: text after attributes")
+            SpecIssue(
+                spec.path,
+                item.early_note_line,
+                f"{item.token}: a divergence note goes after the attribute line",
+            )
+        )
+    if item.trailing_line is not None:
+        after = "divergence note" if item.note_fields else "attributes"
+        spec.issues.append(
+            SpecIssue(spec.path, item.trailing_line, f"{item.token}: text after {after}")
         )
     attrs = _parse_attrs(spec, item)
+    notes, problem = build_notes(item.note_fields)
+    if problem is not None:
+        spec.issues.append(SpecIssue(spec.path, problem[0], f"{item.token}: {problem[1]}"))
     if attrs is None or len(spec.issues) > issues_before or level is None:
         return
     spec.requirements.append(
@@ -167,6 +195,7 @@ def _finish(spec: ParsedSpec, item: _Item, section: str, anchor: str) -> None:
             spec=spec.path,
             line=where,
             reason=attrs.get("reason"),
+            divergences=notes,
         )
     )
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from llama_orch.spec_extract import SpecError, extract, plan_outputs
-from llama_orch.spec_extract.extract import stale_outputs
+from llama_orch.spec_extract.extract import DIVERGENCES_FILE, stale_outputs
 from llama_orch.spec_extract.links import check_links, markdown_files
 
 _root_option = click.option(
@@ -32,14 +32,18 @@ def spec() -> None:
 @click.option(
     "--check",
     is_flag=True,
-    help="Write nothing; exit 1 with a unified diff if requirements/ or README counts are stale.",
+    help=(
+        "Write nothing; exit 1 with a unified diff if requirements/, the README counts or "
+        f"{DIVERGENCES_FILE} are stale."
+    ),
 )
 def extract_cmd(root: Path, check: bool) -> None:
     """Parse specs/*.md and write requirements/<spec-stem>.yaml.
 
-    Also refreshes the generated requirement-count table in README.md. A second run is
-    byte-identical. Exit codes: 0 up to date (or written), 1 stale (--check), 2 a spec is
-    broken (each problem is printed as file:line: reason).
+    Also refreshes the generated requirement-count table in README.md and writes the table of
+    divergences from upstream (CHANGELOG_SPEC.md). A second run is byte-identical. Exit codes:
+    0 up to date (or written), 1 stale (--check), 2 a spec is broken (each problem is printed
+    as file:line: reason).
     """
     out_dir = root / "requirements"
     try:
@@ -49,7 +53,7 @@ def extract_cmd(root: Path, check: bool) -> None:
             click.echo(f"error: {issue}", err=True)
         click.echo(f"{len(exc.issues)} spec error(s); nothing written.", err=True)
         sys.exit(2)
-    planned = plan_outputs(extraction, out_dir, root / "README.md")
+    planned = plan_outputs(extraction, out_dir, root / "README.md", root / DIVERGENCES_FILE)
     stale = stale_outputs(out_dir, planned)
     count = len(extraction.requirements)
     if check:
