@@ -278,6 +278,8 @@ CATALOG_COUNTS = {
     "OC-TEST": 3,
     "OC-METRICS": 4,
 }
+# Requirements the project added beyond the upstream catalog (each one a deliberate addition).
+PROJECT_ADDITIONS = {"OC-CTRL-2024"}  # the SSE resume rule, made checkable (issue 10)
 
 
 @pytest.mark.req("OC-HARNESS-8501")
@@ -286,7 +288,8 @@ def test_requirement_counts_match_the_catalog() -> None:
 
     counts: dict[str, int] = {}
     for req in extract(ROOT / "specs", ROOT).requirements:
-        counts[family_of(req.id)] = counts.get(family_of(req.id), 0) + 1
+        if req.id not in PROJECT_ADDITIONS:
+            counts[family_of(req.id)] = counts.get(family_of(req.id), 0) + 1
     harness = counts.pop("OC-HARNESS")
     assert counts == CATALOG_COUNTS
     assert sum(counts.values()) == 197 and harness > 0
