@@ -21,7 +21,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from llama_orch.harness.bench.client import TaskTemplate, iter_sse
+from llama_orch.harness.loadgen.client import TaskTemplate, iter_sse
 
 
 def rss_mb(pid: int) -> float:

@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llama_orch.cli.commands.bench import bench
-from llama_orch.harness.bench.client import OrchQueueTarget, TaskTemplate, make_client
-from llama_orch.harness.bench.load import (
+from llama_orch.harness.loadgen.client import OrchQueueTarget, TaskTemplate, make_client
+from llama_orch.harness.loadgen.load import (
     DirectStreamTarget,
     LoadPlan,
     Progress,
@@ -31,8 +31,8 @@ from llama_orch.harness.bench.load import (
     TaskTimer,
     run_load,
 )
-from llama_orch.harness.bench.report import ProgressPrinter, compare, format_table, to_json
-from llama_orch.harness.bench.stats import percentile, summarize
+from llama_orch.harness.loadgen.report import ProgressPrinter, compare, format_table, to_json
+from llama_orch.harness.loadgen.stats import percentile, summarize
 from tests._server import serve_asgi
 
 API_KEY = "test-key-do-not-print"

@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from llama_orch.cli.commands.bench import bench
-from llama_orch.harness.bench.inversion import Scenario, judge
-from llama_orch.harness.bench.load import LoadPlan, RunResult, TaskResult
-from llama_orch.harness.bench.mix import PriorityMix, parse_weights
+from llama_orch.harness.loadgen.inversion import Scenario, judge
+from llama_orch.harness.loadgen.load import LoadPlan, RunResult, TaskResult
+from llama_orch.harness.loadgen.mix import PriorityMix, parse_weights
 from tests._server import API_KEY, running_server
 from tests.fixtures.inverting_target import serving
 

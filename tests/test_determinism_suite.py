@@ -29,13 +29,14 @@ from llama_orch.determinism_suite.report import (
     build_report,
     failure_bound,
     to_markdown,
-    write_reports,
+    write_determinism_reports,
 )
 from llama_orch.determinism_suite.runner import ReplicaSetMismatch, RunResult, compare
 from llama_orch.engine_sim.engine import SimConfig
 from llama_orch.reference_impl.adapters.llamacpp import LlamaCppAdapter
 from llama_orch.reference_impl.pool.determinism import load_settings
 from tests._engine import llama_server
+from tests._harness import REFERENCE_TARGET_FILE
 from tests._server import API_KEY, running_server
 from tests._sims import running_sim
 
@@ -125,7 +126,7 @@ def test_two_identical_simulator_replicas_agree_on_every_case(tmp_path: Path) ->
     cfg = SimConfig("llamacpp", slots=1)
     with running_sim(cfg) as (url_a, _), running_sim(cfg) as (url_b, _):
         run = _run(corpus, url_a, url_b)
-    report = write_reports(run, tmp_path)
+    report = write_determinism_reports(run, tmp_path)
     assert report["summary"]["equal"] == len(corpus) and report["summary"]["passed"]
     assert all(c["compared_by"] == "token_id" for c in report["cases"])
     assert report["settings_confirmed"] and report["settings_applied"]["request"] == {
@@ -326,7 +327,18 @@ def _sim_pools(url_a: str, url_b: str) -> str:
 def _pinned_cli(url: str, tmp_path: Path, *extra: str):
     return CliRunner().invoke(
         determinism,
-        ["--target", url, "--report-dir", str(tmp_path), "--ready-wait", "10", "-q", *extra],
+        [
+            "--target",
+            url,
+            "--target-file",
+            str(REFERENCE_TARGET_FILE),
+            "--report-dir",
+            str(tmp_path),
+            "--ready-wait",
+            "10",
+            "-q",
+            *extra,
+        ],
         env={"LLORCH_API_KEY": API_KEY},
     )
 
@@ -415,7 +427,7 @@ def test_two_real_llama_server_replicas_agree_directly(tmp_path: Path) -> None:
                 await b.close()
 
         run = asyncio.run(go())
-    report = write_reports(run, tmp_path)
+    report = write_determinism_reports(run, tmp_path)
     print(f"determinism real engine (direct): {len(corpus)} cases x2 in {run.wall_s:.1f}s")
     diverged = [c for c in report["cases"] if c["status"] != "equal"]
     assert not diverged, json.dumps(diverged[:3], ensure_ascii=False, indent=1)

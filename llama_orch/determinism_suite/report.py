@@ -262,7 +262,7 @@ def _cell(side: dict[str, Any]) -> str:
     return json.dumps(text, ensure_ascii=False)[1:-1].replace("|", "\\|")
 
 
-def write_reports(run: RunResult, report_dir: Path) -> dict[str, Any]:
+def write_determinism_reports(run: RunResult, report_dir: Path) -> dict[str, Any]:
     """Write determinism.json and determinism.md under report_dir; return the report."""
     report = build_report(run)
     report_dir.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,11 @@
 """`llorch bench`: load an OrchQueue v1 target and report TTFT, ITL, end-to-end and throughput.
 
-The runner and statistics live in `harness.bench`; this module parses options, builds the
+The runner and statistics live in `harness.loadgen`; this module parses options, builds the
 targets (the HTTP one, and with `--direct-mock` the reference's mock adapter called without the
 orchestrator in between) and prints the report. The reference implementation is imported only
 for `--direct-mock`, so the harness package stays independent of it. `--priority-mix` spreads
 tasks over the priority classes and adds a per-class block; `--scenario priority-inversion`
-runs the ORCH-3051 load test (harness.bench.inversion) and prints its verdict.
+runs the ORCH-3051 load test (harness.loadgen.inversion) and prints its verdict.
 """
 
 from __future__ import annotations
@@ -24,18 +24,18 @@ import click
 
 from llama_orch.cli.commands import bench_modes
 from llama_orch.cli.commands.bench_modes import redact as _redact
-from llama_orch.harness.bench import inversion
-from llama_orch.harness.bench.client import OrchQueueTarget, TaskTemplate, make_client
-from llama_orch.harness.bench.load import (
+from llama_orch.harness.loadgen import inversion
+from llama_orch.harness.loadgen.client import OrchQueueTarget, TaskTemplate, make_client
+from llama_orch.harness.loadgen.load import (
     DirectStreamTarget,
     LoadPlan,
     ProgressFn,
     StreamFn,
     run_load,
 )
-from llama_orch.harness.bench.mix import PRIORITIES, PriorityMix
-from llama_orch.harness.bench.report import ProgressPrinter, compare, format_table, to_json
-from llama_orch.harness.bench.stats import RunSummary, summarize
+from llama_orch.harness.loadgen.mix import PRIORITIES, PriorityMix
+from llama_orch.harness.loadgen.report import ProgressPrinter, compare, format_table, to_json
+from llama_orch.harness.loadgen.stats import RunSummary, summarize
 
 ENGINES = ("llamacpp", "vllm", "tgi", "triton")
 _RATE_MODE_CONNECTIONS = 256

@@ -2,7 +2,7 @@
 
 Kept apart from llorch.commands.bench so each module stays readable: this one declares the
 options, checks which of them exclude each other, and sizes and runs the ORCH-3051 scenario
-(harness.bench.inversion holds the scenario and its verdict rules).
+(harness.loadgen.inversion holds the scenario and its verdict rules).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 from click.core import ParameterSource
 
-from llama_orch.harness.bench import inversion
-from llama_orch.harness.bench.client import TaskTemplate, make_client
-from llama_orch.harness.bench.load import ProgressFn
-from llama_orch.harness.bench.mix import PriorityMix, parse_weights
-from llama_orch.harness.bench.stats import RunSummary, summarize
+from llama_orch.harness.loadgen import inversion
+from llama_orch.harness.loadgen.client import TaskTemplate, make_client
+from llama_orch.harness.loadgen.load import ProgressFn
+from llama_orch.harness.loadgen.mix import PriorityMix, parse_weights
+from llama_orch.harness.loadgen.stats import RunSummary, summarize
 
 F = TypeVar("F", bound=Callable[..., Any])
 _LOOP_OPTIONS = ("concurrency", "rate", "requests", "duration", "warmup")

@@ -208,7 +208,7 @@ def determinism(urls: tuple[str, ...], target: str | None, report_dir: Path, **o
     the replicas are not one replica set or the suite cannot run.
     """
     from llama_orch.determinism_suite.corpus import MIN_CASES, CorpusError, load_corpus
-    from llama_orch.determinism_suite.report import write_reports
+    from llama_orch.determinism_suite.report import write_determinism_reports
     from llama_orch.determinism_suite.runner import ReplicaSetMismatch, SuiteError
     from llama_orch.harness.description import TargetDescriptionError
     from llama_orch.harness.target import TargetError
@@ -232,7 +232,7 @@ def determinism(urls: tuple[str, ...], target: str | None, report_dir: Path, **o
     except (SuiteError, TargetError, TargetDescriptionError, CorpusError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    report = write_reports(run, report_dir)
+    report = write_determinism_reports(run, report_dir)
     s = report["summary"]
     click.echo(
         f"{s['equal']}/{report['corpus']['cases']} equal, {s['diverged']} diverged, "

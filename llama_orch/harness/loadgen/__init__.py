@@ -5,25 +5,25 @@ orchestrator over HTTP (`client.OrchQueueTarget`) and a bare engine stream
 (`load.DirectStreamTarget`) are measured by the same clock and summarised by the same code.
 """
 
-from llama_orch.harness.bench.load import (
+from llama_orch.harness.loadgen.load import (
     DirectStreamTarget,
     LoadPlan,
+    LoadTarget,
     Progress,
     RunResult,
-    Target,
     TaskResult,
     TaskTimer,
     run_load,
 )
-from llama_orch.harness.bench.stats import RunSummary, percentile, summarize
+from llama_orch.harness.loadgen.stats import RunSummary, percentile, summarize
 
 __all__ = [
     "DirectStreamTarget",
     "LoadPlan",
+    "LoadTarget",
     "Progress",
     "RunResult",
     "RunSummary",
-    "Target",
     "TaskResult",
     "TaskTimer",
     "percentile",

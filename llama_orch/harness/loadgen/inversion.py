@@ -31,9 +31,9 @@ from typing import Any, Literal
 
 import aiohttp
 
-from llama_orch.harness.bench.client import OrchQueueTarget, TaskTemplate
-from llama_orch.harness.bench.load import ProgressFn, RunResult, run_schedule
-from llama_orch.harness.bench.stats import ClassSummary, by_priority
+from llama_orch.harness.loadgen.client import OrchQueueTarget, TaskTemplate
+from llama_orch.harness.loadgen.load import ProgressFn, RunResult, run_schedule
+from llama_orch.harness.loadgen.stats import ClassSummary, by_priority
 
 NAME = "priority-inversion"
 DEFAULT_BATCH_PROMPT = "[[sim tokens=16 itl_ms=40]] batch backlog"

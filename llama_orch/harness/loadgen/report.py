@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
-from llama_orch.harness.bench.load import Progress
-from llama_orch.harness.bench.stats import ClassSummary, RunSummary
+from llama_orch.harness.loadgen.load import Progress
+from llama_orch.harness.loadgen.stats import ClassSummary, RunSummary
 
 REPORT_VERSION = 1
 _LABELS = {"ttft": "TTFT", "itl": "ITL", "e2e": "E2E", "admit": "admit"}

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from llama_orch.harness.bench.mix import PRIORITIES
+from llama_orch.harness.loadgen.mix import PRIORITIES
 
 if TYPE_CHECKING:
-    from llama_orch.harness.bench.load import RunResult, TaskResult
+    from llama_orch.harness.loadgen.load import RunResult, TaskResult
 
 QUANTILES: tuple[tuple[str, float], ...] = (("p50", 50.0), ("p95", 95.0), ("p99", 99.0))
 METRICS: tuple[str, ...] = ("ttft", "itl", "e2e", "admit")
@@ -81,7 +81,7 @@ class Distribution:
 class ClassSummary:
     """One priority class within a run: its counts and latency distributions.
 
-    `queue_wait` is present only when the target marked dispatch (see harness.bench.client).
+    `queue_wait` is present only when the target marked dispatch (see harness.loadgen.client).
     """
 
     priority: str

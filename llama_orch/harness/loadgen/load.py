@@ -78,7 +78,7 @@ class TaskTimer:
 
 
 @runtime_checkable
-class Target(Protocol):
+class LoadTarget(Protocol):
     """What the runner drives: one call runs one task to its end and never raises."""
 
     async def run_task(self, task_no: int) -> TaskResult: ...
@@ -195,7 +195,7 @@ class RunResult:
 class _Run:
     """Mutable state of one phase: counters, in-flight tracking and the stop condition."""
 
-    def __init__(self, target: Target, plan: LoadPlan, phase: str, name: str) -> None:
+    def __init__(self, target: LoadTarget, plan: LoadPlan, phase: str, name: str) -> None:
         self.target = target
         self.plan = plan
         self.phase = phase
@@ -301,7 +301,7 @@ async def _phase(
 
 
 async def run_load(
-    target: Target,
+    target: LoadTarget,
     plan: LoadPlan,
     *,
     name: str = "target",
@@ -324,7 +324,7 @@ async def run_load(
 
 
 async def run_schedule(
-    target: Target,
+    target: LoadTarget,
     count: int,
     schedule: Callable[[int], Awaitable[None]],
     *,

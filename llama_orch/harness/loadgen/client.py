@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from llama_orch.harness.bench.load import TaskResult, TaskTimer
+from llama_orch.harness.loadgen.load import TaskResult, TaskTimer
 
 STREAM_INCOMPLETE = "STREAM_INCOMPLETE"
 BAD_STREAM = "BAD_STREAM"
