@@ -1,6 +1,6 @@
 """Run the compliance checks against a target in a child process, as another project's CI would.
 
-`pytest -p llama_orch.harness.plugin --pyargs llama_orch.harness.checks --target URL` with the
+`pytest -p llorch --pyargs llama_orch.harness.checks --target URL` with the
 key in the environment; the run's compliance.json is returned with the console output, so a
 test can assert on verdicts, check outcomes and evidence.
 """

@@ -3,7 +3,7 @@
 Finishing turns every check result (pytest items, the determinism suite's results through the
 `llorch_results` hook, the reference's white-box results) into one verdict per requirement,
 writes the four reports and gives the exit code — the same for `llorch check` and for plain
-`pytest -p llama_orch.harness.plugin`.
+`pytest -p llorch`.
 """
 
 from __future__ import annotations
@@ -136,17 +136,18 @@ def finish(config: pytest.Config, state: RunState, now: float) -> CheckRun:
     target = state.target
     assert target is not None
     results = state.results + _outside_results(config, state)
+    selection = state.selection
+    chosen = None  # --only and --family deselect the rest: those requirements are `skipped`
+    if selection.only or selection.families:
+        chosen = {r.id for r in state.requirements if selection.selects(r)}
     verdicts = compute(
         state.requirements,
         results,
-        profile=state.selection.profile,
-        only=set(state.selection.only) or None,
+        profile=selection.profile,
+        only=chosen,
         waivers=claims_mod.waivers(target.claimed()),
         embedded=target.embedded,
     )
-    if state.selection.families:
-        fams = tuple(f"{f}-" for f in state.selection.families)
-        verdicts = [v for v in verdicts if v.requirement.id.startswith(fams)]
     duration = now - state.started
     opt = config.getoption
     run = RunInfo(

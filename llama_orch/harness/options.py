@@ -1,6 +1,6 @@
 """The harness's command-line options, one set for `llorch check` and the pytest route.
 
-`pytest -p llama_orch.harness.plugin --target URL ...` and `llorch check --target URL ...`
+`pytest -p llorch --target URL ...` and `llorch check --target URL ...`
 take the same options: `llorch check` passes its flags on as these pytest options. Options
 that describe the target stack on top of `--target-file` (flags win).
 """

@@ -2,14 +2,15 @@
 
 Registered through the `pytest11` entry point, so that in any project that installs llama-orch
 
-    pytest -p llama_orch.harness.plugin --pyargs llama_orch.harness.checks --target URL \\
-        --report-dir reports
+    pytest -p llorch --pyargs llama_orch.harness.checks --target URL --report-dir reports
 
 runs the checks, computes one verdict per requirement, writes the four reports and exits by
 verdict (0 success, 1 failure or partial, 2 the harness could not run) — exactly what
-`llorch check` does, because `llorch check` runs this same plugin in-process. Each hook hands
-off to `harness.session` (decisions), `harness.outcomes` (classification), `harness.finish`
-(verdicts and reports) or `harness.progress` (the progress display).
+`llorch check` does, because `llorch check` runs this same plugin in-process. (`-p llorch`
+names the plugin; installing llama-orch already registers it, so `-p` matters only where
+entry points are disabled.) Each hook hands off to `harness.session` (decisions),
+`harness.outcomes` (classification), `harness.finish` (verdicts and reports) or
+`harness.progress` (the progress display).
 
 In any other pytest run (the project's own tests) the plugin only records `req`-marked tests'
 results to `--report-dir/results.json`, the white-box evidence `llorch check` reads.
@@ -88,7 +89,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     state = session.config.stash.get(STATE, None)
-    if state is None:
+    if state is None or session.config.option.collectonly:
         return
     stack = contextlib.ExitStack()
     session.config.stash[STACK] = stack

@@ -2,7 +2,7 @@
 
 The plugin does everything (registry, target, checks, verdicts, reports); this module only
 hands pytest the arguments and a recorder that picks up the finished run, so `llorch check`
-and `pytest -p llama_orch.harness.plugin --pyargs llama_orch.harness.checks` are one path.
+and `pytest -p llorch --pyargs llama_orch.harness.checks` are one path.
 """
 
 from __future__ import annotations

@@ -296,7 +296,7 @@ def compute(
         if not in_profile:
             skip_reason = f"profile {req.profile} lies outside the run's profile {profile}"
         elif only is not None and req.id not in only:
-            skip_reason = "not selected by --only"
+            skip_reason = "not selected by --only / --family"
         verdict, reason = _verdict_for(
             req,
             checks,

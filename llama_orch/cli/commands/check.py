@@ -1,7 +1,7 @@
 """`llorch check`: run the compliance checks against a target and write the reports.
 
 Its options are the harness's own (`llama_orch.harness.options.OPTIONS`), so this command and
-`pytest -p llama_orch.harness.plugin --pyargs llama_orch.harness.checks` accept the same flags.
+`pytest -p llorch --pyargs llama_orch.harness.checks` accept the same flags.
 """
 
 from __future__ import annotations
