@@ -113,3 +113,21 @@ def test_list_and_closing_summary_transcripts(snapshot) -> None:
         duration_s=12.34,
     )
     assert summary_text(run) == snapshot
+
+
+@pytest.mark.req("OC-HARNESS-8205")
+def test_progress_is_a_few_lines_not_one_per_check(tmp_path: Path) -> None:
+    """Outside a terminal, progress is one line per tenth of the run (a bar on a terminal)."""
+    result = CliRunner().invoke(
+        main,
+        ["check", "--family", "OC-CTRL", "--progress", "lines", "--partial-exit-code", "0",
+         "--report-dir", str(tmp_path)],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [x for x in result.output.splitlines() if x.startswith("[llorch]")]
+    done = [x for x in lines if "checks done" in x]
+    total = int(done[-1].split("/")[1].split()[0])
+    assert total > 20 and len(done) <= 11, lines
+    assert done[-1].startswith(f"[llorch] {total}/{total} checks done")
+    assert "failed" in done[-1] and "could not run" in done[-1]
