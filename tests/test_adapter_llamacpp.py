@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from llama_orch.engine_sim.engine import SimEngine
-from llama_orch.engine_sim.tokens import iter_tokens
+from llama_orch.engine_sim.tokens import iter_tokens, variant_key
 from llama_orch.reference_impl.adapters import (
     FINISH_CANCELED,
     FINISH_LENGTH,
@@ -36,6 +36,14 @@ from tests.test_sim_llamacpp import SimServer, sim_server
 
 T = TypeVar("T")
 SAMPLER = SamplerParams(temperature=0.7, top_k=20, top_p=0.9, min_p=0.02, repeat_penalty=1.1)
+# The adapter's chain names "penalties", so the profile's repeat_penalty takes effect and the
+# simulator answers with the penalized token variant of the prompt.
+PENALIZED = "penalties=1.1/0.0/0.0"
+
+
+def expected(prompt: str, seed: int, count: int) -> list[tuple[int, str]]:
+    """The simulator's tokens for SAMPLER's requests (penalty active)."""
+    return list(iter_tokens(variant_key(prompt, PENALIZED), seed, count))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -95,9 +103,8 @@ def test_stream_yields_ids_text_and_end(sim: tuple[str, SimEngine]) -> None:
         return events, stream.end
 
     events, end = run(go())
-    expected = list(iter_tokens("hello there", 7, 5))
     assert [(e.index, e.token_id, e.text) for e in events] == [
-        (i, tid, text) for i, (tid, text) in enumerate(expected)
+        (i, tid, text) for i, (tid, text) in enumerate(expected("hello there", 7, 5))
     ]
     assert end.tokens_out == 5 and end.finish_reason == FINISH_LENGTH and end.decode_ms >= 0
 
@@ -125,6 +132,7 @@ def test_profile_fields_reach_the_engine_unchanged(sim: tuple[str, SimEngine]) -
         0.02,
     )
     assert sent["repeat_penalty"] == 1.1 and sent["samplers"] == [
+        "penalties",
         "top_k",
         "top_p",
         "min_p",
@@ -174,7 +182,7 @@ def test_directive_outcomes_map_to_typed_errors(sim: tuple[str, SimEngine]) -> N
 
     error, got = run(go("[[sim tokens=6 fail_after=3]] f"))
     assert error.code == "WORKER_RESET" and error.retriable and len(got) == 3
-    assert [e.token_id for e in got] == [tid for tid, _ in iter_tokens("f", 11, 3)]
+    assert [e.token_id for e in got] == [tid for tid, _ in expected("f", 11, 3)]
     assert run(go("[[sim overload=true]] o"))[0].code == "REPLICA_EXHAUSTED"
     invalid, none = run(go("[[sim speed=3]] i"))
     assert invalid.code == "INVALID_PARAMS" and "speed" in invalid.message and none == []

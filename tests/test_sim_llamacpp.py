@@ -158,13 +158,29 @@ def test_malformed_directive_is_llamacpp_400(
 
 
 @pytest.mark.req("OC-HARNESS-8403")
-@pytest.mark.parametrize(
-    "body", ['{"prompt": 5}', '{"prompt": "x", "n_predict": "many"}', "not json", "[1]"]
-)
+@pytest.mark.parametrize("body", ['{"prompt": 5}', '{"prompt": "x", "n_predict": "many"}', "[1]"])
 def test_bad_request_bodies(sim: tuple[str, SimEngine], body: str) -> None:
     url, _ = sim
     r = httpx.post(f"{url}/completion", content=body)
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_unparsable_json_and_unknown_paths_answer_like_llama_server(
+    sim: tuple[str, SimEngine],
+) -> None:
+    """Measured on llama-server b1-0c1e570 (tests/test_sim_vs_real_llamacpp.py compares the
+    two): a body that is not JSON is nlohmann's parse error as `500 server_error`; an unknown
+    path is `404 not_found_error`; JSON answers are `application/json; charset=utf-8`."""
+    url, _ = sim
+    bad = httpx.post(f"{url}/completion", content="not json")
+    assert bad.status_code == 500 and bad.json()["error"]["type"] == "server_error"
+    assert "parse_error" in bad.json()["error"]["message"]
+    missing = httpx.get(f"{url}/v2/health/ready")
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "error": {"message": "File Not Found", "type": "not_found_error", "code": 404}
+    }
+    assert missing.headers["content-type"] == "application/json; charset=utf-8"
 
 
 @pytest.mark.req("OC-HARNESS-8404")
@@ -216,16 +232,34 @@ def test_ttft_and_itl_are_lower_bounds(sim: tuple[str, SimEngine]) -> None:
 
 
 def test_health_props_and_slots(sim: tuple[str, SimEngine]) -> None:
-    url, _ = sim
+    """Shapes of llama-server b1-0c1e570: `/props` `default_generation_settings` is
+    `{params, n_ctx}`; a `/slots` entry has four fields until its slot ran a task, then also
+    the task's id, prompt counts, `params` and a `next_token` list."""
+    url, engine = sim
     assert httpx.get(f"{url}/health").json() == {"status": "ok"}
     props = httpx.get(f"{url}/props").json()
     assert props["build_info"] == "b4242-abc1234" and props["total_slots"] == 2
     assert props["default_generation_settings"]["n_ctx"] == 4096
+    assert props["default_generation_settings"]["params"]["samplers"][0] == "penalties"
     assert {"model_path", "chat_template", "modalities"} <= props.keys()
     slots = httpx.get(f"{url}/slots").json()
     assert [s["id"] for s in slots] == [0, 1]
-    assert {"id_task", "n_ctx", "is_processing", "params", "next_token"} <= slots[0].keys()
+    assert {"id", "n_ctx", "speculative", "is_processing"} <= slots[0].keys()
     assert httpx.get(f"{url}/slots?fail_on_no_slot=1").status_code == 200
+    httpx.post(f"{url}/completion", json={"prompt": "[[sim tokens=1]] x", "seed": 5})
+    used = next(s for s in httpx.get(f"{url}/slots").json() if "id_task" in s)
+    assert used["params"]["seed"] == 5 and isinstance(used["next_token"], list)
+    engine.state = "loading"
+    try:
+        loading = httpx.get(f"{url}/health")
+    finally:
+        engine.state = "ready"
+    assert loading.status_code == 503
+    assert loading.json()["error"] == {
+        "code": 503,
+        "message": "Loading model",
+        "type": "unavailable_error",
+    }
 
 
 def test_busy_slots_metrics_and_fail_on_no_slot(sim: tuple[str, SimEngine]) -> None:

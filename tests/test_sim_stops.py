@@ -232,7 +232,7 @@ def test_tgi_logprob_on_every_token_and_top_tokens_on_request() -> None:
     ],
 )
 def test_tgi_validates_stop_and_top_n(params: dict[str, Any], message: str) -> None:
-    answer = post(tgi, "/generate_stream", {"inputs": "x", "parameters": params})
+    answer = post(tgi, "/generate", {"inputs": "x", "parameters": params})
     assert answer.status_code == 422 and message in answer.json()["error"]
 
 
@@ -240,7 +240,7 @@ def test_tgi_validates_stop_and_top_n(params: dict[str, Any], message: str) -> N
 
 
 def triton_events(**fields: Any) -> list[dict[str, Any]]:
-    body = {"text_input": PROMPT, "random_seed": SEED, "stream": True, **fields}
+    body = {"text_input": PROMPT, "seed": SEED, "stream": True, **fields}
     return events(post(triton, "/v2/models/ensemble/generate_stream", body, output_ids=True).text)
 
 
