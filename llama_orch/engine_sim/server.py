@@ -58,3 +58,38 @@ def build_app(config: SimConfig, **options: Any) -> tuple[falcon.asgi.App, SimEn
     """The protocol's API app around a fresh SimEngine (returned too, for its stats)."""
     servers = build_servers(config, **options)
     return servers.app, servers.engine
+
+
+def serve(servers: SimServers, host: str, port: int, metrics_port: int | None) -> None:
+    """Serve the API on `port` and, for Triton, its metrics server on `metrics_port`, until a
+    signal stops the API server (the metrics server stops with it)."""
+    import asyncio
+    import contextlib
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    class Companion(uvicorn.Server):
+        """A second server in the process: the API server owns the signals."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    def config(app: falcon.asgi.App, at: int) -> uvicorn.Config:
+        return uvicorn.Config(app, host=host, port=at, log_level="warning", lifespan="off")
+
+    async def both() -> None:
+        main = uvicorn.Server(config(servers.app, port))
+        if servers.metrics_app is None or metrics_port is None:
+            await main.serve()
+            return
+        companion = Companion(config(servers.metrics_app, metrics_port))
+        task = asyncio.create_task(companion.serve())
+        try:
+            await main.serve()
+        finally:
+            companion.should_exit = True
+            await task
+
+    asyncio.run(both())
