@@ -406,3 +406,31 @@ def test_fallbacks_without_build_info_slots_or_metrics() -> None:
     assert props.model_digest == "sha256:" + hashlib.sha256(b"hf:org/model@rev").hexdigest()
     assert (load.running, load.waiting) == (0, 0)
     assert run(go())[1].engine_version == "unknown"
+
+
+@pytest.mark.req("ORCH-3058", "OC-ADAPT-5010")
+def test_repeat_penalty_is_sent_with_penalties_in_the_chain(sim: tuple[str, SimEngine]) -> None:
+    """llama.cpp applies `repeat_penalty` only when "penalties" is in `samplers`
+    (ggml-org/llama.cpp common/sampling.cpp @00efb3e1); the adapter's chain names it, so a
+    profile's penalty changes the tokens, and a profile without one sends the neutral 1.0
+    explicitly (so no build default leaks in) and gets the unpenalized tokens.
+    tests/test_real_engine_penalties.py checks the same on the real llama-server."""
+    url, engine = sim
+    plain_profile = SamplerParams(temperature=0.7, top_k=20, top_p=0.9, min_p=0.02)
+
+    async def go(sampler: SamplerParams) -> list[int | None]:
+        a = adapter(url)
+        try:
+            r = CompletionRequest("pen", "p q", 4, 9, sampler, "v")
+            return [e.token_id for e in await collect(a.stream(r))]
+        finally:
+            await a.close()
+
+    penalized = run(go(SAMPLER))
+    assert engine.last_request["samplers"][0] == "penalties"
+    assert engine.last_request["repeat_penalty"] == 1.1
+    plain = run(go(plain_profile))
+    assert engine.last_request["repeat_penalty"] == 1.0
+    assert "penalties" in engine.last_request["samplers"]
+    assert plain == [tid for tid, _ in iter_tokens("p q", 9, 4)]
+    assert penalized == [tid for tid, _ in expected("p q", 9, 4)] != plain

@@ -35,10 +35,13 @@ class SimServer:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
 
-    def fresh(self, protocol: str, **config: Any) -> SimEngine:
+    def fresh(
+        self, protocol: str, options: dict[str, Any] | None = None, **config: Any
+    ) -> SimEngine:
+        """A new simulator of `protocol` (its `create_app` `options`) behind this server."""
         engine = SimEngine(SimConfig(protocol, **config))
         module = importlib.import_module(f"llama_orch.engine_sim.{protocol}")
-        self.app = module.create_app(engine)
+        self.app = module.create_app(engine, **(options or {}))
         return engine
 
 
@@ -294,3 +297,23 @@ def test_tokenize_and_detokenize(sim: tuple[str, SimEngine]) -> None:
     content = httpx.post(f"{url}/detokenize", json={"tokens": [1, 2]}).json()["content"]
     assert isinstance(content, str) and content
     assert httpx.post(f"{url}/detokenize", json={"tokens": "x"}).status_code == 400
+
+
+@pytest.mark.req("OC-HARNESS-8404")
+def test_repetition_penalty_acts_only_when_the_chain_names_it(sim: tuple[str, SimEngine]) -> None:
+    """llama.cpp adds the penalties sampler only for "penalties" in `samplers`
+    (ggml-org/llama.cpp common/sampling.cpp @00efb3e1, `common_sampler_init`); b1-0c1e570's
+    default chain starts with it. The simulator gives other tokens for an active penalty and
+    ignores one that the chain does not name."""
+    url, _ = sim
+
+    def ids(**extra: Any) -> list[int]:
+        body = {"prompt": "p q", "n_predict": 4, "seed": 9, "return_tokens": True, **extra}
+        return httpx.post(f"{url}/completion", json=body).json()["tokens"]
+
+    plain = [tid for tid, _ in iter_tokens("p q", 9, 4)]
+    assert ids() == plain  # default chain, repeat_penalty 1.0: nothing to apply
+    assert ids(samplers=["top_k", "temperature"], repeat_penalty=1.3) == plain
+    on = ids(samplers=["penalties", "top_k"], repeat_penalty=1.3)
+    assert on != plain and on == ids(repeat_penalty=1.3)  # the default chain names it
+    assert ids(samplers=["penalties"], repeat_penalty=1.0) == plain

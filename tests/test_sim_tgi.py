@@ -236,3 +236,62 @@ def test_health_info_and_metrics_names() -> None:
         "tgi_request_input_length",
     ):
         assert f"# TYPE {name} " in text
+
+
+@pytest.mark.req("OC-HARNESS-8404")
+def test_split_multibyte_streams_empty_text_tokens_with_real_ids() -> None:
+    """TGI sends `text: ""` for a token after which the decoded output ends inside a
+    multibyte character, and the whole character with the token that completes it
+    (`Model.decode_token`, huggingface/text-generation-inference
+    server/text_generation_server/models/model.py @00359fcd). With `split_multibyte` the
+    simulator streams each non-ASCII word that way: a lead byte token, then the word."""
+    prompt = next(
+        f"m{n}" for n in range(500) if any(not t.isascii() for _, t in iter_tokens(f"m{n}", 3, 4))
+    )
+    words = list(iter_tokens(prompt, 3, 4))
+    body = gen(f"[[sim tokens=4]] {prompt}", max_new_tokens=20, seed=3, do_sample=True)
+    resp = run(call("POST", "/generate_stream", {**body}, split_multibyte=True))
+    evs = events(resp.text)
+    tokens = [e["token"] for e in evs if not e["token"]["special"]]
+    assert [t["text"] for t in tokens if t["text"]] == [w for _, w in words]
+    empty = [t for t in tokens if t["text"] == ""]
+    assert len(empty) == sum(not w.isascii() for _, w in words)
+    assert all(isinstance(t["id"], int) and t["logprob"] < 0 for t in empty)
+    assert evs[-1]["generated_text"] == "".join(w for _, w in words)
+    cut = run(
+        call(
+            "POST",
+            "/generate",
+            gen(prompt, max_new_tokens=1, seed=3, do_sample=True),
+            split_multibyte=True,
+        )
+    ).json()
+    first = words[0][1]
+    assert cut["generated_text"] == (first if first.isascii() else "\ufffd")
+
+
+@pytest.mark.req("OC-HARNESS-8404")
+def test_details_only_when_requested() -> None:
+    """The last stream event carries `details` only for `parameters.details: true`, else
+    `null` (`StreamResponse.details: Option<StreamDetails>`, router/src/lib.rs; filled in
+    `generate_stream_internal`, router/src/server.rs @003eaec0)."""
+    plain = events(run(call("POST", "/generate_stream", gen("d", max_new_tokens=2))).text)
+    asked = events(
+        run(call("POST", "/generate_stream", gen("d", max_new_tokens=2, details=True))).text
+    )
+    assert plain[-1]["details"] is None and plain[-1]["generated_text"]
+    assert asked[-1]["details"]["finish_reason"] == "length"
+    assert asked[-1]["details"]["generated_tokens"] == 2
+
+
+@pytest.mark.req("OC-HARNESS-8404")
+def test_health_is_503_with_tgi_healthcheck_body_when_not_ready() -> None:
+    """`GET /health`: 200 with no body, or 503 `{"error":"unhealthy","error_type":
+    "healthcheck"}` (router/src/server.rs @003eaec0, `health`)."""
+    engine = SimEngine(CFG)
+    ok = run(call("GET", "/health", engine=engine))
+    engine.state = "loading"
+    down = run(call("GET", "/health", engine=engine))
+    assert (ok.status_code, ok.content) == (200, b"")
+    assert down.status_code == 503
+    assert down.json() == {"error": "unhealthy", "error_type": "healthcheck"}

@@ -86,7 +86,7 @@ def _stream_summary(response: httpx.Response) -> dict[str, Any]:
             # each distinct kind of partial event (by its keys) once, with its merged shape
             kind = ",".join(sorted(value))
             partial[kind] = merge(partial.get(kind), shape(value))
-    last_field, last = events[-1] if events else ("", None)
+    last = events[-1][1] if events else None
     return {
         "status": response.status_code,
         "content_type": response.headers.get("content-type"),
@@ -210,10 +210,9 @@ def _compare(real: dict[str, Any], sim: dict[str, Any]) -> list[str]:
                 elif left != right:
                     found.append(f"metrics: {name}: type {left} vs {right}")
             continue
-        found += [
-            f"{scenario}: {line}".replace("only left", "only real").replace("only right", "only sim")
-            for line in differences(_plain(real[scenario]), _plain(sim[scenario]))
-        ]
+        for line in differences(_plain(real[scenario]), _plain(sim[scenario])):
+            line = line.replace("only left", "only real").replace("only right", "only sim")
+            found.append(f"{scenario}: {line}")
     return found
 
 
@@ -237,7 +236,7 @@ def observed() -> dict[str, dict[str, Any]]:
         def run(name: str) -> None:
             try:
                 results[name] = _observe(urls[name])
-            except BaseException as exc:  # noqa: BLE001 - re-raised below with its server
+            except BaseException as exc:
                 exc.add_note(f"while observing the {name} server")
                 errors.append(exc)
 
