@@ -248,12 +248,12 @@ def triton_events(**fields: Any) -> list[dict[str, Any]]:
 def test_triton_keeps_stop_words_and_fills_logprobs_on_request() -> None:
     got = triton_events(max_tokens=8, stop_words=[WORDS[1]], return_log_probs=True)
     assert [e["text_output"] for e in got] == WORDS[:2]  # ends on the stop word, kept
-    assert [e["output_log_probs"] for e in got] == [[step(PROMPT, SEED, i).logprob] for i in (0, 1)]
+    assert [e["output_log_probs"] for e in got] == [step(PROMPT, SEED, i).logprob for i in (0, 1)]
     assert got[1]["cum_log_probs"] == pytest.approx(
         sum(step(PROMPT, SEED, i).logprob for i in (0, 1))
     )
     plain = triton_events(max_tokens=2, stop_words="")
-    assert len(plain) == 2 and plain[0]["output_log_probs"] == [0.0]
+    assert len(plain) == 2 and plain[0]["output_log_probs"] == 0.0
     assert plain[0]["cum_log_probs"] == 0.0
     single = triton_events(max_tokens=8, stop_words=WORDS[0])  # a string is one stop word
     assert len(single) == 1

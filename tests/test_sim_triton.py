@@ -58,7 +58,23 @@ def test_stream_events_carry_model_and_text_output() -> None:
         assert (e["model_name"], e["model_version"]) == ("ensemble", "1")
         assert "output_ids" not in e  # the stock ensemble returns text only
     ids = call("POST", f"{GEN}_stream", body, output_ids=True)
-    assert [e["output_ids"] for e in events(ids.text)] == [[tid] for tid, _ in expected]
+    # a one-element tensor is written as a bare value (Triton's `ExactMappingOutput`)
+    assert [e["output_ids"] for e in events(ids.text)] == [tid for tid, _ in expected]
+    keys = [
+        "batch_index",
+        "context_logits",
+        "cum_log_probs",
+        "generation_logits",
+        "model_name",
+        "model_version",
+        "output_log_probs",
+        "sequence_end",
+        "sequence_id",
+        "sequence_index",
+        "sequence_start",
+        "text_output",
+    ]
+    assert [list(e) for e in evs] == [keys] * 4  # every output, in sorted order
 
 
 def test_fields_under_parameters_are_accepted_and_top_level_wins() -> None:

@@ -24,15 +24,20 @@ and the TensorRT-LLM backend's ensemble configuration:
   deployments are; `decoupled=False` plays one that is not): TensorRT-LLM refuses it otherwise
   in its first response, which Triton sends as `400` with a `data: {"error": ...}` body on
   `generate_stream` (JSON on `generate`);
-- stream events are `data: {"model_name", "model_version", "text_output", ...}`, one per token
-  when `stream` is true (a single event with the whole text otherwise). `text_mode` says how
+- stream events are `data: {json}` with every ensemble output and response parameter in sorted
+  key order (`batch_index`, `context_logits`, `cum_log_probs`, `generation_logits`,
+  `model_name`, `model_version`, `output_log_probs`, `sequence_end`, `sequence_id`,
+  `sequence_index`, `sequence_start`, `text_output`; `id` when the request had one), a
+  one-element tensor written as a bare value, as tensorrtllm_backend's docs/multimodal.md
+  @05ceae03 shows them; one event per token when `stream` is true (a single event with the
+  whole text otherwise). `text_mode` says how
   the postprocessing detokenizes: "piece" (the stock ensemble: each response's tokens on their
   own; the simulator's tokenizer keeps leading spaces, as byte-level BPE does),
   "sentencepiece" (the same with a SentencePiece tokenizer: a piece decoded alone loses its
   leading space) or "accumulate" (the BLS model with `accumulate_tokens`: every response
   carries the whole text so far; its configuration says so). The stock ensemble has no
   token-id output, so ids appear only with `create_app(engine, output_ids=True)`, as
-  `output_ids: [id]`;
+  `output_ids`;
 - refusals before inference are JSON errors with an error status: a malformed request or
   directive `400`, the directive's overload `503 {"error": "Exceeds maximum queue size"}`;
   a mid-stream failure is `data: {"error": "..."}` while the status stays 200 (`/generate`: 500);
@@ -58,12 +63,13 @@ import falcon.asgi
 from llama_orch.engine_sim.directive import DirectiveError
 from llama_orch.engine_sim.engine import SimEngine, SimFailure, SimOverload, SimToken
 from llama_orch.engine_sim.stops import triton_stopped
-from llama_orch.engine_sim.triton_metrics import TritonCounters, create_metrics_app
+from llama_orch.engine_sim.triton_metrics import TritonCounters, create_metrics_app, stats_body
 from llama_orch.engine_sim.triton_request import (
-    OUTPUTS,
     Rejected,
     TritonRequest,
     inputs,
+    model_config,
+    model_metadata,
     parse_request,
 )
 
@@ -150,14 +156,7 @@ class _Triton:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model: str, version: str = ""
     ) -> None:
         self._check(model, version)
-        accumulate = self.text_mode == "accumulate"
-        resp.media = {
-            "name": self.model,
-            "versions": ["1"],
-            "platform": "python" if accumulate else "ensemble",
-            "inputs": [{"name": n, "datatype": d, "shape": [-1, 1]} for n, d, _, _ in self.inputs],
-            "outputs": [{"name": n, "datatype": d, "shape": [-1, -1]} for n, d, _ in OUTPUTS],
-        }
+        resp.media = model_metadata(self.model, self.inputs, self.text_mode)
 
     async def on_get_ready(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model: str, version: str = ""
@@ -171,62 +170,20 @@ class _Triton:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model: str, version: str = ""
     ) -> None:
         self._check(model, version)
-        resp.media = self._config()
-
-    def _config(self) -> dict[str, Any]:
-        """The model configuration: the stock ensemble, or the BLS model when it accumulates."""
-        params: dict[str, Any] = {}
-        if self.trtllm_version is not None:
-            params["trtllm_version"] = {"string_value": self.trtllm_version}
-        config: dict[str, Any] = {
-            "name": self.model,
-            "platform": "ensemble",
-            "backend": "",
-            "version_policy": {"latest": {"num_versions": 1}},
-            "max_batch_size": self.engine.config.slots,
-            "input": [
-                {"name": n, "data_type": t, "dims": [-1], "optional": o}
-                for n, _, t, o in self.inputs
-            ],
-            "output": [{"name": n, "data_type": t, "dims": [-1]} for n, _, t in OUTPUTS],
-            "parameters": params,
-            # Triton marks an ensemble decoupled when one of its steps is
-            "model_transaction_policy": {"decoupled": self.decoupled},
-        }
-        if self.text_mode == "accumulate":
-            params["accumulate_tokens"] = {"string_value": "true"}
-            params["tensorrt_llm_model_name"] = {"string_value": "tensorrt_llm"}
-            config.update(platform="", backend="python")
-        else:
-            steps = ("preprocessing", "tensorrt_llm", "postprocessing")
-            config["ensemble_scheduling"] = {
-                "step": [{"model_name": s, "model_version": -1} for s in steps]
-            }
-        return config
+        resp.media = model_config(
+            self.model,
+            self.inputs,
+            slots=self.engine.config.slots,
+            trtllm_version=self.trtllm_version,
+            decoupled=self.decoupled,
+            text_mode=self.text_mode,
+        )
 
     async def on_get_stats(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model: str, version: str = ""
     ) -> None:
         self._check(model, version)
-        c = self.counters
-        fails = sum(c.failure.values())
-        resp.media = {
-            "model_stats": [
-                {
-                    "name": self.model,
-                    "version": "1",
-                    "last_inference": c.last_inference_ms,
-                    "inference_count": c.inference_count,
-                    "execution_count": c.inference_count,
-                    "inference_stats": {
-                        "success": {"count": c.success, "ns": int(c.request_us * 1000)},
-                        "fail": {"count": fails, "ns": 0},
-                        "queue": {"count": c.success, "ns": 0},
-                    },
-                    "batch_stats": [],
-                }
-            ]
-        }
+        resp.media = stats_body(self.model, self.counters)
 
     # -- generate extension ------------------------------------------------------------
     async def _start(
@@ -268,23 +225,31 @@ class _Triton:
     def _event(
         self, parsed: TritonRequest, toks: list[SimToken], text: str, cum: float
     ) -> dict[str, Any]:
-        """One response: `output_log_probs` of its tokens and the running `cum_log_probs`
-        when `return_log_probs` is set (zeros otherwise, as the ensemble returns them)."""
+        """One response, as Triton's generate extension writes it: every ensemble output and
+        the response parameters, keys in sorted order, a one-element tensor as a bare value
+        (`ExactMappingOutput`). `output_log_probs` and the running `cum_log_probs` are real
+        with `return_log_probs`, zeros otherwise, as the ensemble returns them."""
         logprobs = [t.logprob if parsed.log_probs else 0.0 for t in toks] or [0.0]
         event: dict[str, Any] = {
+            "batch_index": 0,
+            "context_logits": 0.0,
+            "cum_log_probs": cum if parsed.log_probs else 0.0,
+            "generation_logits": 0.0,
             "model_name": self.model,
             "model_version": "1",
-            "text_output": text,
-            "cum_log_probs": cum if parsed.log_probs else 0.0,
-            "output_log_probs": logprobs,
-            "batch_index": 0,
+            "output_log_probs": logprobs[0] if len(logprobs) == 1 else logprobs,
+            "sequence_end": False,
+            "sequence_id": 0,
             "sequence_index": 0,
+            "sequence_start": False,
+            "text_output": text,
         }
+        if parsed.request_id is not None:
+            event["id"] = parsed.request_id
         if self.output_ids and toks:
-            event["output_ids"] = (
-                [t.token_id for t in toks] if not parsed.stream else [toks[-1].token_id]
-            )
-        return event
+            ids = [t.token_id for t in toks] if not parsed.stream else [toks[-1].token_id]
+            event["output_ids"] = ids[0] if len(ids) == 1 else ids
+        return dict(sorted(event.items()))
 
     @staticmethod
     async def _run(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import falcon
 import falcon.asgi
@@ -30,6 +31,28 @@ class TritonCounters:
     inference_count: int = 0
     request_us: float = 0.0
     last_inference_ms: int = 0
+
+
+def stats_body(model: str, c: TritonCounters) -> dict[str, Any]:
+    """`GET /v2/models/{m}/stats`, the statistics extension's per-model counts."""
+    fails = sum(c.failure.values())
+    return {
+        "model_stats": [
+            {
+                "name": model,
+                "version": "1",
+                "last_inference": c.last_inference_ms,
+                "inference_count": c.inference_count,
+                "execution_count": c.inference_count,
+                "inference_stats": {
+                    "success": {"count": c.success, "ns": int(c.request_us * 1000)},
+                    "fail": {"count": fails, "ns": 0},
+                    "queue": {"count": c.success, "ns": 0},
+                },
+                "batch_stats": [],
+            }
+        ]
+    }
 
 
 def metrics_text(engine: SimEngine, model: str, c: TritonCounters) -> str:

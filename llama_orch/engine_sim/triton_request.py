@@ -69,6 +69,7 @@ class TritonRequest:
     stream: bool
     stop_words: list[str] = field(default_factory=list)
     log_probs: bool = False
+    request_id: str | None = None  # the request's `id`, echoed in every response
 
 
 def _field(fields: dict[str, Any], key: str, kind: str) -> Any:
@@ -117,6 +118,64 @@ def parse_request(model: str, body: Any, seed_input: str = "seed") -> TritonRequ
     stop = [stop] if isinstance(stop, str) else stop
     if not isinstance(stop, list) or not all(isinstance(w, str) for w in stop):
         raise Rejected(falcon.HTTP_400, f"unable to parse input 'stop_words': got {stop!r}")
+    request_id = body.get("id")
     return TritonRequest(
-        fields["text_input"], max_tokens, seed, bool(stream), stop, bool(log_probs)
+        fields["text_input"],
+        max_tokens,
+        seed,
+        bool(stream),
+        stop,
+        bool(log_probs),
+        request_id if isinstance(request_id, str) else None,
     )
+
+
+def model_metadata(model: str, declared: list[tuple[str, str, str, bool]], text_mode: str) -> Any:
+    """`GET /v2/models/{m}`: name, versions, platform, inputs and outputs."""
+    return {
+        "name": model,
+        "versions": ["1"],
+        "platform": "python" if text_mode == "accumulate" else "ensemble",
+        "inputs": [{"name": n, "datatype": d, "shape": [-1, 1]} for n, d, _, _ in declared],
+        "outputs": [{"name": n, "datatype": d, "shape": [-1, -1]} for n, d, _ in OUTPUTS],
+    }
+
+
+def model_config(
+    model: str,
+    declared: list[tuple[str, str, str, bool]],
+    *,
+    slots: int,
+    trtllm_version: str | None,
+    decoupled: bool,
+    text_mode: str,
+) -> dict[str, Any]:
+    """`GET /v2/models/{m}/config`: the stock ensemble, or the BLS model when it accumulates
+    tokens (`accumulate_tokens` among its parameters)."""
+    params: dict[str, Any] = {}
+    if trtllm_version is not None:
+        params["trtllm_version"] = {"string_value": trtllm_version}
+    config: dict[str, Any] = {
+        "name": model,
+        "platform": "ensemble",
+        "backend": "",
+        "version_policy": {"latest": {"num_versions": 1}},
+        "max_batch_size": slots,
+        "input": [
+            {"name": n, "data_type": t, "dims": [-1], "optional": o} for n, _, t, o in declared
+        ],
+        "output": [{"name": n, "data_type": t, "dims": [-1]} for n, _, t in OUTPUTS],
+        "parameters": params,
+        # Triton marks an ensemble decoupled when one of its steps is
+        "model_transaction_policy": {"decoupled": decoupled},
+    }
+    if text_mode == "accumulate":
+        params["accumulate_tokens"] = {"string_value": "true"}
+        params["tensorrt_llm_model_name"] = {"string_value": "tensorrt_llm"}
+        config.update(platform="", backend="python")
+    else:
+        steps = ("preprocessing", "tensorrt_llm", "postprocessing")
+        config["ensemble_scheduling"] = {
+            "step": [{"model_name": s, "model_version": -1} for s in steps]
+        }
+    return config

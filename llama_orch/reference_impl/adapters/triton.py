@@ -37,9 +37,10 @@ Stream: each `data:` event is one response (one token). Its `text_output` is the
 stock ensemble) or the whole text so far (BLS `accumulate_tokens`, turned into pieces by
 `triton_model.CumulativeText`); responses that add no text produce no TokenEvent but count in
 `tokens_out`. The stock ensemble returns no token ids, so `token_id` is None unless the
-deployment adds an `output_ids` output, whose single id is then used. The stream has no final
-record: it ends when the response ends, FINISH_LENGTH when `max_tokens` responses arrived,
-else FINISH_STOP. An in-band `{"error": ...}` event is WORKER_RESET; an HTTP 503 is
+deployment adds an `output_ids` output, whose last id is then used (Triton writes a
+one-element tensor as a bare value, so `output_ids` and `output_log_probs` are numbers for a
+one-token response). The stream has no final record: it ends when the response ends,
+FINISH_LENGTH when `max_tokens` responses arrived, else FINISH_STOP. An in-band `{"error": ...}` event is WORKER_RESET; an HTTP 503 is
 REPLICA_EXHAUSTED, 400 INVALID_PARAMS, an "unknown model" answer POOL_UNAVAILABLE.
 
 Versions (OC-ADAPT-5070): `engine_version` is `GET /v2` `version`; `trtllm_version` comes from
@@ -102,6 +103,13 @@ log = logging.getLogger("llama_orch.reference_impl.adapters")
 
 TRITON_CAPABILITIES = frozenset({"stream", "cancel", "seed"})
 PRELOAD_PROMPT = "Hello"
+
+
+def _last_id(ids: Any) -> int | None:
+    """The id of a response's last token: Triton writes a one-element tensor as a bare value."""
+    if isinstance(ids, list):
+        ids = ids[-1] if ids else None
+    return ids if type(ids) is int else None
 
 
 def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
@@ -369,8 +377,7 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
                 raw = event.get("text_output")
                 raw = raw if isinstance(raw, str) else ""
                 text = cumulative.piece(raw) if cumulative is not None else raw
-                ids = event.get("output_ids")
-                tid = ids[-1] if isinstance(ids, list) and ids and type(ids[-1]) is int else None
+                tid = _last_id(event.get("output_ids"))
                 logprob = last_number(event.get("output_log_probs")) if req.top_logprobs else None
                 if not text:
                     continue  # a response without new text still counts in tokens_out
