@@ -208,6 +208,8 @@ class _Completion:
         except SimFailure as exc:
             first, failed = None, exc
         if self.body.get("stream"):
+            # FastAPI's StreamingResponse adds the charset to text/* media types
+            resp.content_type = "text/event-stream; charset=utf-8"
             resp.sse = self._events(first, tokens, failed, planned)
             return None
         toks: list[SimToken] = []
