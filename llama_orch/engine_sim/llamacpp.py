@@ -1,11 +1,17 @@
 """The llama.cpp server (`llama-server`) native API, simulated over SimEngine.
 
 Routes: `GET /health`, `/props`, `/slots`, `/metrics`; `POST /completion` (alias
-`/completions`), `/tokenize`, `/detokenize`. Field names, framing and status codes follow
-/work/shared/engine-protocols.md: one `data: {json}` block per piece, a final `stop: true`
-event with `timings`, no `data: [DONE]`, and a mid-stream failure as the non-standard
-`error: {...}` line older builds send. The overload answer is `503` with an
-`unavailable_error` body; a malformed directive is `400` with llama.cpp's error body.
+`/completions`), `/tokenize`, `/detokenize` (the plain ones in `llamacpp_plain`). Field names,
+framing, shapes and status codes follow llama-server b1-0c1e570, the build this project
+compiles, and tests/test_sim_vs_real_llamacpp.py compares the two on the same requests: one
+`data: {json}` block per piece, a final `stop: true` event with `generation_settings` and
+`timings`, no `data: [DONE]`, and a mid-stream failure as the non-standard `error: {...}` line
+older builds send. The overload answer is `503` with an `unavailable_error` body; a malformed
+directive is `400` with llama.cpp's error body; a body that is not JSON is `500`.
+
+Samplers: an active repetition penalty ("penalties" in `samplers` and a penalty that is not
+neutral, `llamacpp_params.penalty_active`) gives other tokens, still a pure function of the
+request; a penalty the chain does not name is ignored, as llama.cpp ignores it.
 
 Stop words (`stop`) follow llama-server's rule (`stops.LlamaCppStops`: the stop text is never
 sent, text that may begin one is held back); `n_probs` adds `completion_probabilities`, one
