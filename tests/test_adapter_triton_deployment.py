@@ -272,3 +272,38 @@ def test_per_piece_detokenization_is_reported_once() -> None:
     assert "accumulate_tokens" in warned[0].getMessage()
     _, quiet = run(scenario(text_mode="accumulate"))
     assert quiet == []
+
+
+@pytest.mark.req("OC-ADAPT-5060", "OC-POOL-3002")
+def test_the_pool_of_a_model_that_is_not_decoupled_stays_failed_without_restarts() -> None:
+    """End to end through the pool manager: a Triton pool whose model is not decoupled fails
+    its start-up self-test with the model named, and is not restarted in a loop (a permanent
+    fault waits for an operator's reload)."""
+    from llama_orch.reference_impl.pool import factory
+    from llama_orch.reference_impl.pool.devices import DeviceRegistry
+    from llama_orch.reference_impl.pool.manager import PoolManager
+    from tests._sims import running_sim_ports
+    from tests.fixtures.pool_kit import config, no_nvml
+
+    with running_sim_ports(CFG, decoupled=False) as (url, metrics_url, _engine):
+        cfg = config(
+            engine="triton",
+            adapter=None,
+            endpoint=url,
+            metrics_endpoint=metrics_url,
+            served_model_name="ensemble",
+        )
+
+        async def scenario() -> tuple[bool, str | None, int]:
+            pm = PoolManager(cfg, factory.make_adapter, devices=DeviceRegistry(no_nvml))
+            await pm.start()
+            try:
+                await asyncio.sleep(0.5)  # a restart loop would have counted by now
+                pool = pm.pools["p0"]
+                return pool.ready, pool.last_error, pool.restarts
+            finally:
+                await pm.close()
+
+        ready, last_error, restarts = run(scenario())
+    assert not ready and restarts == 0
+    assert last_error is not None and "not decoupled" in last_error and "'ensemble'" in last_error
