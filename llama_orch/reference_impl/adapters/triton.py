@@ -40,8 +40,9 @@ stock ensemble) or the whole text so far (BLS `accumulate_tokens`, turned into p
 deployment adds an `output_ids` output, whose last id is then used (Triton writes a
 one-element tensor as a bare value, so `output_ids` and `output_log_probs` are numbers for a
 one-token response). The stream has no final record: it ends when the response ends,
-FINISH_LENGTH when `max_tokens` responses arrived, else FINISH_STOP. An in-band `{"error": ...}` event is WORKER_RESET; an HTTP 503 is
-REPLICA_EXHAUSTED, 400 INVALID_PARAMS, an "unknown model" answer POOL_UNAVAILABLE.
+FINISH_LENGTH when `max_tokens` responses arrived, else FINISH_STOP. An in-band
+`{"error": ...}` event is WORKER_RESET; an HTTP 503 is REPLICA_EXHAUSTED, 400 INVALID_PARAMS,
+an "unknown model" or "decoupled" answer POOL_UNAVAILABLE.
 
 Versions (OC-ADAPT-5070): `engine_version` is `GET /v2` `version`; `trtllm_version` comes from
 the model configuration's `parameters` (`trtllm_version` or `tensorrt_llm_version`) and is
@@ -158,6 +159,7 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
         self.model_digest = digest_for(model_ref)
         self._trtllm_warned = False
         self._min_p_warned = False
+        self._per_piece_warned = False
         self._inspecting: asyncio.Lock | None = None
         self._slots_max: int | None = None
         base = f"/v2/models/{model_name}"
@@ -191,15 +193,16 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
             )
         return {"engine_version": self.engine_version, "trtllm_version": self.trtllm_version}
 
-    async def inspect(self) -> TritonDeployment:
-        """Read (once) what the model declares: seed input, decoupled mode, text form.
+    async def inspect(self, *, refresh: bool = False) -> TritonDeployment:
+        """Read what the model declares: seed input, decoupled mode, text form; once, or
+        again with `refresh` (preload: the deployment may have changed meanwhile).
 
         A model that cannot serve seeded streams is a permanent POOL_UNAVAILABLE naming it."""
-        if self.deployment is not None:
+        if self.deployment is not None and not refresh:
             return self.deployment
         self._inspecting = self._inspecting or asyncio.Lock()
         async with self._inspecting:
-            if self.deployment is None:
+            if self.deployment is None or refresh:
                 try:
                     await self.identity()
                     found = deployment_of(self.model_name, await self.metadata(), self.model_config)
@@ -217,7 +220,8 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
                         retriable=False,
                         permanent=True,
                     ) from exc
-                if found.per_piece_text:
+                if found.per_piece_text and not self._per_piece_warned:
+                    self._per_piece_warned = True
                     log.warning(
                         "triton model detokenizes each streamed token on its own: tokenizers "
                         "that mark word starts inside the piece (SentencePiece) lose leading "
@@ -305,7 +309,7 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
         """Wait (up to `ready_timeout_s`) for readiness, read the deployment, then decode one
         token via `/generate`."""
         await wait_ready(self, self.ready_timeout_s)
-        deployment = await self.inspect()
+        deployment = await self.inspect(refresh=True)
         body = {"text_input": PRELOAD_PROMPT, "max_tokens": 1, "top_k": 1}
         await self.generate_once(f"{self.model_path}/generate", body)
         log.info(
