@@ -40,7 +40,10 @@ from tests._server import API_KEY, running_server
 from tests._sims import running_sim
 
 NEGATIVE = (
-    Path(__file__).resolve().parents[1] / "llama_orch" / "determinism_suite" / "negative_corpus.yaml"
+    Path(__file__).resolve().parents[1]
+    / "llama_orch"
+    / "determinism_suite"
+    / "negative_corpus.yaml"
 )
 # Pinned together: a changed case is a new corpus version (OC-TEST-7003).
 CORPUS_VERSION = "2"
