@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from llama_orch.engine_sim.engine import SimEngine
-from llama_orch.engine_sim.tokens import iter_tokens
+from llama_orch.engine_sim.tokens import iter_tokens, variant_key
 from llama_orch.reference_impl.adapters import (
     FINISH_CANCELED,
     FINISH_LENGTH,
@@ -36,6 +36,14 @@ from tests.test_sim_llamacpp import SimServer, sim_server
 
 T = TypeVar("T")
 SAMPLER = SamplerParams(temperature=0.7, top_k=20, top_p=0.9, min_p=0.02, repeat_penalty=1.1)
+# The adapter's chain names "penalties", so the profile's repeat_penalty takes effect and the
+# simulator answers with the penalized token variant of the prompt.
+PENALIZED = "penalties=1.1/0.0/0.0"
+
+
+def expected(prompt: str, seed: int, count: int) -> list[tuple[int, str]]:
+    """The simulator's tokens for SAMPLER's requests (penalty active)."""
+    return list(iter_tokens(variant_key(prompt, PENALIZED), seed, count))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -95,9 +103,8 @@ def test_stream_yields_ids_text_and_end(sim: tuple[str, SimEngine]) -> None:
         return events, stream.end
 
     events, end = run(go())
-    expected = list(iter_tokens("hello there", 7, 5))
     assert [(e.index, e.token_id, e.text) for e in events] == [
-        (i, tid, text) for i, (tid, text) in enumerate(expected)
+        (i, tid, text) for i, (tid, text) in enumerate(expected("hello there", 7, 5))
     ]
     assert end.tokens_out == 5 and end.finish_reason == FINISH_LENGTH and end.decode_ms >= 0
 
@@ -125,6 +132,7 @@ def test_profile_fields_reach_the_engine_unchanged(sim: tuple[str, SimEngine]) -
         0.02,
     )
     assert sent["repeat_penalty"] == 1.1 and sent["samplers"] == [
+        "penalties",
         "top_k",
         "top_p",
         "min_p",
@@ -174,7 +182,7 @@ def test_directive_outcomes_map_to_typed_errors(sim: tuple[str, SimEngine]) -> N
 
     error, got = run(go("[[sim tokens=6 fail_after=3]] f"))
     assert error.code == "WORKER_RESET" and error.retriable and len(got) == 3
-    assert [e.token_id for e in got] == [tid for tid, _ in iter_tokens("f", 11, 3)]
+    assert [e.token_id for e in got] == [tid for tid, _ in expected("f", 11, 3)]
     assert run(go("[[sim overload=true]] o"))[0].code == "REPLICA_EXHAUSTED"
     invalid, none = run(go("[[sim speed=3]] i"))
     assert invalid.code == "INVALID_PARAMS" and "speed" in invalid.message and none == []
@@ -398,3 +406,31 @@ def test_fallbacks_without_build_info_slots_or_metrics() -> None:
     assert props.model_digest == "sha256:" + hashlib.sha256(b"hf:org/model@rev").hexdigest()
     assert (load.running, load.waiting) == (0, 0)
     assert run(go())[1].engine_version == "unknown"
+
+
+@pytest.mark.req("ORCH-3058", "OC-ADAPT-5010")
+def test_repeat_penalty_is_sent_with_penalties_in_the_chain(sim: tuple[str, SimEngine]) -> None:
+    """llama.cpp applies `repeat_penalty` only when "penalties" is in `samplers`
+    (ggml-org/llama.cpp common/sampling.cpp @00efb3e1); the adapter's chain names it, so a
+    profile's penalty changes the tokens, and a profile without one sends the neutral 1.0
+    explicitly (so no build default leaks in) and gets the unpenalized tokens.
+    tests/test_real_engine_penalties.py checks the same on the real llama-server."""
+    url, engine = sim
+    plain_profile = SamplerParams(temperature=0.7, top_k=20, top_p=0.9, min_p=0.02)
+
+    async def go(sampler: SamplerParams) -> list[int | None]:
+        a = adapter(url)
+        try:
+            r = CompletionRequest("pen", "p q", 4, 9, sampler, "v")
+            return [e.token_id for e in await collect(a.stream(r))]
+        finally:
+            await a.close()
+
+    penalized = run(go(SAMPLER))
+    assert engine.last_request["samplers"][0] == "penalties"
+    assert engine.last_request["repeat_penalty"] == 1.1
+    plain = run(go(plain_profile))
+    assert engine.last_request["repeat_penalty"] == 1.0
+    assert "penalties" in engine.last_request["samplers"]
+    assert plain == [tid for tid, _ in iter_tokens("p q", 9, 4)]
+    assert penalized == [tid for tid, _ in expected("p q", 9, 4)] != plain

@@ -192,10 +192,17 @@ def test_directives_through_the_adapter(sim) -> None:
 
 
 @pytest.mark.req("OC-HARNESS-8403")
-def test_inband_refusals_of_real_tgi_map_by_error_type() -> None:
+@pytest.mark.parametrize("inband", [True, False], ids=["in-band", "status"])
+def test_stream_refusals_map_by_error_type_in_both_forms(inband: bool) -> None:
+    """TGI reports refusals of `/generate_stream` in-band (HTTP 200, one event `{"error",
+    "error_type"}`; overload past `max_concurrent_requests` included), while `/generate` uses
+    a status (429 overloaded, 422 validation): huggingface/text-generation-inference
+    router/src/server.rs @003eaec0 (`generate_stream_internal` yields `Err(err)`, `impl
+    From<InferError> for Event`). The adapter gives both forms the same typed errors."""
+
     async def code(prompt: str) -> str:
-        transport = httpx.ASGITransport(app=create_app(SimEngine(CFG), inband_errors=True))
-        a = adapter("http://sim", transport=transport)
+        app = create_app(SimEngine(CFG), inband_errors=inband)
+        a = adapter("http://sim", transport=httpx.ASGITransport(app=app))
         try:
             await collect(a.stream(req(prompt)))
         except AdapterError as exc:
@@ -206,6 +213,7 @@ def test_inband_refusals_of_real_tgi_map_by_error_type() -> None:
 
     assert run(code("[[sim overload=true]] x")) == "REPLICA_EXHAUSTED"
     assert run(code("[[sim tokens=-1]] x")) == "INVALID_PARAMS"
+    assert run(code("[[sim fail_after=2]] x")) == "WORKER_RESET"
 
 
 @pytest.mark.req("OC-HARNESS-8404")
@@ -313,3 +321,129 @@ def test_health_preload_props_metrics_and_identity(sim) -> None:
     assert props.model_digest == f"hf:bigscience/bloom-560m@{info['model_sha']}"
     assert "token_ids" in props.capabilities
     assert info["model_id"] == "bigscience/bloom-560m"
+
+
+# -- wire facts of real TGI (issue 12) ---------------------------------------------------------
+
+
+def split_adapter(**app_kw: Any) -> TgiAdapter:
+    app = create_app(SimEngine(CFG), split_multibyte=True, **app_kw)
+    return adapter("http://sim", transport=httpx.ASGITransport(app=app))
+
+
+def multibyte_prompt(min_words: int = 2) -> str:
+    """A prompt whose first tokens include non-ASCII words (seed 11, as `req` sends)."""
+    for n in range(500):
+        prompt = f"mb {n}"
+        words = [t for _, t in iter_tokens(prompt, 11, 6)]
+        if sum(not w.isascii() for w in words[:4]) >= min_words and words[-1].isascii():
+            return prompt
+    raise AssertionError("no prompt with multibyte words found")
+
+
+@pytest.mark.req("OC-ADAPT-5040", "ORCH-3058")
+def test_empty_text_tokens_are_counted_and_keep_their_text() -> None:
+    """TGI streams `token.text == ""` while the decoded output ends inside a multibyte
+    character (`Model.decode_token` returns "" when the text ends in U+FFFD,
+    huggingface/text-generation-inference server/text_generation_server/models/model.py
+    @00359fcd); the token's id and logprob are real. The adapter counts such tokens in
+    `tokens_out`, and the text arrives whole with the token that completes it."""
+    prompt = multibyte_prompt()
+    words = list(iter_tokens(prompt, 11, 6))
+    splits = sum(not t.isascii() for _, t in words)
+
+    async def scenario() -> tuple[list[TokenEvent], StreamEnd | None]:
+        a = split_adapter()
+        try:
+            s = a.stream(req(f"[[sim tokens=6]] {prompt}", 64))
+            return await collect(s), s.end
+        finally:
+            await a.close()
+
+    events, end = run(scenario())
+    assert [e.text for e in events] == [t for _, t in words]
+    assert [e.token_id for e in events] == [tid for tid, _ in words]
+    assert all(e.logprob is not None for e in events)
+    assert end is not None and end.tokens_out == 6 + splits and end.finish_reason == FINISH_STOP
+
+
+@pytest.mark.req("OC-ADAPT-5040")
+def test_a_stream_cut_inside_a_character_keeps_the_held_token() -> None:
+    """When `max_new_tokens` ends the output inside a multibyte character, the last token's
+    text is "" and TGI's `generated_text` (decoded from all ids) ends with U+FFFD; the adapter
+    sends that tail with the held token's id, so no id is lost and `tokens_out` is exact."""
+    prompt = next(
+        f"cut {n}" for n in range(500) if next(iter_tokens(f"cut {n}", 11, 1))[1].isascii() is False
+    )
+    first_id, first_word = next(iter_tokens(prompt, 11, 1))
+
+    async def scenario() -> tuple[list[TokenEvent], StreamEnd | None]:
+        a = split_adapter()
+        try:
+            s = a.stream(req(prompt, 1))  # one token: the lead byte of a multibyte word
+            return await collect(s), s.end
+        finally:
+            await a.close()
+
+    events, end = run(scenario())
+    assert not first_word.isascii()
+    assert [e.text for e in events] == ["\ufffd"]
+    assert events[0].token_id not in (None, first_id)  # the lead byte token's own id
+    assert end is not None and (end.tokens_out, end.finish_reason) == (1, FINISH_LENGTH)
+
+
+@pytest.mark.req("OC-ADAPT-5040")
+def test_final_event_without_details_still_ends_right() -> None:
+    """TGI fills the last event's `details` only when the request set `details: true`
+    (`StreamDetails` only for `details == true`, router/src/server.rs @003eaec0); without
+    them the adapter tells `length` from an end of sequence by the token count."""
+    lines = {
+        "length": [
+            'data:{"index":1,"token":{"id":5,"text":" a","logprob":-0.1,"special":false},'
+            '"generated_text":null,"details":null}',
+            'data:{"index":2,"token":{"id":6,"text":" b","logprob":-0.2,"special":false},'
+            '"generated_text":" a b","details":null}',
+        ],
+        "eos": [
+            'data:{"index":1,"token":{"id":5,"text":" a","logprob":-0.1,"special":false},'
+            '"generated_text":null,"details":null}',
+            'data:{"index":2,"token":{"id":2,"text":"</s>","logprob":-0.01,"special":true},'
+            '"generated_text":" a","details":null}',
+        ],
+    }
+
+    async def end(kind: str) -> StreamEnd | None:
+        def reply(request: httpx.Request) -> httpx.Response:
+            body = "\n\n".join(lines[kind]) + "\n\n"
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=body)
+
+        a = adapter("http://tgi", transport=httpx.MockTransport(reply))
+        try:
+            s = a.stream(req("x", 2))
+            await collect(s)
+            return s.end
+        finally:
+            await a.close()
+
+    length, eos = run(end("length")), run(end("eos"))
+    assert length is not None and (length.tokens_out, length.finish_reason) == (2, FINISH_LENGTH)
+    assert eos is not None and (eos.tokens_out, eos.finish_reason) == (1, FINISH_STOP)
+
+
+@pytest.mark.req("OC-ADAPT-5040")
+def test_unhealthy_tgi_is_live_not_ready_with_its_own_words() -> None:
+    """`GET /health` answers `503 {"error":"unhealthy","error_type":"healthcheck"}` when the
+    model cannot serve (router/src/server.rs @003eaec0, `health`)."""
+    engine = SimEngine(CFG)
+    engine.state = "dead"
+
+    async def scenario() -> Any:
+        a = adapter("http://sim", transport=httpx.ASGITransport(app=create_app(engine)))
+        try:
+            return await a.health()
+        finally:
+            await a.close()
+
+    health = run(scenario())
+    assert (health.live, health.ready) == (True, False)
+    assert "503" in health.detail and "healthcheck" in health.detail

@@ -18,7 +18,7 @@ import pytest
 
 from llama_orch.engine_sim.engine import SimConfig, SimEngine
 from llama_orch.engine_sim.tokens import iter_tokens
-from llama_orch.engine_sim.triton import create_app
+from llama_orch.engine_sim.triton import create_apps
 from llama_orch.reference_impl.adapters import (
     FINISH_CANCELED,
     FINISH_LENGTH,
@@ -31,7 +31,8 @@ from llama_orch.reference_impl.adapters import (
     TokenStream,
 )
 from llama_orch.reference_impl.adapters.triton import TritonAdapter, triton_inputs
-from tests._server import free_port, serve_asgi
+from tests._server import free_port
+from tests._sims import running_sim_ports
 
 T = TypeVar("T")
 V1 = SamplerParams(temperature=0.7, top_k=40, top_p=0.95, min_p=0.05)
@@ -44,10 +45,16 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[tuple[str, SimEngine]]:
-    engine = SimEngine(CFG)
-    with serve_asgi(create_app(engine), what="simulator") as url:
-        yield url, engine
+def triton_sim() -> Iterator[tuple[str, str | None, SimEngine]]:
+    """The simulator's inference port and its metrics server's URL, as real Triton has."""
+    with running_sim_ports(CFG) as ports:
+        yield ports
+
+
+@pytest.fixture(scope="module")
+def sim(triton_sim: tuple[str, str | None, SimEngine]) -> tuple[str, SimEngine]:
+    url, _metrics, engine = triton_sim
+    return url, engine
 
 
 def adapter(url: str, model_name: str = "ensemble", **kw: Any) -> TritonAdapter:
@@ -56,9 +63,23 @@ def adapter(url: str, model_name: str = "ensemble", **kw: Any) -> TritonAdapter:
     )
 
 
+def by_host(apps: dict[str, Any]) -> Any:
+    """One ASGI app for an in-process client: each request goes to the app of its host, so a
+    Triton's inference and metrics servers can sit behind one transport."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode()
+        await apps[host](scope, receive, send)
+
+    return app
+
+
 def in_process(engine: SimEngine | None = None, **app_kw: Any) -> TritonAdapter:
-    app = create_app(engine or SimEngine(CFG), **app_kw)
-    return adapter("http://sim", transport=httpx.ASGITransport(app=app))
+    """An adapter on an in-process simulator: inference at http://sim, metrics at
+    http://sim-metrics/metrics."""
+    api, metrics = create_apps(engine or SimEngine(CFG), **app_kw)
+    transport = httpx.ASGITransport(app=by_host({"sim": api, "sim-metrics": metrics}))
+    return adapter("http://sim", transport=transport, metrics_url="http://sim-metrics/metrics")
 
 
 def req(prompt: str, max_tokens: int = 8, *, sampler: SamplerParams = V1, rid: str = "t1"):
@@ -137,7 +158,7 @@ def test_sampler_profile_maps_to_ensemble_inputs_identically(sim) -> None:
         == {
             "text_input": "p",
             "max_tokens": 2,
-            "random_seed": 13,
+            "seed": 13,
             "stream": True,
             "temperature": 0.7,
             "top_k": 40,
@@ -147,7 +168,7 @@ def test_sampler_profile_maps_to_ensemble_inputs_identically(sim) -> None:
     assert greedy == {
         "text_input": "p",
         "max_tokens": 2,
-        "random_seed": 13,
+        "seed": 13,
         "stream": True,
         "top_k": 1,
     }
@@ -258,11 +279,11 @@ def test_unreachable_engine_is_pool_unavailable() -> None:
 
 
 @pytest.mark.req("OC-ADAPT-5060", "OC-ADAPT-5070")
-def test_health_preload_props_metrics_statistics_and_versions(sim) -> None:
-    url, engine = sim
+def test_health_preload_props_metrics_statistics_and_versions(triton_sim) -> None:
+    url, metrics_url, engine = triton_sim
 
     async def scenario() -> tuple[Any, ...]:
-        a = adapter(url, model_version="1", metrics_url=f"{url}/metrics")
+        a = adapter(url, model_version="1", metrics_url=metrics_url)
         try:
             health = await a.health()
             await a.preload()

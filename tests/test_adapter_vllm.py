@@ -305,3 +305,46 @@ def test_llama_server_identity_without_version_route() -> None:
     assert props.engine_version == "b1-0c1e570" and props.ctx_max == 1024
     assert (load.running, load.waiting, load.kv_pressure) == (0, 0, None)
     assert run(go())[0].engine_version == "unknown"
+
+
+@pytest.mark.req("OC-ADAPT-5020")
+@pytest.mark.parametrize("null_usage", [True, False])
+def test_chunks_with_or_without_a_usage_key_give_the_same_stream(
+    server: SimServer, null_usage: bool
+) -> None:
+    """Current vLLM writes `"usage": null` in ordinary completion chunks
+    (vllm/entrypoints/openai/serving_completion.py @00463e62, `exclude_unset=False`); a
+    server that leaves unset fields out omits the key. The adapter reads usage only from the
+    final usage chunk, so both give the same events and count."""
+    server.fresh("vllm", {"null_usage": null_usage}, model=MODEL)
+
+    async def go() -> tuple[list[TokenEvent], Any]:
+        a = adapter(server.url)
+        try:
+            s = a.stream(req("[[sim tokens=3]] usage", 5))
+            return await collect(s), s.end
+        finally:
+            await a.close()
+
+    events, end = run(go())
+    assert [e.token_id for e in events] == [tid for tid, _ in iter_tokens("usage", 3, 3)]
+    assert end.tokens_out == 3 and end.finish_reason == FINISH_STOP
+
+
+@pytest.mark.req("OC-ADAPT-5020")
+def test_dead_engine_is_live_but_never_ready(sim: tuple[str, SimEngine]) -> None:
+    """`/health` answers 503 once vLLM's engine core has died (`EngineDeadError`,
+    vllm/entrypoints/serve/instrumentator/health.py @98b137c6); the adapter says so."""
+    url, engine = sim
+    engine.state = "dead"
+
+    async def go() -> Any:
+        a = adapter(url)
+        try:
+            return await a.health()
+        finally:
+            await a.close()
+
+    health = run(go())
+    assert (health.live, health.ready) == (True, False)
+    assert "dead" in health.detail and "503" in health.detail

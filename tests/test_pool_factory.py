@@ -94,3 +94,43 @@ def test_the_real_adapters_take_the_factory_arguments() -> None:
         adapter = factory.make_adapter(pc, "p0-r0", "repo:test/tiny")
         assert adapter.replica_id == "p0-r0" and adapter.engine == engine
         asyncio.run(adapter.close())
+
+
+@pytest.mark.req("OC-ADAPT-5060")
+def test_triton_metrics_come_from_the_metrics_port() -> None:
+    """Triton serves `/metrics` only on its metrics server (port 8002 by default; the
+    inference port answers 404): triton-inference-server/server docs/user_guide/metrics.md
+    and src/http_server.cc @00a165a6. A triton pool's adapter scrapes the pool's
+    `metrics_endpoint`, else port 8002 of the endpoint's host; other engines keep their own
+    port unless the pool says otherwise."""
+    plain = config(engine="triton", adapter=None, endpoint="http://10.0.0.5:8000").pools[0]
+    named = config(
+        engine="triton",
+        adapter=None,
+        endpoint="http://10.0.0.5:8000",
+        metrics_endpoint="http://10.0.0.5:9102/metrics",
+    ).pools[0]
+    vllm = config(engine="vllm", adapter=None, endpoint="http://10.0.0.5:8000").pools[0]
+    adapters = [factory.make_adapter(pc, "r", "repo:test/tiny") for pc in (plain, named, vllm)]
+    try:
+        assert [a.metrics_url for a in adapters] == [
+            "http://10.0.0.5:8002/metrics",
+            "http://10.0.0.5:9102/metrics",
+            "/metrics",
+        ]
+    finally:
+        for a in adapters:
+            asyncio.run(a.close())
+
+
+def test_metrics_endpoint_is_checked_like_an_endpoint() -> None:
+    """A bad URL, a mock pool or a launched llama-server with `metrics_endpoint` is a clear
+    config error naming the field."""
+    from pydantic import ValidationError
+
+    for extra in (
+        {"engine": "triton", "adapter": None, "endpoint": "http://h:8000", "metrics_endpoint": "x"},
+        {"metrics_endpoint": "http://h:8002/metrics"},  # the default kit pool is a mock
+    ):
+        with pytest.raises(ValidationError, match="metrics_endpoint"):
+            config(**extra)

@@ -77,10 +77,16 @@ def test_llamacpp_adapter_real_cancel_frees_the_slot(server_url: str) -> None:
                 if got == 3:
                     break
             await stream.aclose()
-            await asyncio.sleep(0.3)
+            # llama-server stops the task when it next fails to write; under load that can take
+            # longer than a token interval, so poll (bounded) instead of sleeping a fixed time
             async with httpx.AsyncClient() as client:
-                slots = (await client.get(f"{server_url}/slots")).json()
-            return got, slots
+                deadline = asyncio.get_running_loop().time() + 5.0
+                while True:
+                    slots = (await client.get(f"{server_url}/slots")).json()
+                    busy = any(s["is_processing"] for s in slots)
+                    if not busy or asyncio.get_running_loop().time() > deadline:
+                        return got, slots
+                    await asyncio.sleep(0.05)
         finally:
             await adapter.close()
 

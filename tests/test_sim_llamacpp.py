@@ -35,10 +35,13 @@ class SimServer:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
 
-    def fresh(self, protocol: str, **config: Any) -> SimEngine:
+    def fresh(
+        self, protocol: str, options: dict[str, Any] | None = None, **config: Any
+    ) -> SimEngine:
+        """A new simulator of `protocol` (its `create_app` `options`) behind this server."""
         engine = SimEngine(SimConfig(protocol, **config))
         module = importlib.import_module(f"llama_orch.engine_sim.{protocol}")
-        self.app = module.create_app(engine)
+        self.app = module.create_app(engine, **(options or {}))
         return engine
 
 
@@ -158,13 +161,29 @@ def test_malformed_directive_is_llamacpp_400(
 
 
 @pytest.mark.req("OC-HARNESS-8403")
-@pytest.mark.parametrize(
-    "body", ['{"prompt": 5}', '{"prompt": "x", "n_predict": "many"}', "not json", "[1]"]
-)
+@pytest.mark.parametrize("body", ['{"prompt": 5}', '{"prompt": "x", "n_predict": "many"}', "[1]"])
 def test_bad_request_bodies(sim: tuple[str, SimEngine], body: str) -> None:
     url, _ = sim
     r = httpx.post(f"{url}/completion", content=body)
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_unparsable_json_and_unknown_paths_answer_like_llama_server(
+    sim: tuple[str, SimEngine],
+) -> None:
+    """Measured on llama-server b1-0c1e570 (tests/test_sim_vs_real_llamacpp.py compares the
+    two): a body that is not JSON is nlohmann's parse error as `500 server_error`; an unknown
+    path is `404 not_found_error`; JSON answers are `application/json; charset=utf-8`."""
+    url, _ = sim
+    bad = httpx.post(f"{url}/completion", content="not json")
+    assert bad.status_code == 500 and bad.json()["error"]["type"] == "server_error"
+    assert "parse_error" in bad.json()["error"]["message"]
+    missing = httpx.get(f"{url}/v2/health/ready")
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "error": {"message": "File Not Found", "type": "not_found_error", "code": 404}
+    }
+    assert missing.headers["content-type"] == "application/json; charset=utf-8"
 
 
 @pytest.mark.req("OC-HARNESS-8404")
@@ -216,16 +235,34 @@ def test_ttft_and_itl_are_lower_bounds(sim: tuple[str, SimEngine]) -> None:
 
 
 def test_health_props_and_slots(sim: tuple[str, SimEngine]) -> None:
-    url, _ = sim
+    """Shapes of llama-server b1-0c1e570: `/props` `default_generation_settings` is
+    `{params, n_ctx}`; a `/slots` entry has four fields until its slot ran a task, then also
+    the task's id, prompt counts, `params` and a `next_token` list."""
+    url, engine = sim
     assert httpx.get(f"{url}/health").json() == {"status": "ok"}
     props = httpx.get(f"{url}/props").json()
     assert props["build_info"] == "b4242-abc1234" and props["total_slots"] == 2
     assert props["default_generation_settings"]["n_ctx"] == 4096
+    assert props["default_generation_settings"]["params"]["samplers"][0] == "penalties"
     assert {"model_path", "chat_template", "modalities"} <= props.keys()
     slots = httpx.get(f"{url}/slots").json()
     assert [s["id"] for s in slots] == [0, 1]
-    assert {"id_task", "n_ctx", "is_processing", "params", "next_token"} <= slots[0].keys()
+    assert {"id", "n_ctx", "speculative", "is_processing"} <= slots[0].keys()
     assert httpx.get(f"{url}/slots?fail_on_no_slot=1").status_code == 200
+    httpx.post(f"{url}/completion", json={"prompt": "[[sim tokens=1]] x", "seed": 5})
+    used = next(s for s in httpx.get(f"{url}/slots").json() if "id_task" in s)
+    assert used["params"]["seed"] == 5 and isinstance(used["next_token"], list)
+    engine.state = "loading"
+    try:
+        loading = httpx.get(f"{url}/health")
+    finally:
+        engine.state = "ready"
+    assert loading.status_code == 503
+    assert loading.json()["error"] == {
+        "code": 503,
+        "message": "Loading model",
+        "type": "unavailable_error",
+    }
 
 
 def test_busy_slots_metrics_and_fail_on_no_slot(sim: tuple[str, SimEngine]) -> None:
@@ -260,3 +297,23 @@ def test_tokenize_and_detokenize(sim: tuple[str, SimEngine]) -> None:
     content = httpx.post(f"{url}/detokenize", json={"tokens": [1, 2]}).json()["content"]
     assert isinstance(content, str) and content
     assert httpx.post(f"{url}/detokenize", json={"tokens": "x"}).status_code == 400
+
+
+@pytest.mark.req("OC-HARNESS-8404")
+def test_repetition_penalty_acts_only_when_the_chain_names_it(sim: tuple[str, SimEngine]) -> None:
+    """llama.cpp adds the penalties sampler only for "penalties" in `samplers`
+    (ggml-org/llama.cpp common/sampling.cpp @00efb3e1, `common_sampler_init`); b1-0c1e570's
+    default chain starts with it. The simulator gives other tokens for an active penalty and
+    ignores one that the chain does not name."""
+    url, _ = sim
+
+    def ids(**extra: Any) -> list[int]:
+        body = {"prompt": "p q", "n_predict": 4, "seed": 9, "return_tokens": True, **extra}
+        return httpx.post(f"{url}/completion", json=body).json()["tokens"]
+
+    plain = [tid for tid, _ in iter_tokens("p q", 9, 4)]
+    assert ids() == plain  # default chain, repeat_penalty 1.0: nothing to apply
+    assert ids(samplers=["top_k", "temperature"], repeat_penalty=1.3) == plain
+    on = ids(samplers=["penalties", "top_k"], repeat_penalty=1.3)
+    assert on != plain and on == ids(repeat_penalty=1.3)  # the default chain names it
+    assert ids(samplers=["penalties"], repeat_penalty=1.0) == plain

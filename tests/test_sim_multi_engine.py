@@ -11,12 +11,12 @@ from llama_orch.engine_sim.engine import SimConfig
 from llama_orch.engine_sim.tokens import iter_tokens
 from tests._api import events, task_body
 from tests._server import running_server
-from tests._sims import running_sim
+from tests._sims import running_sim_ports
 
 ENGINES = ("llamacpp", "vllm", "tgi", "triton")
 
 
-def _config(urls: dict[str, str]) -> str:
+def _config(urls: dict[str, tuple[str, str | None]]) -> str:
     pools = "\n".join(
         f"""  - id: sim-{e}
     engine: {e}
@@ -24,8 +24,9 @@ def _config(urls: dict[str, str]) -> str:
     ctx: 8192
     devices: []
     allow_cpu_inference: true
-    endpoint: {urls[e]}
+    endpoint: {urls[e][0]}
     served_model_name: llama-3-8b"""
+        + (f"\n    metrics_endpoint: {urls[e][1]}" if urls[e][1] else "")
         for e in ENGINES
     )
     return f"auth: {{api_keys_env: LLORCH_API_KEY}}\npools:\n{pools}\n"
@@ -37,7 +38,8 @@ def stack():
         urls = {}
         for engine in ENGINES:
             cfg = SimConfig(engine, model="llama-3-8b", engine_version=f"{engine}-sim-2.1")
-            urls[engine], _ = stack.enter_context(running_sim(cfg))
+            url, metrics_url, _ = stack.enter_context(running_sim_ports(cfg))
+            urls[engine] = (url, metrics_url)  # Triton: metrics on their own port
         server = stack.enter_context(running_server(_config(urls)))
         yield server
 

@@ -232,7 +232,7 @@ def test_tgi_logprob_on_every_token_and_top_tokens_on_request() -> None:
     ],
 )
 def test_tgi_validates_stop_and_top_n(params: dict[str, Any], message: str) -> None:
-    answer = post(tgi, "/generate_stream", {"inputs": "x", "parameters": params})
+    answer = post(tgi, "/generate", {"inputs": "x", "parameters": params})
     assert answer.status_code == 422 and message in answer.json()["error"]
 
 
@@ -240,7 +240,7 @@ def test_tgi_validates_stop_and_top_n(params: dict[str, Any], message: str) -> N
 
 
 def triton_events(**fields: Any) -> list[dict[str, Any]]:
-    body = {"text_input": PROMPT, "random_seed": SEED, "stream": True, **fields}
+    body = {"text_input": PROMPT, "seed": SEED, "stream": True, **fields}
     return events(post(triton, "/v2/models/ensemble/generate_stream", body, output_ids=True).text)
 
 
@@ -248,12 +248,12 @@ def triton_events(**fields: Any) -> list[dict[str, Any]]:
 def test_triton_keeps_stop_words_and_fills_logprobs_on_request() -> None:
     got = triton_events(max_tokens=8, stop_words=[WORDS[1]], return_log_probs=True)
     assert [e["text_output"] for e in got] == WORDS[:2]  # ends on the stop word, kept
-    assert [e["output_log_probs"] for e in got] == [[step(PROMPT, SEED, i).logprob] for i in (0, 1)]
+    assert [e["output_log_probs"] for e in got] == [step(PROMPT, SEED, i).logprob for i in (0, 1)]
     assert got[1]["cum_log_probs"] == pytest.approx(
         sum(step(PROMPT, SEED, i).logprob for i in (0, 1))
     )
     plain = triton_events(max_tokens=2, stop_words="")
-    assert len(plain) == 2 and plain[0]["output_log_probs"] == [0.0]
+    assert len(plain) == 2 and plain[0]["output_log_probs"] == 0.0
     assert plain[0]["cum_log_probs"] == 0.0
     single = triton_events(max_tokens=8, stop_words=WORDS[0])  # a string is one stop word
     assert len(single) == 1

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from llama_orch.engine_sim.engine import SimConfig, SimEngine
-from llama_orch.engine_sim.tgi import EOS_ID, create_app
+from llama_orch.engine_sim.tgi import create_app
+from llama_orch.engine_sim.tgi_wire import EOS_ID
 from llama_orch.engine_sim.tokens import iter_tokens
 
 T = TypeVar("T")
@@ -102,26 +103,46 @@ def test_mid_stream_failure_is_an_error_event_and_424_on_generate() -> None:
     assert resp.json()["error_type"] == "generation"
 
 
+def refusal(resp: httpx.Response) -> dict[str, Any]:
+    """The refusal of a `/generate_stream` request in TGI's in-band form: HTTP 200, an SSE
+    body with exactly one `{"error", "error_type"}` event."""
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    (event,) = events(resp.text)
+    assert set(event) == {"error", "error_type"}, event
+    return event
+
+
 @pytest.mark.req("OC-HARNESS-8403", "OC-HARNESS-8404")
-def test_overload_is_429_and_bad_directive_is_422_validation() -> None:
+def test_stream_refusals_arrive_in_band_with_status_200() -> None:
+    """TGI's router turns every error of `/generate_stream` into an SSE event with status
+    200: `generate_stream_internal` yields `Err(err)`, `impl From<InferError> for Event` writes
+    `{"error", "error_type"}`; overload (`InferError::Overloaded`, past
+    `max_concurrent_requests`) included. Source: huggingface/text-generation-inference
+    router/src/server.rs @003eaec0 (`generate_stream`, `generate_stream_internal`)."""
     engine = SimEngine(CFG)
     over = gen("[[sim overload=1]] busy", max_new_tokens=2)
     first = run(call("POST", "/generate_stream", over, engine=engine))
-    assert first.status_code == 429
-    assert first.json() == {"error": "Model is overloaded", "error_type": "overloaded"}
+    assert refusal(first) == {"error": "Model is overloaded", "error_type": "overloaded"}
     # overload=1: only the first request with this prompt on this instance is refused
-    assert run(call("POST", "/generate_stream", over, engine=engine)).status_code == 200
-    bad = run(call("POST", "/generate_stream", gen("[[sim tokens=x]] q", max_new_tokens=2)))
-    assert bad.status_code == 422
-    assert bad.json()["error_type"] == "validation"
-    assert "tokens" in bad.json()["error"]
+    again = run(call("POST", "/generate_stream", over, engine=engine))
+    assert again.status_code == 200 and "token" in events(again.text)[0]
+    bad = refusal(run(call("POST", "/generate_stream", gen("[[sim tokens=x]] q"))))
+    assert bad["error_type"] == "validation" and "tokens" in bad["error"]
 
 
 @pytest.mark.req("OC-HARNESS-8403")
-def test_inband_mode_sends_refusals_as_a_200_error_event() -> None:
-    resp = run(call("POST", "/generate_stream", gen("[[sim overload=true]] x"), inband_errors=True))
-    assert resp.status_code == 200
-    assert events(resp.text) == [{"error": "Model is overloaded", "error_type": "overloaded"}]
+def test_generate_and_the_status_option_use_the_status_form() -> None:
+    """`/generate` answers refusals with a status (`impl From<InferError> for (StatusCode,
+    Json<ErrorResponse>)`: Overloaded 429, Validation 422; router/src/server.rs @003eaec0);
+    `inband_errors=False` plays that form on `/generate_stream` too."""
+    over = gen("[[sim overload=true]] x", max_new_tokens=2)
+    for path, kw in (("/generate", {}), ("/generate_stream", {"inband_errors": False})):
+        resp = run(call("POST", path, over, **kw))
+        assert resp.status_code == 429, path
+        assert resp.json() == {"error": "Model is overloaded", "error_type": "overloaded"}
+        bad = run(call("POST", path, gen("[[sim tokens=x]] q", max_new_tokens=2), **kw))
+        assert bad.status_code == 422 and bad.json()["error_type"] == "validation"
 
 
 @pytest.mark.parametrize(
@@ -135,10 +156,10 @@ def test_inband_mode_sends_refusals_as_a_200_error_event() -> None:
     ],
 )
 def test_parameter_validation_mirrors_tgi(params: dict[str, Any], needle: str) -> None:
-    resp = run(call("POST", "/generate_stream", gen("hi there", **params)))
-    assert resp.status_code == 422
-    assert resp.json()["error_type"] == "validation"
-    assert needle in resp.json()["error"]
+    stream = refusal(run(call("POST", "/generate_stream", gen("hi there", **params))))
+    assert stream["error_type"] == "validation" and needle in stream["error"]
+    once = run(call("POST", "/generate", gen("hi there", **params)))
+    assert once.status_code == 422 and once.json() == stream
 
 
 def test_unknown_parameters_are_ignored_and_recorded() -> None:
@@ -215,3 +236,62 @@ def test_health_info_and_metrics_names() -> None:
         "tgi_request_input_length",
     ):
         assert f"# TYPE {name} " in text
+
+
+@pytest.mark.req("OC-HARNESS-8404")
+def test_split_multibyte_streams_empty_text_tokens_with_real_ids() -> None:
+    """TGI sends `text: ""` for a token after which the decoded output ends inside a
+    multibyte character, and the whole character with the token that completes it
+    (`Model.decode_token`, huggingface/text-generation-inference
+    server/text_generation_server/models/model.py @00359fcd). With `split_multibyte` the
+    simulator streams each non-ASCII word that way: a lead byte token, then the word."""
+    prompt = next(
+        f"m{n}" for n in range(500) if any(not t.isascii() for _, t in iter_tokens(f"m{n}", 3, 4))
+    )
+    words = list(iter_tokens(prompt, 3, 4))
+    body = gen(f"[[sim tokens=4]] {prompt}", max_new_tokens=20, seed=3, do_sample=True)
+    resp = run(call("POST", "/generate_stream", {**body}, split_multibyte=True))
+    evs = events(resp.text)
+    tokens = [e["token"] for e in evs if not e["token"]["special"]]
+    assert [t["text"] for t in tokens if t["text"]] == [w for _, w in words]
+    empty = [t for t in tokens if t["text"] == ""]
+    assert len(empty) == sum(not w.isascii() for _, w in words)
+    assert all(isinstance(t["id"], int) and t["logprob"] < 0 for t in empty)
+    assert evs[-1]["generated_text"] == "".join(w for _, w in words)
+    cut = run(
+        call(
+            "POST",
+            "/generate",
+            gen(prompt, max_new_tokens=1, seed=3, do_sample=True),
+            split_multibyte=True,
+        )
+    ).json()
+    first = words[0][1]
+    assert cut["generated_text"] == (first if first.isascii() else "\ufffd")
+
+
+@pytest.mark.req("OC-HARNESS-8404")
+def test_details_only_when_requested() -> None:
+    """The last stream event carries `details` only for `parameters.details: true`, else
+    `null` (`StreamResponse.details: Option<StreamDetails>`, router/src/lib.rs; filled in
+    `generate_stream_internal`, router/src/server.rs @003eaec0)."""
+    plain = events(run(call("POST", "/generate_stream", gen("d", max_new_tokens=2))).text)
+    asked = events(
+        run(call("POST", "/generate_stream", gen("d", max_new_tokens=2, details=True))).text
+    )
+    assert plain[-1]["details"] is None and plain[-1]["generated_text"]
+    assert asked[-1]["details"]["finish_reason"] == "length"
+    assert asked[-1]["details"]["generated_tokens"] == 2
+
+
+@pytest.mark.req("OC-HARNESS-8404")
+def test_health_is_503_with_tgi_healthcheck_body_when_not_ready() -> None:
+    """`GET /health`: 200 with no body, or 503 `{"error":"unhealthy","error_type":
+    "healthcheck"}` (router/src/server.rs @003eaec0, `health`)."""
+    engine = SimEngine(CFG)
+    ok = run(call("GET", "/health", engine=engine))
+    engine.state = "loading"
+    down = run(call("GET", "/health", engine=engine))
+    assert (ok.status_code, ok.content) == (200, b"")
+    assert down.status_code == 503
+    assert down.json() == {"error": "unhealthy", "error_type": "healthcheck"}

@@ -16,7 +16,7 @@ import pytest
 
 from llama_orch.engine_sim.engine import SimConfig, SimEngine
 from llama_orch.engine_sim.tokens import iter_tokens
-from llama_orch.engine_sim.triton import create_app
+from llama_orch.engine_sim.triton import create_app, create_apps
 
 T = TypeVar("T")
 CFG = SimConfig("triton", model="meta/llama-3-8b", engine_version="2.52.0", slots=3, ctx=4096)
@@ -47,7 +47,7 @@ def events(text: str) -> list[dict[str, Any]]:
 
 @pytest.mark.req("OC-HARNESS-8404", "OC-HARNESS-8405")
 def test_stream_events_carry_model_and_text_output() -> None:
-    body = {"text_input": "hello world", "max_tokens": 4, "stream": True, "random_seed": 5}
+    body = {"text_input": "hello world", "max_tokens": 4, "stream": True, "seed": 5}
     resp = call("POST", f"{GEN}_stream", body)
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/event-stream")
@@ -58,7 +58,23 @@ def test_stream_events_carry_model_and_text_output() -> None:
         assert (e["model_name"], e["model_version"]) == ("ensemble", "1")
         assert "output_ids" not in e  # the stock ensemble returns text only
     ids = call("POST", f"{GEN}_stream", body, output_ids=True)
-    assert [e["output_ids"] for e in events(ids.text)] == [[tid] for tid, _ in expected]
+    # a one-element tensor is written as a bare value (Triton's `ExactMappingOutput`)
+    assert [e["output_ids"] for e in events(ids.text)] == [tid for tid, _ in expected]
+    keys = [
+        "batch_index",
+        "context_logits",
+        "cum_log_probs",
+        "generation_logits",
+        "model_name",
+        "model_version",
+        "output_log_probs",
+        "sequence_end",
+        "sequence_id",
+        "sequence_index",
+        "sequence_start",
+        "text_output",
+    ]
+    assert [list(e) for e in evs] == [keys] * 4  # every output, in sorted order
 
 
 def test_fields_under_parameters_are_accepted_and_top_level_wins() -> None:
@@ -66,7 +82,7 @@ def test_fields_under_parameters_are_accepted_and_top_level_wins() -> None:
     body = {
         "text_input": "p",
         "max_tokens": 2,
-        "parameters": {"max_tokens": 9, "random_seed": 5, "stream": True},
+        "parameters": {"max_tokens": 9, "seed": 5, "stream": True},
     }
     evs = events(call("POST", f"{GEN}_stream", body, engine=engine).text)
     assert [e["text_output"] for e in evs] == [t for _, t in iter_tokens("p", 5, 2)]
@@ -152,7 +168,8 @@ def test_health_server_and_model_metadata() -> None:
     assert meta.json() == meta_v.json()
     assert set(meta.json()) == {"name", "versions", "platform", "inputs", "outputs"}
     inputs = {i["name"]: i["datatype"] for i in meta.json()["inputs"]}
-    assert inputs["text_input"] == "BYTES" and inputs["random_seed"] == "UINT64"
+    assert inputs["text_input"] == "BYTES" and inputs["seed"] == "UINT64"
+    assert "random_seed" not in inputs
     assert "min_p" not in inputs
     assert meta.json()["outputs"][0]["name"] == "text_output"
 
@@ -170,17 +187,19 @@ def test_config_records_the_trtllm_version_when_the_deployment_does() -> None:
 
 
 def test_metrics_and_statistics() -> None:
-    app = create_app(SimEngine(CFG))
+    """Metrics come from the metrics server's app; the inference app answers `/metrics` with
+    404 (see test_metrics_live_only_on_the_metrics_server)."""
+    app, metrics_app = create_apps(SimEngine(CFG))
     ok = {"text_input": "m", "max_tokens": 2, "stream": True}
-    *_, metrics, stats = run(
+    *_, stats = run(
         calls(
             app,
             ("POST", f"{GEN}_stream", ok),
             ("POST", f"{GEN}_stream", {**ok, "text_input": "[[sim overload=true]] m"}),
-            ("GET", "/metrics", None),
             ("GET", "/v2/models/ensemble/stats", None),
         )
     )
+    (metrics,) = run(calls(metrics_app, ("GET", "/metrics", None)))
     lines = set(metrics.text.splitlines())
     mv = 'model="ensemble",version="1"'
     trt = 'model="tensorrt_llm",version="1"'
@@ -199,3 +218,137 @@ def test_metrics_and_statistics() -> None:
     model = stats.json()["model_stats"][0]
     assert (model["name"], model["inference_count"]) == ("ensemble", 1)
     assert model["inference_stats"]["success"]["count"] == 1
+
+
+@pytest.mark.req("OC-ADAPT-5060")
+def test_metrics_live_only_on_the_metrics_server() -> None:
+    """Triton serves Prometheus text only from its metrics server (`HTTPMetricsServer`, port
+    8002 by default): `GET /metrics` there, `400` with no body for any other path; the
+    inference server answers `/metrics` like any unknown path, `404 {"error":"Not Found"}`
+    (`HTTPAPIServer::Handle`). Sources: triton-inference-server/server src/http_server.cc
+    @00a165a6, docs/user_guide/metrics.md ("available at http://localhost:8002/metrics")."""
+    app, metrics_app = create_apps(SimEngine(CFG))
+    (on_api,) = run(calls(app, ("GET", "/metrics", None)))
+    assert on_api.status_code == 404 and on_api.json() == {"error": "Not Found"}
+    good, other = run(
+        calls(metrics_app, ("GET", "/metrics", None), ("GET", "/v2/health/ready", None))
+    )
+    assert good.status_code == 200
+    assert good.headers["content-type"] == "text/plain; charset=utf-8"
+    assert "nv_inference_count" in good.text
+    assert other.status_code == 400 and other.content == b""
+
+
+@pytest.mark.req("OC-ADAPT-5060", "ORCH-3058")
+def test_seed_input_name_follows_the_deployed_ensemble() -> None:
+    """The TensorRT-LLM ensemble's seed input is `seed` (UINT64) in NVIDIA/TensorRT-LLM
+    triton_backend/all_models/inflight_batcher_llm/ensemble/config.pbtxt @2a9abd95, and was
+    `random_seed` in triton-inference-server/tensorrtllm_backend (same path, @fca166cc, up to
+    v0.19.0). Triton binds a top-level key to the input of that name and makes any other key
+    a request parameter the model ignores (src/http_server.cc `ExactMappingInput`), so the
+    wrong name runs the request unseeded: two seeds give the same tokens."""
+    for name, other in (("seed", "random_seed"), ("random_seed", "seed")):
+        app = create_app(SimEngine(CFG), seed_input=name)
+        meta, cfg = run(
+            calls(
+                app,
+                ("GET", "/v2/models/ensemble", None),
+                ("GET", "/v2/models/ensemble/config", None),
+            )
+        )
+        assert name in {i["name"] for i in meta.json()["inputs"]}
+        assert other not in {i["name"] for i in meta.json()["inputs"]}
+        assert name in {i["name"] for i in cfg.json()["input"]}
+
+        def texts(field: str, seed: int, app: Any = app) -> list[str]:
+            body = {"text_input": "s", "max_tokens": 3, "stream": True, field: seed}
+            (resp,) = run(calls(app, ("POST", f"{GEN}_stream", body)))
+            return [e["text_output"] for e in events(resp.text)]
+
+        assert texts(name, 5) == [t for _, t in iter_tokens("s", 5, 3)]
+        assert texts(name, 5) != texts(name, 6)
+        assert texts(other, 5) == texts(other, 6) == [t for _, t in iter_tokens("s", 0, 3)]
+
+
+@pytest.mark.req("OC-ADAPT-5060")
+def test_stream_needs_a_decoupled_model() -> None:
+    """TensorRT-LLM refuses `stream: true` unless the model is decoupled ("Streaming is only
+    supported if model is deployed using decoupled mode.", NVIDIA/TensorRT-LLM
+    triton_backend/inflight_batcher_llm/src/utils.cc @19290813,
+    `createRequestsFromInputTensors`). The refusal is the first response, which Triton sends
+    as status 400 with an SSE `data: {"error": ...}` body on generate_stream
+    (`GenerateRequestClass::InferResponseComplete`, src/http_server.cc @00a165a6). An
+    ensemble's configuration reports `decoupled: true` when a step is decoupled
+    (triton-inference-server/core src/ensemble_utils.cc @1b3d5b80)."""
+    app = create_app(SimEngine(CFG), decoupled=False)
+    cfg, stream, plain, once = run(
+        calls(
+            app,
+            ("GET", "/v2/models/ensemble/config", None),
+            ("POST", f"{GEN}_stream", {"text_input": "d", "max_tokens": 2, "stream": True}),
+            ("POST", f"{GEN}_stream", {"text_input": "d", "max_tokens": 2}),
+            ("POST", GEN, {"text_input": "d", "max_tokens": 2, "stream": True}),
+        )
+    )
+    assert cfg.json()["model_transaction_policy"] == {"decoupled": False}
+    assert stream.status_code == 400
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    assert events(stream.text) == [
+        {"error": "Streaming is only supported if model is deployed using decoupled mode."}
+    ]
+    assert plain.status_code == 200 and len(events(plain.text)) == 1  # one whole response
+    assert once.status_code == 400 and "decoupled" in once.json()["error"]
+    (decoupled,) = run(
+        calls(create_app(SimEngine(CFG)), ("GET", "/v2/models/ensemble/config", None))
+    )
+    assert decoupled.json()["model_transaction_policy"] == {"decoupled": True}
+
+
+@pytest.mark.req("OC-ADAPT-5060")
+def test_text_modes_of_the_postprocessing() -> None:
+    """How the deployment detokenizes streamed responses. The stock ensemble's
+    postprocessing decodes each response's tokens on their own (`tokenizer.batch_decode` per
+    response, NVIDIA/TensorRT-LLM triton_backend/all_models/inflight_batcher_llm/
+    postprocessing/1/model.py @2e2327b9): with a SentencePiece tokenizer a lone `▁word`
+    decodes without its space. The BLS model with `accumulate_tokens` decodes all tokens so
+    far (`Decoder.postprocess`, tensorrt_llm_bls/1/lib/decode.py @4db68284; the parameter in
+    tensorrt_llm_bls/config.pbtxt @0193dbd4)."""
+    words = [t for _, t in iter_tokens("w", 4, 3)]
+    got = {}
+    for mode in ("piece", "sentencepiece", "accumulate"):
+        body = {"text_input": "w", "max_tokens": 3, "stream": True, "seed": 4}
+        resp, cfg = run(
+            calls(
+                create_app(SimEngine(CFG), text_mode=mode),
+                ("POST", f"{GEN}_stream", body),
+                ("GET", "/v2/models/ensemble/config", None),
+            )
+        )
+        got[mode] = ([e["text_output"] for e in events(resp.text)], cfg.json())
+    assert got["piece"][0] == words
+    assert got["sentencepiece"][0] == [w.lstrip(" ") for w in words]
+    assert got["accumulate"][0] == ["".join(words[: i + 1]) for i in range(3)]
+    assert got["accumulate"][1]["parameters"]["accumulate_tokens"] == {"string_value": "true"}
+    assert "accumulate_tokens" not in got["piece"][1]["parameters"]
+
+
+def test_not_ready_is_400_on_server_and_model_readiness() -> None:
+    """Triton answers readiness with a status only: `200`, or `400` (`EVHTP_RES_BADREQ`, not
+    503) when not ready; model readiness says `{"error":"Model version not ready"}`
+    (`HandleServerHealth`, `HandleModelReady`, src/http_server.cc @00a165a6)."""
+    engine = SimEngine(CFG)
+    engine.state = "loading"
+    app = create_app(engine)
+    live, ready, model = run(
+        calls(
+            app,
+            ("GET", "/v2/health/live", None),
+            ("GET", "/v2/health/ready", None),
+            ("GET", "/v2/models/ensemble/ready", None),
+        )
+    )
+    assert (live.status_code, ready.status_code, ready.content) == (200, 400, b"")
+    assert model.status_code == 400 and model.json() == {"error": "Model version not ready"}
+    engine.state = "dead"
+    (live,) = run(calls(app, ("GET", "/v2/health/live", None)))
+    assert live.status_code == 400

@@ -200,3 +200,37 @@ def test_divergent_replica_departs_at_diverge_at(server: SimServer) -> None:
     assert normal == [tid for tid, _ in iter_tokens("same", 4, 5)]
     assert divergent[:2] == normal[:2]
     assert all(d != n for d, n in zip(divergent[2:], normal[2:], strict=True))
+
+
+@pytest.mark.req("OC-HARNESS-8404")
+@pytest.mark.parametrize("null_usage", [True, False])
+def test_ordinary_chunks_carry_usage_null_or_no_usage_key(
+    server: SimServer, null_usage: bool
+) -> None:
+    """vLLM's completions stream serializes each chunk with every field, unset ones too
+    (`chunk.model_dump_json(exclude_unset=False)` in vllm-project/vllm
+    vllm/entrypoints/openai/serving_completion.py @2d5f987d and @00463e62), so ordinary chunks
+    carry `"usage": null`; servers that leave unset fields out send no `usage` key
+    (`null_usage=False`). Either way only the `include_usage` chunk has a usage object."""
+    server.fresh("vllm", {"null_usage": null_usage}, model=MODEL)
+    options = {"stream_options": {"include_usage": True}}
+    answer = httpx.post(f"{server.url}/v1/completions", json=body("u", max_tokens=2, **options))
+    got = chunks(answer.text)
+    ordinary, last = got[:-1], got[-1]
+    assert len(ordinary) == 2
+    for chunk in ordinary:
+        assert ("usage" in chunk) is null_usage
+        assert chunk.get("usage") is None
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] == 2
+
+
+@pytest.mark.req("OC-HARNESS-8404")
+def test_health_is_503_with_no_body_once_the_engine_died(sim: tuple[str, SimEngine]) -> None:
+    """vLLM's `/health` returns `Response(status_code=503)` when `check_health()` raises
+    `EngineDeadError` (vllm-project/vllm vllm/entrypoints/serve/instrumentator/health.py
+    @98b137c6)."""
+    url, engine = sim
+    assert httpx.get(f"{url}/health").status_code == 200
+    engine.state = "dead"
+    dead = httpx.get(f"{url}/health")
+    assert (dead.status_code, dead.content) == (503, b"")

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from llama_orch.engine_sim.directive import Directive, DirectiveError, parse_directive
-from llama_orch.engine_sim.tokens import step, token_id, token_text
+from llama_orch.engine_sim.tokens import step, token_id, token_text, variant_key
 
 __all__ = ["DirectiveError", "SimConfig", "SimEngine", "SimFailure", "SimOverload", "SimToken"]
 
@@ -74,11 +74,20 @@ class SimStats:
     by_status: Counter[str] = field(default_factory=Counter)
 
 
+HEALTH_STATES = ("ready", "loading", "dead")
+
+
 class SimEngine:
-    """Generates directive-controlled token streams with slot accounting."""
+    """Generates directive-controlled token streams with slot accounting.
+
+    `state` is what the health endpoints report, in each engine's own words: "ready",
+    "loading" (the model is still loading) or "dead" (the engine behind the HTTP server has
+    failed, e.g. vLLM's engine core). Tests set it; generation is not affected.
+    """
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
+        self.state = "ready"
         self.stats = SimStats()
         self._slots = asyncio.Semaphore(config.slots)
         self._overload_seen: Counter[str] = Counter()
@@ -112,16 +121,25 @@ class SimEngine:
                 raise SimOverload()
 
     async def generate(
-        self, prompt: str, seed: int | None, max_tokens: int | None, *, top_n: int = 0
+        self,
+        prompt: str,
+        seed: int | None,
+        max_tokens: int | None,
+        *,
+        top_n: int = 0,
+        variant: str = "",
     ) -> AsyncIterator[SimToken]:
         """Tokens for one request, each with its logprob and, for `top_n` > 0, the `top_n`
         most likely tokens; raises DirectiveError/SimOverload before the first token and
         SimFailure mid-stream. Closing the iterator (client gone, or a stop sequence the
-        protocol module found) stops it at once."""
+        protocol module found) stops it at once. A non-empty `variant` (sampler settings
+        that change the output, e.g. an active repetition penalty) gives other tokens,
+        still a pure function of prompt, seed, index and variant."""
         directive, ordinary, count = self.plan(prompt, max_tokens)
         self.check_overload(directive, ordinary)
         seed = 0 if seed is None or seed < 0 else seed
         salt = self.config.divergent_salt or ""
+        key = variant_key(ordinary, variant)
         self.stats.requests += 1
         self.stats.prompt_tokens += len(self.tokenize(ordinary)) or 1
         self.stats.waiting += 1
@@ -144,9 +162,7 @@ class SimEngine:
                     await asyncio.sleep(directive.itl_ms / 1000)
                 elif i and i % 64 == 0:
                     await asyncio.sleep(0)
-                at = step(
-                    ordinary, seed, i, salt=salt, diverge_at=directive.diverge_at, top_n=top_n
-                )
+                at = step(key, seed, i, salt=salt, diverge_at=directive.diverge_at, top_n=top_n)
                 self.stats.generated_tokens += 1
                 yield SimToken(i, at.token_id, token_text(at.token_id), at.logprob, at.top)
             if directive.hold_ms:

@@ -1,11 +1,17 @@
 """The llama.cpp server (`llama-server`) native API, simulated over SimEngine.
 
 Routes: `GET /health`, `/props`, `/slots`, `/metrics`; `POST /completion` (alias
-`/completions`), `/tokenize`, `/detokenize`. Field names, framing and status codes follow
-/work/shared/engine-protocols.md: one `data: {json}` block per piece, a final `stop: true`
-event with `timings`, no `data: [DONE]`, and a mid-stream failure as the non-standard
-`error: {...}` line older builds send. The overload answer is `503` with an
-`unavailable_error` body; a malformed directive is `400` with llama.cpp's error body.
+`/completions`), `/tokenize`, `/detokenize` (the plain ones in `llamacpp_plain`). Field names,
+framing, shapes and status codes follow llama-server b1-0c1e570, the build this project
+compiles, and tests/test_sim_vs_real_llamacpp.py compares the two on the same requests: one
+`data: {json}` block per piece, a final `stop: true` event with `generation_settings` and
+`timings`, no `data: [DONE]`, and a mid-stream failure as the non-standard `error: {...}` line
+older builds send. The overload answer is `503` with an `unavailable_error` body; a malformed
+directive is `400` with llama.cpp's error body; a body that is not JSON is `500`.
+
+Samplers: an active repetition penalty ("penalties" in `samplers` and a penalty that is not
+neutral, `llamacpp_params.penalty_active`) gives other tokens, still a pure function of the
+request; a penalty the chain does not name is ignored, as llama.cpp ignores it.
 
 Stop words (`stop`) follow llama-server's rule (`stops.LlamaCppStops`: the stop text is never
 sent, text that may begin one is held back); `n_probs` adds `completion_probabilities`, one
@@ -17,6 +23,7 @@ byte helpers shared with the vLLM simulator live in `wire.py`.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +32,7 @@ import falcon
 import falcon.asgi
 from falcon.asgi import SSEvent
 
+from llama_orch.engine_sim import llamacpp_params as lp
 from llama_orch.engine_sim.engine import (
     DirectiveError,
     SimEngine,
@@ -32,59 +40,35 @@ from llama_orch.engine_sim.engine import (
     SimOverload,
     SimToken,
 )
+from llama_orch.engine_sim.llamacpp_params import BOOLS, FLOATS, INTS, REQUEST_DEFAULTS
+from llama_orch.engine_sim.llamacpp_plain import add_plain_routes, answer, error
 from llama_orch.engine_sim.stops import LlamaCppStops
 from llama_orch.engine_sim.tokens import token_text
 from llama_orch.engine_sim.wire import (
     check_fields,
-    json_body,
     next_token,
-    prometheus_text,
     sse_block,
 )
 
-DEFAULT_SAMPLERS = ["dry", "top_k", "typ_p", "top_p", "min_p", "xtc", "temperature"]
-# llama.cpp's own defaults: what a request gets for every field it leaves out.
-DEFAULTS: dict[str, Any] = {
-    "n_predict": -1,
-    "seed": 4294967295,
-    "temperature": 0.8,
-    "top_k": 40,
-    "top_p": 0.95,
-    "min_p": 0.05,
-    "stream": False,
-    "cache_prompt": True,
-    "return_tokens": False,
-    "n_probs": 0,
-    "samplers": DEFAULT_SAMPLERS,
-    "stop": [],
-}
-_INTS = ("n_predict", "seed", "top_k", "n_probs", "id_slot")
-_FLOATS = ("temperature", "top_p", "min_p")
-_BOOLS = ("stream", "cache_prompt", "return_tokens")
-
-
-# -- llama.cpp --------------------------------------------------------------------------------
-
-
-def _error(
-    resp: falcon.asgi.Response, code: int, message: str, kind: str = "invalid_request_error"
-) -> None:
-    resp.status = code
-    resp.media = {"error": {"code": code, "message": message, "type": kind}}
+DEFAULT_SAMPLERS = lp.DEFAULT_SAMPLERS
+DEFAULTS = REQUEST_DEFAULTS  # what a request gets for every field it leaves out
 
 
 class _SlotBook:
-    """Which slot ids hold a streaming request, so events and /slots name the same ids."""
+    """Which slot ids hold a streaming request, so events and /slots name the same ids;
+    `last` keeps each slot's latest task, which `/slots` goes on reporting."""
 
     def __init__(self, engine: SimEngine) -> None:
         self.engine = engine
         self.busy: dict[int, dict[str, Any]] = {}
+        self.last: dict[int, dict[str, Any]] = {}
         self.next_task = 0
 
-    def take(self, params: dict[str, Any]) -> int:
+    def take(self, params: dict[str, Any], prompt_n: int) -> int:
         free = [i for i in range(self.engine.config.slots) if i not in self.busy]
         slot = free[0] if free else self.engine.config.slots + len(self.busy)
-        self.busy[slot] = {"id_task": self.next_task, "params": params}
+        task = {"id_task": self.next_task, "params": params, "n_prompt_tokens": prompt_n}
+        self.busy[slot] = self.last[slot] = task
         self.next_task += 1
         return slot
 
@@ -144,7 +128,7 @@ class _Completion:
 
     def problem(self) -> str | None:
         """What llama-server refuses in this body (None: nothing)."""
-        problem = check_fields(self.body, _INTS, _FLOATS, _BOOLS)
+        problem = check_fields(self.body, INTS, FLOATS, BOOLS)
         if problem is None and any(not isinstance(w, str) for w in self.params["stop"]):
             return "[json.exception.type_error.302] type must be string"
         if problem is None and self.prompt_text() is None:
@@ -203,9 +187,7 @@ class _Completion:
 
     def final(self, stream: bool) -> dict[str, Any]:
         n = len(self.ids)
-        settings = {k: self.params[k] for k in DEFAULTS}
-        settings["n_ctx"] = self.engine.config.ctx
-        settings["stop"] = self.params["stop"]
+        settings = lp.generation_settings(self.params)
         answer = {
             "index": 0,
             "content": "" if stream else self.stops.text,
@@ -231,24 +213,30 @@ class _Completion:
     async def run(self, resp: falcon.asgi.Response) -> None:
         problem = self.problem()
         if problem is not None:
-            return _error(resp, 400, problem, "invalid_request_error")
+            return error(resp, 400, problem, "invalid_request_error")
         prompt = self.prompt = self.prompt_text() or ""
         self.prompt_n = max(1, len(self.engine.tokenize(prompt)))
         limit = self.params["n_predict"]
+        # an active repetition penalty changes the tokens (only when the chain names it)
+        variant = lp.penalty_variant(self.params)
         tokens = self.engine.generate(
-            prompt, self.params["seed"], None if limit < 0 else limit, top_n=self.params["n_probs"]
+            prompt,
+            self.params["seed"],
+            None if limit < 0 else limit,
+            top_n=self.params["n_probs"],
+            variant=variant,
         )
         failed: SimFailure | None = None
         try:
             first = await next_token(tokens)
         except DirectiveError as exc:
-            return _error(resp, 400, f"invalid directive: {exc}", "invalid_request_error")
+            return error(resp, 400, f"invalid directive: {exc}", "invalid_request_error")
         except SimOverload:
-            return _error(resp, 503, "the server is overloaded (directive)", "unavailable_error")
+            return error(resp, 503, "the server is overloaded (directive)", "unavailable_error")
         except SimFailure as exc:
             first, failed = None, exc
         self.t_first = time.perf_counter()
-        self.slot = self.slots.take(self.params)
+        self.slot = self.slots.take(self.params, self.prompt_n)
         if self.params["stream"]:
             resp.sse = self._events(first, tokens, failed)
             return None
@@ -256,11 +244,11 @@ class _Completion:
             async for _ in self._pieces(first, tokens, failed):
                 pass
         except SimFailure as exc:
-            return _error(resp, 500, str(exc), "server_error")
+            return error(resp, 500, str(exc), "server_error")
         finally:
             self.slots.busy.pop(self.slot, None)
             await tokens.aclose()  # type: ignore[attr-defined]
-        resp.media = self.final(stream=False)
+        answer(resp, self.final(stream=False))
         return None
 
     async def _pieces(
@@ -297,108 +285,22 @@ def create_app(engine: SimEngine) -> falcon.asgi.App:
     """A Falcon ASGI app that answers like `llama-server --metrics` serving `engine`."""
     app = falcon.asgi.App()
     slots = _SlotBook(engine)
-    cfg = engine.config
-
-    class Health:
-        async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-            resp.media = {"status": "ok"}
-
-    class Props:
-        async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-            resp.media = {
-                "default_generation_settings": {
-                    "id": 0,
-                    "id_task": -1,
-                    "n_ctx": cfg.ctx,
-                    "speculative": False,
-                    "is_processing": False,
-                    "params": dict(DEFAULTS),
-                },
-                "total_slots": cfg.slots,
-                "model_path": f"/models/{cfg.model}.gguf",
-                "chat_template": "",
-                "modalities": {"vision": False, "audio": False},
-                "build_info": cfg.engine_version,
-            }
-
-    class Slots:
-        async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-            busy = slots.processing()
-            if req.get_param_as_int("fail_on_no_slot") and len(busy) >= cfg.slots:
-                return _error(resp, 503, "no slot available", "unavailable_error")
-            resp.media = [
-                {
-                    "id": i,
-                    "id_task": slots.busy.get(i, {}).get("id_task", -1),
-                    "n_ctx": cfg.ctx,
-                    "speculative": False,
-                    "is_processing": i in busy,
-                    "params": slots.busy.get(i, {}).get("params", dict(DEFAULTS)),
-                    "next_token": {"has_next_token": i in busy, "n_remain": -1, "n_decoded": 0},
-                }
-                for i in range(cfg.slots)
-            ]
-            return None
-
-    class Metrics:
-        async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-            st = engine.stats
-            resp.content_type = "text/plain; version=0.0.4"
-            resp.text = prometheus_text(
-                "llamacpp:",
-                [
-                    ("prompt_tokens_total", "counter", st.prompt_tokens),
-                    ("prompt_seconds_total", "counter", st.prompt_seconds),
-                    ("tokens_predicted_total", "counter", st.generated_tokens),
-                    ("tokens_predicted_seconds_total", "counter", st.decode_seconds),
-                    ("n_decode_total", "counter", st.generated_tokens),
-                    ("n_busy_slots_per_decode", "counter", st.running),
-                    ("prompt_tokens_seconds", "gauge", 0.0),
-                    ("predicted_tokens_seconds", "gauge", 0.0),
-                    ("requests_processing", "gauge", st.running),
-                    ("requests_deferred", "gauge", st.waiting),
-                    ("kv_cache_usage_ratio", "gauge", st.running / cfg.slots),  # busy slots
-                ],
-            )
 
     class Completion:
         async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-            body = await json_body(req)
+            raw = await req.stream.read()
+            try:
+                body = json.loads(raw or b"null")
+            except ValueError as exc:  # llama-server: nlohmann's parse error, as a 500
+                message = f"[json.exception.parse_error.101] parse error: {exc}"
+                return error(resp, 500, message, "server_error")
             engine.last_request = body  # type: ignore[attr-defined]
             if not isinstance(body, dict):
-                return _error(resp, 400, "request body is not a JSON object")
+                return error(resp, 400, "request body is not a JSON object")
             await _Completion(engine, slots, body).run(resp)
             return None
 
-    class Tokenize:
-        async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-            body = await json_body(req)
-            content = body.get("content") if isinstance(body, dict) else None
-            if not isinstance(content, str):
-                return _error(resp, 400, '"content" must be a string', "invalid_request_error")
-            ids = engine.tokenize(content)
-            if body.get("with_pieces"):
-                pieces = zip(ids, content.split(), strict=True)
-                resp.media = {"tokens": [{"id": i, "piece": w} for i, w in pieces]}
-            else:
-                resp.media = {"tokens": ids}
-            return None
-
-    class Detokenize:
-        async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-            body = await json_body(req)
-            ids = body.get("tokens") if isinstance(body, dict) else None
-            if not isinstance(ids, list) or not all(type(t) is int for t in ids):
-                return _error(resp, 400, '"tokens" must be an array of ids')
-            resp.media = {"content": "".join(token_text(t) for t in ids)}
-            return None
-
-    app.add_route("/health", Health())
-    app.add_route("/props", Props())
-    app.add_route("/slots", Slots())
-    app.add_route("/metrics", Metrics())
     app.add_route("/completion", Completion())
     app.add_route("/completions", Completion())
-    app.add_route("/tokenize", Tokenize())
-    app.add_route("/detokenize", Detokenize())
+    add_plain_routes(app, engine, slots)
     return app

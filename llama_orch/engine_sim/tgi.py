@@ -2,21 +2,26 @@
 
 Routes: `GET /health`, `GET /info`, `GET /metrics` (`tgi_` names), `POST /generate`,
 `POST /generate_stream` and the compat `POST /` (either, by its `stream` field). Facts follow
-/work/shared/engine-protocols.md and TGI's router:
+TGI's router (huggingface/text-generation-inference router/src/server.rs and lib.rs):
 
+- `GET /health` is `200` with no body, or `503 {"error":"unhealthy","error_type":"healthcheck"}`
+  while the engine is not ready (`engine.state`);
 - stream events are `data:{json}` with no space after the colon; each carries `index` (from 1),
   `token {id, text, logprob, special}`, `generated_text` and `details`, both null except on the
-  last event; there is no `[DONE]`;
+  last event, where `details` is filled only when the request set `details: true`; there is no
+  `[DONE]`. With `split_multibyte` non-ASCII words stream as a `text: ""` token plus the rest,
+  as TGI streams a token that ends inside a multibyte character (`tgi_wire`);
 - a stream that ends on its own (the directive's token count below `max_new_tokens`) closes with
   a special end-of-sequence token, `finish_reason: "eos_token"`, as TGI does; one that reaches
   `max_new_tokens` ends on its last real token with `finish_reason: "length"`;
 - parameter checks mirror TGI's validation (422, `error_type: "validation"`): `temperature` and
   `top_k` strictly positive, `top_p` strictly between 0 and 1, `max_new_tokens` at least 1, and
   the token budget of `max_total_tokens`; unknown parameters (e.g. `min_p`) are ignored;
-- the directive's overload is `429 {"error":"Model is overloaded","error_type":"overloaded"}`
-  and a malformed directive a 422 validation error, both before any event (specs/80 section 6).
-  Real TGI sends those two as an in-band error event with status 200 on `/generate_stream`;
-  `create_app(engine, inband_errors=True)` reproduces that form so adapters can be tested on it;
+- on `/generate_stream` every refusal arrives in-band, as TGI's router yields it into the SSE
+  stream: HTTP 200 and one event `{"error", "error_type"}` (the directive's overload
+  `{"error":"Model is overloaded","error_type":"overloaded"}`, a malformed directive a
+  `validation` error, specs/80 section 6). `create_app(engine, inband_errors=False)` plays the
+  status form instead (429/422 before any event), which `/generate` always uses;
 - a mid-stream failure is a final `data:{"error": ..., "error_type": "generation"}` event; on
   `/generate` it is `424` with the same body.
 - `parameters.stop` (at most 4 sequences) ends generation once the output ends with one of
@@ -44,18 +49,18 @@ import falcon.asgi
 from llama_orch.engine_sim.directive import DirectiveError
 from llama_orch.engine_sim.engine import SimEngine, SimFailure, SimOverload, SimToken
 from llama_orch.engine_sim.tgi_request import Rejected, TgiRequest, invalid, parse_request
-from llama_orch.engine_sim.tokens import token_text
+from llama_orch.engine_sim.tgi_wire import (
+    EOS_TOKEN,
+    TgiEvent,
+    WireToken,
+    decoded,
+    dumps,
+    top_tokens,
+    wire_tokens,
+)
 
-EOS_ID = 2
-EOS_TEXT = "</s>"
 _OVERLOADED = {"error": "Model is overloaded", "error_type": "overloaded"}
-
-
-class TgiEvent(falcon.asgi.SSEvent):
-    """TGI (axum) frames an event as `data:<json>` with no space after the colon."""
-
-    def serialize(self, handler: Any = None) -> bytes:
-        return b"data:" + (self.data or b"") + b"\n\n"
+_UNHEALTHY = {"error": "unhealthy", "error_type": "healthcheck"}
 
 
 @dataclass
@@ -72,23 +77,13 @@ class _Counters:
     input_length: int = 0
 
 
-def _token(tok: SimToken) -> dict[str, Any]:
-    return {"id": tok.token_id, "text": tok.text, "logprob": tok.logprob, "special": False}
-
-
-def _top_tokens(tok: SimToken) -> list[dict[str, Any]]:
-    return [{"id": t, "text": token_text(t), "logprob": lp, "special": False} for t, lp in tok.top]
-
-
-_EOS_TOKEN = {"id": EOS_ID, "text": EOS_TEXT, "logprob": -0.0001, "special": True}
-
-
 class _Tgi:
     """The simulator's responders, sharing one SimEngine and its counters."""
 
-    def __init__(self, engine: SimEngine, inband_errors: bool) -> None:
+    def __init__(self, engine: SimEngine, inband_errors: bool, split_multibyte: bool) -> None:
         self.engine = engine
         self.inband_errors = inband_errors
+        self.split_multibyte = split_multibyte
         self.counters = _Counters()
         model = engine.config.model
         self.model_sha = hashlib.sha1(model.encode()).hexdigest()
@@ -96,6 +91,11 @@ class _Tgi:
 
     # -- plain endpoints ---------------------------------------------------------------
     async def on_get_health(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        """`200` with no body, or `503` with TGI's healthcheck error while not ready."""
+        if self.engine.state != "ready":
+            resp.status = falcon.HTTP_503
+            resp.media = dict(_UNHEALTHY)
+            return
         resp.status = falcon.HTTP_200
         resp.data = b""
 
@@ -209,7 +209,7 @@ class _Tgi:
                 raise
             self.counters.failure[err.body["error_type"]] += 1
             resp.content_type = "text/event-stream"
-            resp.sse = _single(TgiEvent(data=_dumps(err.body)))
+            resp.sse = _single(TgiEvent(data=dumps(err.body)))
             return
         resp.content_type = "text/event-stream"
         resp.sse = self._events(parsed, agen, first)
@@ -221,21 +221,23 @@ class _Tgi:
         pending: SimToken | SimFailure | None,
     ) -> AsyncIterator[TgiEvent]:
         started = time.perf_counter()
-        texts: list[str] = []
+        sent: list[WireToken] = []
         finish: str | None = None
         try:
-            while isinstance(pending, SimToken):
-                texts.append(pending.text)
-                finish = parsed.finish(texts)
-                yield self._event(parsed, len(texts), pending, texts, finish, started)
-                if finish == "stop_sequence":
-                    return
-                pending = await _next(agen)  # after the final event: runs out hold_ms
+            while isinstance(pending, SimToken) and finish is None:
+                for tok in wire_tokens(pending, self.split_multibyte):
+                    sent.append(tok)
+                    finish = parsed.finish([t.text for t in sent])
+                    yield self._event(parsed, len(sent), tok, sent, finish, started)
+                    if finish is not None:
+                        break
+                if finish is None:
+                    pending = await _next(agen)  # after the final event: runs out hold_ms
             if isinstance(pending, SimFailure):
                 self.counters.failure["generation"] += 1
-                yield TgiEvent(data=_dumps(_generation_error(pending)))
+                yield TgiEvent(data=dumps(_generation_error(pending)))
             elif finish is None:
-                yield self._event(parsed, len(texts) + 1, None, texts, "eos_token", started)
+                yield self._event(parsed, len(sent) + 1, None, sent, "eos_token", started)
         finally:
             await agen.aclose()  # type: ignore[attr-defined]
 
@@ -243,20 +245,21 @@ class _Tgi:
         self,
         parsed: TgiRequest,
         index: int,
-        tok: SimToken | None,
-        texts: list[str],
+        tok: WireToken | None,
+        sent: list[WireToken],
         reason: str | None,
         started: float,
     ) -> TgiEvent:
-        """One stream event; `tok` None is the end-of-sequence token; `reason` marks the last."""
-        event: dict[str, Any] = {"index": index, "token": _token(tok) if tok else _EOS_TOKEN}
+        """One stream event; `tok` None is the end-of-sequence token; `reason` marks the last.
+        `details` only when the request asked for them (`null` otherwise)."""
+        event: dict[str, Any] = {"index": index, "token": tok.json() if tok else EOS_TOKEN}
         if tok is not None and parsed.top_n:
-            event["top_tokens"] = _top_tokens(tok)
+            event["top_tokens"] = top_tokens(tok.word)
         event["generated_text"] = None
         event["details"] = None
         if reason is not None:
-            generated = len(texts) + (1 if tok is None else 0)
-            event["generated_text"] = "".join(texts)
+            generated = len(sent) + (1 if tok is None else 0)
+            event["generated_text"] = decoded(sent)
             if parsed.details:
                 event["details"] = {
                     "finish_reason": reason,
@@ -265,7 +268,7 @@ class _Tgi:
                     "input_length": parsed.input_length,
                 }
             self._succeeded(parsed, generated, started)
-        return TgiEvent(data=_dumps(event))
+        return TgiEvent(data=dumps(event))
 
     def _succeeded(self, parsed: TgiRequest, generated: int, started: float) -> None:
         c = self.counters
@@ -282,15 +285,17 @@ class _Tgi:
     async def _generate_once(self, body: Any, resp: falcon.asgi.Response) -> None:
         started = time.perf_counter()
         parsed, agen, pending = await self._start(body)
-        tokens: list[SimToken] = []
+        tokens: list[WireToken] = []
         finish: str | None = None
         try:
-            while isinstance(pending, SimToken):
-                tokens.append(pending)
-                finish = parsed.finish([t.text for t in tokens])
-                if finish == "stop_sequence":
-                    break
-                pending = await _next(agen)
+            while isinstance(pending, SimToken) and finish is None:
+                for tok in wire_tokens(pending, self.split_multibyte):
+                    tokens.append(tok)
+                    finish = parsed.finish([t.text for t in tokens])
+                    if finish is not None:
+                        break
+                if finish is None:
+                    pending = await _next(agen)
         finally:
             await agen.aclose()  # type: ignore[attr-defined]
         if isinstance(pending, SimFailure):
@@ -298,9 +303,9 @@ class _Tgi:
         eos = finish is None
         generated = len(tokens) + (1 if eos else 0)
         self._succeeded(parsed, generated, started)
-        out: dict[str, Any] = {"generated_text": "".join(t.text for t in tokens)}
+        out: dict[str, Any] = {"generated_text": decoded(tokens)}
         if parsed.details:
-            toks = [_token(t) for t in tokens] + ([dict(_EOS_TOKEN)] if eos else [])
+            toks = [t.json() for t in tokens] + ([dict(EOS_TOKEN)] if eos else [])
             out["details"] = {
                 "finish_reason": finish or "eos_token",
                 "generated_tokens": generated,
@@ -309,7 +314,7 @@ class _Tgi:
                 "tokens": toks,
             }
             if parsed.top_n:
-                out["details"]["top_tokens"] = [_top_tokens(t) for t in tokens] + (
+                out["details"]["top_tokens"] = [top_tokens(t.word) for t in tokens] + (
                     [[]] if eos else []
                 )
         resp.set_header("x-prompt-tokens", str(parsed.input_length))
@@ -340,20 +345,20 @@ def _generation_error(failure: SimFailure) -> dict[str, str]:
     return {"error": message, "error_type": "generation"}
 
 
-def _dumps(obj: Any) -> bytes:
-    """Compact JSON with raw UTF-8, as serde_json writes it."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 async def _single(event: TgiEvent) -> AsyncIterator[TgiEvent]:
     yield event
 
 
-def create_app(engine: SimEngine, *, inband_errors: bool = False) -> falcon.asgi.App:
-    """TGI's HTTP surface around `engine`; `inband_errors` sends pre-generation refusals of
-    `/generate_stream` as an error event with status 200, the way a real TGI router does."""
+def create_app(
+    engine: SimEngine, *, inband_errors: bool = True, split_multibyte: bool = False
+) -> falcon.asgi.App:
+    """TGI's HTTP surface around `engine`. `inband_errors` (the default, as a real TGI router
+    does) sends every refusal of `/generate_stream` as an error event with status 200; False
+    plays the status form (429/422 before any event) that `/generate` uses.
+    `split_multibyte` streams non-ASCII words as a `text: ""` lead byte token plus the rest
+    (`tgi_wire`)."""
     app = falcon.asgi.App(media_type=falcon.MEDIA_JSON)
-    tgi = _Tgi(engine, inband_errors)
+    tgi = _Tgi(engine, inband_errors, split_multibyte)
     app.add_error_handler(Rejected, tgi.on_rejected)
     app.add_route("/health", tgi, suffix="health")
     app.add_route("/info", tgi, suffix="info")

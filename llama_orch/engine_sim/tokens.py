@@ -36,6 +36,12 @@ def token_text(tid: int) -> str:
     return " " + _WORDS[tid % len(_WORDS)]
 
 
+def variant_key(prompt: str, variant: str = "") -> str:
+    """The prompt material tokens derive from: the prompt, and a `variant` when sampler
+    settings that change the output are active (e.g. llama.cpp's repetition penalties)."""
+    return f"{prompt}\x00{variant}" if variant else prompt
+
+
 def iter_tokens(
     prompt: str, seed: int, count: int, *, salt: str = "", diverge_at: int | None = None
 ) -> Iterator[tuple[int, str]]:

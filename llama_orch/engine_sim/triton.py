@@ -1,23 +1,43 @@
 """NVIDIA Triton (KServe v2 + generate extension, TensorRT-LLM ensemble) for the simulator.
 
 Serves one model, by default `ensemble` (the usual TensorRT-LLM deployment name; Triton model
-names cannot hold `/`), or `create_app(engine, model_name=...)`. Facts follow
-/work/shared/engine-protocols.md, Triton's generate-extension document and the TensorRT-LLM
-backend's ensemble configuration:
+names cannot hold `/`), or `create_app(engine, model_name=...)`. Facts follow Triton's HTTP
+server (triton-inference-server/server src/http_server.cc), its generate-extension document
+and the TensorRT-LLM backend's ensemble configuration:
 
-- health `GET /v2/health/live|ready` and `GET /v2/models/{m}/ready` answer by status only;
-  `GET /v2` is server metadata, `GET /v2/models/{m}[/versions/{v}]` model metadata, `.../config`
-  the model configuration (its `parameters` carry `trtllm_version` unless the app is built with
-  `trtllm_version=None`), `.../stats` the statistics extension; an unknown model or version is
-  `404 {"error": "Request for unknown model: ..."}`;
+- health `GET /v2/health/live|ready` answers by status only: `200`, or `400` (not `503`) while
+  not ready; `GET /v2/models/{m}/ready` answers `400 {"error":"Model version not ready"}`
+  then (`engine.state`: "loading" makes the server and model unready, "dead" also unlive);
+- `GET /v2` is server metadata, `GET /v2/models/{m}[/versions/{v}]` model metadata (its
+  `inputs` name the seed `seed`, or `random_seed` with `seed_input="random_seed"`, the name
+  in tensorrtllm_backend <= v0.19.0), `.../config` the model configuration (its `parameters`
+  carry `trtllm_version` unless the app is built with `trtllm_version=None`), `.../stats` the
+  statistics extension; an unknown model or version is
+  `404 {"error": "Request for unknown model: ..."}`, any other unknown path
+  `404 {"error": "Not Found"}`, `/metrics` included: metrics live on the metrics server
+  (`triton_metrics`, its own port; `create_apps` returns both apps);
 - `POST /v2/models/{m}[/versions/{v}]/generate[_stream]` takes `text_input` and the ensemble's
-  inputs (`max_tokens`, required; `temperature`, `top_k`, `top_p`, `random_seed`, `stream`,
+  inputs (`max_tokens`, required; `temperature`, `top_k`, `top_p`, the seed input, `stream`,
   ...) as top-level fields, or as entries of `parameters` (top-level wins); other fields are
   ignored, as Triton passes them on as request parameters that the ensemble never reads;
-- stream events are `data: {"model_name", "model_version", "text_output", ...}`, one per token
-  when `stream` is true (a single event with the whole text otherwise); the stock ensemble has
-  no token-id output, so ids appear only with `create_app(engine, output_ids=True)`, as
-  `output_ids: [id]`;
+- `stream: true` needs a decoupled model (the default here, as TensorRT-LLM streaming
+  deployments are; `decoupled=False` plays one that is not): TensorRT-LLM refuses it otherwise
+  in its first response, which Triton sends as `400` with a `data: {"error": ...}` body on
+  `generate_stream` (JSON on `generate`);
+- stream events are `data: {json}` with every ensemble output and response parameter in sorted
+  key order (`batch_index`, `context_logits`, `cum_log_probs`, `generation_logits`,
+  `model_name`, `model_version`, `output_log_probs`, `sequence_end`, `sequence_id`,
+  `sequence_index`, `sequence_start`, `text_output`; `id` when the request had one), a
+  one-element tensor written as a bare value, as tensorrtllm_backend's docs/multimodal.md
+  @05ceae03 shows them; one event per token when `stream` is true (a single event with the
+  whole text otherwise). `text_mode` says how
+  the postprocessing detokenizes: "piece" (the stock ensemble: each response's tokens on their
+  own; the simulator's tokenizer keeps leading spaces, as byte-level BPE does),
+  "sentencepiece" (the same with a SentencePiece tokenizer: a piece decoded alone loses its
+  leading space) or "accumulate" (the BLS model with `accumulate_tokens`: every response
+  carries the whole text so far; its configuration says so). The stock ensemble has no
+  token-id output, so ids appear only with `create_app(engine, output_ids=True)`, as
+  `output_ids`;
 - refusals before inference are JSON errors with an error status: a malformed request or
   directive `400`, the directive's overload `503 {"error": "Exceeds maximum queue size"}`;
   a mid-stream failure is `data: {"error": "..."}` while the status stays 200 (`/generate`: 500);
@@ -25,9 +45,7 @@ backend's ensemble configuration:
   the stop word stays in the output, as TensorRT-LLM returns it (`stops.triton_stopped`);
 - `return_log_probs: true` fills `output_log_probs` (the chosen tokens' log-probabilities) and
   the running `cum_log_probs`; otherwise both are zeros. There are no alternatives (no top-N
-  output in the ensemble);
-- `GET /metrics`: `nv_inference_*` counters and, for TensorRT-LLM,
-  `nv_trt_llm_request_metrics{request_type}` and `nv_trt_llm_kv_cache_block_metrics`.
+  output in the ensemble).
 
 `engine.last_request` holds the JSON body of the latest generation request, for tests.
 """
@@ -36,9 +54,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import falcon
@@ -47,17 +63,20 @@ import falcon.asgi
 from llama_orch.engine_sim.directive import DirectiveError
 from llama_orch.engine_sim.engine import SimEngine, SimFailure, SimOverload, SimToken
 from llama_orch.engine_sim.stops import triton_stopped
+from llama_orch.engine_sim.triton_metrics import TritonCounters, create_metrics_app, stats_body
 from llama_orch.engine_sim.triton_request import (
-    INPUTS,
-    OUTPUTS,
     Rejected,
     TritonRequest,
+    inputs,
+    model_config,
+    model_metadata,
     parse_request,
 )
 
 DEFAULT_MODEL = "ensemble"
 DEFAULT_TRTLLM_VERSION = "sim-trtllm-1.0"
-KV_TOKENS_PER_BLOCK = 64
+TEXT_MODES = ("piece", "sentencepiece", "accumulate")
+NOT_DECOUPLED = "Streaming is only supported if model is deployed using decoupled mode."
 EXTENSIONS = (
     "classification sequence model_repository model_repository(unload_dependents) "
     "schedule_policy model_configuration system_shared_memory cuda_shared_memory "
@@ -65,13 +84,8 @@ EXTENSIONS = (
 ).split()
 
 
-@dataclass
-class _Counters:
-    success: int = 0
-    failure: Counter[str] = field(default_factory=Counter)
-    inference_count: int = 0
-    request_us: float = 0.0
-    last_inference_ms: int = 0
+class FirstResponseError(Exception):
+    """The backend failed the request in its first response (Triton: status 400)."""
 
 
 def _dumps(obj: Any) -> bytes:
@@ -91,13 +105,27 @@ class _Triton:
     """Responders of one simulated Triton server serving one model (version 1)."""
 
     def __init__(
-        self, engine: SimEngine, model: str, trtllm_version: str | None, output_ids: bool
+        self,
+        engine: SimEngine,
+        model: str,
+        *,
+        trtllm_version: str | None,
+        output_ids: bool,
+        seed_input: str,
+        decoupled: bool,
+        text_mode: str,
     ) -> None:
+        if text_mode not in TEXT_MODES:
+            raise ValueError(f"text_mode must be one of {TEXT_MODES}, got {text_mode!r}")
         self.engine = engine
         self.model = model
         self.trtllm_version = trtllm_version
         self.output_ids = output_ids
-        self.counters = _Counters()
+        self.inputs = inputs(seed_input)
+        self.seed_input = seed_input
+        self.decoupled = decoupled
+        self.text_mode = text_mode
+        self.counters = TritonCounters()
 
     def _check(self, model: str, version: str | None) -> None:
         if model != self.model:
@@ -109,7 +137,12 @@ class _Triton:
             )
 
     # -- health and metadata -----------------------------------------------------------
+    async def on_get_live(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.status = falcon.HTTP_400 if self.engine.state == "dead" else falcon.HTTP_200
+        resp.data = b""
+
     async def on_get_ok(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.status = falcon.HTTP_200 if self.engine.state == "ready" else falcon.HTTP_400
         resp.data = b""
 
     async def on_get_server(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
@@ -123,115 +156,34 @@ class _Triton:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model: str, version: str = ""
     ) -> None:
         self._check(model, version)
-        resp.media = {
-            "name": self.model,
-            "versions": ["1"],
-            "platform": "ensemble",
-            "inputs": [{"name": n, "datatype": d, "shape": [-1, 1]} for n, d, _, _ in INPUTS],
-            "outputs": [{"name": n, "datatype": d, "shape": [-1, -1]} for n, d, _ in OUTPUTS],
-        }
+        resp.media = model_metadata(self.model, self.inputs, self.text_mode)
 
     async def on_get_ready(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model: str, version: str = ""
     ) -> None:
         self._check(model, version)
+        if self.engine.state != "ready":
+            raise Rejected(falcon.HTTP_400, "Model version not ready")
         resp.data = b""
 
     async def on_get_config(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model: str, version: str = ""
     ) -> None:
         self._check(model, version)
-        params = {}
-        if self.trtllm_version is not None:
-            params["trtllm_version"] = {"string_value": self.trtllm_version}
-        steps = ("preprocessing", "tensorrt_llm", "postprocessing")
-        resp.media = {
-            "name": self.model,
-            "platform": "ensemble",
-            "backend": "",
-            "version_policy": {"latest": {"num_versions": 1}},
-            "max_batch_size": self.engine.config.slots,
-            "input": [
-                {"name": n, "data_type": t, "dims": [-1], "optional": o} for n, _, t, o in INPUTS
-            ],
-            "output": [{"name": n, "data_type": t, "dims": [-1]} for n, _, t in OUTPUTS],
-            "ensemble_scheduling": {
-                "step": [{"model_name": s, "model_version": -1} for s in steps]
-            },
-            "parameters": params,
-            "model_transaction_policy": {"decoupled": False},
-        }
+        resp.media = model_config(
+            self.model,
+            self.inputs,
+            slots=self.engine.config.slots,
+            trtllm_version=self.trtllm_version,
+            decoupled=self.decoupled,
+            text_mode=self.text_mode,
+        )
 
     async def on_get_stats(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model: str, version: str = ""
     ) -> None:
         self._check(model, version)
-        c = self.counters
-        fails = sum(c.failure.values())
-        resp.media = {
-            "model_stats": [
-                {
-                    "name": self.model,
-                    "version": "1",
-                    "last_inference": c.last_inference_ms,
-                    "inference_count": c.inference_count,
-                    "execution_count": c.inference_count,
-                    "inference_stats": {
-                        "success": {"count": c.success, "ns": int(c.request_us * 1000)},
-                        "fail": {"count": fails, "ns": 0},
-                        "queue": {"count": c.success, "ns": 0},
-                    },
-                    "batch_stats": [],
-                }
-            ]
-        }
-
-    async def on_get_metrics(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        resp.content_type = "text/plain; charset=utf-8"
-        resp.text = self._metrics()
-
-    def _metrics(self) -> str:
-        c, st, cfg = self.counters, self.engine.stats, self.engine.config
-        mv, trt = f'model="{self.model}",version="1"', 'model="tensorrt_llm",version="1"'
-        per_slot = -(-cfg.ctx // KV_TOKENS_PER_BLOCK)
-        total, used = cfg.slots * per_slot, st.running * per_slot
-        requests = {
-            "active": st.running,
-            "max": cfg.slots,
-            "scheduled": st.running,
-            "context": 0,
-            "waiting": st.waiting,
-        }
-        blocks = {
-            "max": total,
-            "free": total - used,
-            "used": used,
-            "tokens_per": KV_TOKENS_PER_BLOCK,
-            "reused": 0,
-            "fraction": round(used / total, 6) if total else 0.0,
-        }
-        fails = [(f'{mv},reason="{r}"', n) for r, n in sorted(c.failure.items())]
-        families: dict[str, tuple[str, list[tuple[str, float]]]] = {
-            "nv_inference_request_success": ("counter", [(mv, c.success)]),
-            "nv_inference_request_failure": ("counter", fails),
-            "nv_inference_count": ("counter", [(mv, c.inference_count)]),
-            "nv_inference_pending_request_count": ("gauge", [(mv, st.waiting)]),
-            "nv_inference_request_duration_us": ("counter", [(mv, int(c.request_us))]),
-            "nv_inference_queue_duration_us": ("counter", [(mv, 0)]),
-            "nv_trt_llm_request_metrics": (
-                "gauge",
-                [(f'{trt},request_type="{k}"', v) for k, v in requests.items()],
-            ),
-            "nv_trt_llm_kv_cache_block_metrics": (
-                "gauge",
-                [(f'{trt},kv_cache_block_type="{k}"', v) for k, v in blocks.items()],
-            ),
-        }
-        out: list[str] = []
-        for name, (kind, samples) in families.items():
-            out.append(f"# TYPE {name} {kind}")
-            out += [f"{name}{{{labels}}} {value}" for labels, value in samples]
-        return "\n".join(out) + "\n"
+        resp.media = stats_body(self.model, self.counters)
 
     # -- generate extension ------------------------------------------------------------
     async def _start(
@@ -244,8 +196,11 @@ class _Triton:
             body = json.loads(raw or b"null")
         except ValueError as exc:
             raise Rejected(falcon.HTTP_400, f"failed to parse the request JSON: {exc}") from exc
-        parsed = parse_request(self.model, body)
+        parsed = parse_request(self.model, body, self.seed_input)
         self.engine.last_request = body  # type: ignore[attr-defined]
+        if parsed.stream and not self.decoupled:
+            self.counters.failure["BACKEND"] += 1
+            raise FirstResponseError(NOT_DECOUPLED)
         agen = self.engine.generate(parsed.prompt, parsed.seed, parsed.max_tokens)
         # TensorRT-LLM returns no alternatives, only the chosen tokens' log-probabilities.
         try:
@@ -258,26 +213,43 @@ class _Triton:
             raise Rejected(falcon.HTTP_503, "Exceeds maximum queue size") from exc
         return parsed, agen, first
 
+    def _text(self, toks: list[SimToken], so_far: str) -> str:
+        """`text_output` of one response: its tokens decoded alone, or all text so far."""
+        piece = "".join(t.text for t in toks)
+        if self.text_mode == "accumulate":
+            return so_far
+        if self.text_mode == "sentencepiece":
+            return piece[1:] if piece.startswith(" ") else piece
+        return piece
+
     def _event(
         self, parsed: TritonRequest, toks: list[SimToken], text: str, cum: float
     ) -> dict[str, Any]:
-        """One response: `output_log_probs` of its tokens and the running `cum_log_probs`
-        when `return_log_probs` is set (zeros otherwise, as the ensemble returns them)."""
+        """One response, as Triton's generate extension writes it: every ensemble output and
+        the response parameters, keys in sorted order, a one-element tensor as a bare value
+        (`ExactMappingOutput`). `output_log_probs` and the running `cum_log_probs` are real
+        with `return_log_probs`, zeros otherwise, as the ensemble returns them."""
         logprobs = [t.logprob if parsed.log_probs else 0.0 for t in toks] or [0.0]
         event: dict[str, Any] = {
+            "batch_index": 0,
+            "context_logits": 0.0,
+            "cum_log_probs": cum if parsed.log_probs else 0.0,
+            "generation_logits": 0.0,
             "model_name": self.model,
             "model_version": "1",
-            "text_output": text,
-            "cum_log_probs": cum if parsed.log_probs else 0.0,
-            "output_log_probs": logprobs,
-            "batch_index": 0,
+            "output_log_probs": logprobs[0] if len(logprobs) == 1 else logprobs,
+            "sequence_end": False,
+            "sequence_id": 0,
             "sequence_index": 0,
+            "sequence_start": False,
+            "text_output": text,
         }
+        if parsed.request_id is not None:
+            event["id"] = parsed.request_id
         if self.output_ids and toks:
-            event["output_ids"] = (
-                [t.token_id for t in toks] if not parsed.stream else [toks[-1].token_id]
-            )
-        return event
+            ids = [t.token_id for t in toks] if not parsed.stream else [toks[-1].token_id]
+            event["output_ids"] = ids[0] if len(ids) == 1 else ids
+        return dict(sorted(event.items()))
 
     @staticmethod
     async def _run(
@@ -309,7 +281,13 @@ class _Triton:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model: str, version: str = ""
     ) -> None:
         started = time.perf_counter()
-        parsed, agen, first = await self._start(req, model, version)
+        try:
+            parsed, agen, first = await self._start(req, model, version)
+        except FirstResponseError as exc:
+            resp.status = falcon.HTTP_400
+            resp.content_type = "text/event-stream; charset=utf-8"
+            resp.data = b"data: " + _dumps({"error": str(exc)}) + b"\n\n"
+            return
         resp.content_type = "text/event-stream; charset=utf-8"
         resp.sse = self._events(parsed, agen, first, started)
 
@@ -322,6 +300,7 @@ class _Triton:
     ) -> AsyncIterator[falcon.asgi.SSEvent]:
         toks: list[SimToken] = []
         cum = 0.0
+        so_far = ""
         try:
             async for tok in self._run(parsed, agen, pending):
                 if isinstance(tok, SimFailure):
@@ -331,12 +310,13 @@ class _Triton:
                     return
                 toks.append(tok)
                 cum += tok.logprob
+                so_far += tok.text
                 if parsed.stream:
-                    event = self._event(parsed, [tok], tok.text, cum)
+                    event = self._event(parsed, [tok], self._text([tok], so_far), cum)
                     yield falcon.asgi.SSEvent(data=_dumps(event))
             if not parsed.stream:
-                text = "".join(t.text for t in toks)
-                yield falcon.asgi.SSEvent(data=_dumps(self._event(parsed, toks, text, cum)))
+                event = self._event(parsed, toks, self._text(toks, so_far), cum)
+                yield falcon.asgi.SSEvent(data=_dumps(event))
             self._done(started, ok=True)
         finally:
             await agen.aclose()  # type: ignore[attr-defined]
@@ -345,7 +325,10 @@ class _Triton:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, model: str, version: str = ""
     ) -> None:
         started = time.perf_counter()
-        parsed, agen, pending = await self._start(req, model, version)
+        try:
+            parsed, agen, pending = await self._start(req, model, version)
+        except FirstResponseError as exc:
+            raise Rejected(falcon.HTTP_400, str(exc)) from exc
         toks: list[SimToken] = []
         try:
             async for tok in self._run(parsed, agen, pending):
@@ -357,8 +340,8 @@ class _Triton:
             await agen.aclose()  # type: ignore[attr-defined]
         self._done(started, ok=True)
         cum = sum(t.logprob for t in toks)
-        event = self._event(parsed, toks, "".join(t.text for t in toks), cum)
-        resp.data = _dumps(event)
+        text = "".join(t.text for t in toks)
+        resp.data = _dumps(self._event(parsed, toks, self._text(toks, text), cum))
         resp.content_type = falcon.MEDIA_JSON
 
 
@@ -371,26 +354,49 @@ async def _answer(
     resp.media = {"error": ex.message}
 
 
-def create_app(
+async def _not_found(req: falcon.asgi.Request, resp: falcon.asgi.Response, **_: str) -> None:
+    """Any other path of the inference port, `/metrics` included."""
+    resp.status = falcon.HTTP_404
+    resp.media = {"error": "Not Found"}
+
+
+def create_apps(
     engine: SimEngine,
     *,
     model_name: str | None = None,
     trtllm_version: str | None = DEFAULT_TRTLLM_VERSION,
     output_ids: bool = False,
-) -> falcon.asgi.App:
-    """Triton's HTTP surface around `engine`, serving `model_name` (default `ensemble`, or the
-    engine's model when that is a valid Triton model name)."""
+    seed_input: str = "seed",
+    decoupled: bool = True,
+    text_mode: str = "piece",
+) -> tuple[falcon.asgi.App, falcon.asgi.App]:
+    """Triton's inference server and its metrics server (serve each on its own port) around
+    `engine`, serving `model_name` (default `ensemble`, or the engine's model when that is a
+    valid Triton model name)."""
     if model_name is None:
         model_name = engine.config.model if "/" not in engine.config.model else DEFAULT_MODEL
     app = falcon.asgi.App(media_type=falcon.MEDIA_JSON)
     app.add_error_handler(Rejected, _answer)
-    sim = _Triton(engine, model_name, trtllm_version, output_ids)
-    app.add_route("/v2/health/live", sim, suffix="ok")
+    sim = _Triton(
+        engine,
+        model_name,
+        trtllm_version=trtllm_version,
+        output_ids=output_ids,
+        seed_input=seed_input,
+        decoupled=decoupled,
+        text_mode=text_mode,
+    )
+    app.add_route("/v2/health/live", sim, suffix="live")
     app.add_route("/v2/health/ready", sim, suffix="ok")
     app.add_route("/v2", sim, suffix="server")
-    app.add_route("/metrics", sim, suffix="metrics")
     for base in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
         app.add_route(base, sim, suffix="model")
         for name in ("ready", "config", "stats", "generate", "generate_stream"):
             app.add_route(f"{base}/{name}", sim, suffix=name)
-    return app
+    app.add_sink(_not_found, prefix="/")
+    return app, create_metrics_app(engine, model_name, sim.counters)
+
+
+def create_app(engine: SimEngine, **options: Any) -> falcon.asgi.App:
+    """Triton's inference server alone (its metrics server: `create_apps`)."""
+    return create_apps(engine, **options)[0]

@@ -8,6 +8,13 @@ null until the chunk carrying the last token, per-chunk `token_ids` when the req
 answer is `503`, and a mid-stream failure is a `data: {"error": {...}}` chunk followed by
 `data: [DONE]`, the way vLLM's streaming generators report an exception.
 
+Ordinary chunks carry `"usage": null`: vLLM's completions stream serializes every field, set or
+not (vllm-project/vllm vllm/entrypoints/openai/serving_completion.py, `model_dump_json(
+exclude_unset=False)` at 2d5f987d and 00463e62); `create_app(engine, null_usage=False)` plays a
+server that leaves unset fields out, so chunks have no `usage` key. `GET /health` answers `503`
+with no body once the engine has died (`engine.state`; vllm/entrypoints/serve/instrumentator/
+health.py catches `EngineDeadError`).
+
 `stop` (a string or a list) follows vLLM's rule (`stops.VllmStops`: the stop text is cut, the
 streamed text lags behind while stop strings are set, `stop_reason` names the match);
 `include_stop_str_in_output` keeps it. `logprobs: N` (at most 20, vLLM's default
@@ -71,8 +78,8 @@ def _error(resp: falcon.asgi.Response, code: int, message: str) -> None:
 class _Completion:
     """One /v1/completions request: validation, then chunks or one JSON answer."""
 
-    def __init__(self, engine: SimEngine, body: dict[str, Any]) -> None:
-        self.engine, self.body = engine, body
+    def __init__(self, engine: SimEngine, body: dict[str, Any], null_usage: bool = True) -> None:
+        self.engine, self.body, self.null_usage = engine, body, null_usage
         self.id = "cmpl-" + secrets.token_hex(16)
         self.created = int(time.time())
         limit = body.get("max_tokens")
@@ -135,14 +142,16 @@ class _Completion:
         }
         if self.want_ids:
             choice["token_ids"] = [t.token_id for t in toks or ()]
-        return {
+        chunk: dict[str, Any] = {
             "id": self.id,
             "object": "text_completion",
             "created": self.created,
             "model": self.engine.config.model,
             "choices": [choice],
-            "usage": None,
         }
+        if self.null_usage:
+            chunk["usage"] = None
+        return chunk
 
     def _token(self, tid: int) -> str:
         return f"token_id:{tid}" if self.as_ids else token_text(tid)
@@ -199,6 +208,8 @@ class _Completion:
         except SimFailure as exc:
             first, failed = None, exc
         if self.body.get("stream"):
+            # FastAPI's StreamingResponse adds the charset to text/* media types
+            resp.content_type = "text/event-stream; charset=utf-8"
             resp.sse = self._events(first, tokens, failed, planned)
             return None
         toks: list[SimToken] = []
@@ -262,14 +273,15 @@ class _Completion:
         yield _DONE
 
 
-def create_app(engine: SimEngine) -> falcon.asgi.App:
-    """A Falcon ASGI app that answers like `vllm serve` for the engine's model."""
+def create_app(engine: SimEngine, *, null_usage: bool = True) -> falcon.asgi.App:
+    """A Falcon ASGI app that answers like `vllm serve` for the engine's model; `null_usage`
+    False leaves the `usage` key out of ordinary chunks."""
     app = falcon.asgi.App()
     cfg = engine.config
 
     class Health:
         async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-            resp.status = 200
+            resp.status = 200 if engine.state == "ready" else 503
             resp.text = ""
 
     class Version:
@@ -320,7 +332,7 @@ def create_app(engine: SimEngine) -> falcon.asgi.App:
             engine.last_request = body  # type: ignore[attr-defined]
             if not isinstance(body, dict):
                 return _error(resp, 400, "request body is not a JSON object")
-            await _Completion(engine, body).run(resp)
+            await _Completion(engine, body, null_usage).run(resp)
             return None
 
     app.add_route("/health", Health())

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from llama_orch.engine_sim.server import PROTOCOLS
+
+TRITON_METRICS_PORT = 8002  # tritonserver --metrics-port default
 
 
 @click.command("engine-sim")
@@ -21,6 +25,48 @@ from llama_orch.engine_sim.server import PROTOCOLS
     default=None,
     help="Divergent mode: tokens from a directive's diverge_at index on are salted with SALT.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help=f"triton: port of the metrics server [default: {TRITON_METRICS_PORT}]; the API port "
+    "answers /metrics with 404, as Triton's does.",
+)
+@click.option(
+    "--seed-input",
+    type=click.Choice(["seed", "random_seed"]),
+    default=None,
+    help="triton: the ensemble's seed input name (random_seed: tensorrtllm_backend <= v0.19.0) "
+    "[default: seed].",
+)
+@click.option(
+    "--not-decoupled",
+    is_flag=True,
+    help="triton: a model that is not decoupled (stream: true is refused).",
+)
+@click.option(
+    "--text-mode",
+    type=click.Choice(["piece", "sentencepiece", "accumulate"]),
+    default=None,
+    help="triton: how streamed text is detokenized (accumulate: BLS accumulate_tokens) "
+    "[default: piece].",
+)
+@click.option(
+    "--status-errors",
+    is_flag=True,
+    help="tgi: refuse /generate_stream requests with a status (429/422) instead of TGI's "
+    "in-band error event.",
+)
+@click.option(
+    "--split-multibyte",
+    is_flag=True,
+    help='tgi: stream non-ASCII words as a text "" lead byte token plus the rest.',
+)
+@click.option(
+    "--no-null-usage",
+    is_flag=True,
+    help='vllm: leave the "usage" key out of ordinary chunks instead of "usage": null.',
+)
 def engine_sim(
     protocol: str,
     port: int,
@@ -30,18 +76,42 @@ def engine_sim(
     slots: int,
     ctx: int,
     divergent: str | None,
+    metrics_port: int | None,
+    seed_input: str | None,
+    not_decoupled: bool,
+    text_mode: str | None,
+    status_errors: bool,
+    split_multibyte: bool,
+    no_null_usage: bool,
 ) -> None:
     """Serve PROTOCOL on HOST:PORT with directive-controlled output.
 
     A prompt may begin with `[[sim tokens=N itl_ms=N ttft_ms=N hold_ms=N fail_after=N
     overload=true|false|N diverge_at=N]]` (specs/80, section 6); the rest is the prompt.
-    Output is a pure function of (prompt, seed, token index).
+    Output is a pure function of (prompt, seed, token index). Options named after an engine
+    select the version or deployment of that engine to play.
     """
-    import uvicorn
-
     from llama_orch.engine_sim.engine import SimConfig
-    from llama_orch.engine_sim.server import build_app
+    from llama_orch.engine_sim.server import build_servers, serve
 
+    # flag -> (protocol it belongs to, create_app option or None, value when given)
+    given: dict[str, tuple[str, str | None, Any]] = {
+        "--metrics-port": ("triton", None, metrics_port),
+        "--seed-input": ("triton", "seed_input", seed_input),
+        "--not-decoupled": ("triton", "decoupled", False if not_decoupled else None),
+        "--text-mode": ("triton", "text_mode", text_mode),
+        "--status-errors": ("tgi", "inband_errors", False if status_errors else None),
+        "--split-multibyte": ("tgi", "split_multibyte", True if split_multibyte else None),
+        "--no-null-usage": ("vllm", "null_usage", False if no_null_usage else None),
+    }
+    options: dict[str, Any] = {}
+    for flag, (engine, option, value) in given.items():
+        if value is None:
+            continue
+        if engine != protocol:
+            raise click.UsageError(f"{flag} applies to --protocol {engine} only")
+        if option is not None:
+            options[option] = value
     config = SimConfig(
         protocol=protocol,
         model=model,
@@ -50,6 +120,10 @@ def engine_sim(
         ctx=ctx,
         divergent_salt=divergent,
     )
-    app, _engine = build_app(config)
-    click.echo(f"engine-sim {protocol} on http://{host}:{port} (model {model})", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="off")
+    servers = build_servers(config, **options)
+    where = f"engine-sim {protocol} on http://{host}:{port} (model {model})"
+    if servers.metrics_app is not None:
+        metrics_port = metrics_port or TRITON_METRICS_PORT
+        where += f", metrics on http://{host}:{metrics_port}/metrics"
+    click.echo(where, err=True)
+    serve(servers, host, port, metrics_port)

@@ -30,7 +30,13 @@ FINISH_CANCELED = "canceled"  # cancel() stopped the stream
 
 
 class AdapterError(Exception):
-    """A typed engine failure that the core maps to an ErrorKind (and maybe a retry)."""
+    """A typed engine failure that the core maps to an ErrorKind (and maybe a retry).
+
+    `permanent` marks a failure that no retry or restart can fix, because the engine's
+    deployment cannot serve this orchestrator (e.g. a Triton model that declares no seed input
+    or is not decoupled): a preload that raises it leaves the pool failed until an operator's
+    reload, instead of backing off and trying again.
+    """
 
     def __init__(
         self,
@@ -39,6 +45,7 @@ class AdapterError(Exception):
         *,
         retriable: bool | None = None,
         engine: str = "",
+        permanent: bool = False,
     ) -> None:
         if code not in ADAPTER_ERROR_CODES:
             raise ValueError(f"unknown adapter error code {code!r}")
@@ -47,6 +54,7 @@ class AdapterError(Exception):
         self.message = message
         self.retriable = _DEFAULT_RETRIABLE[code] if retriable is None else retriable
         self.engine = engine
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)

@@ -106,9 +106,13 @@ class HttpEngineAdapter:
         connect_timeout_s: float = 5.0,
         idle_timeout_s: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        metrics_url: str | None = None,
     ) -> None:
         self.replica_id = replica_id
         self.base_url = base_url.rstrip("/")
+        # Where the engine's Prometheus text is: `/metrics` on the engine's own port unless the
+        # replica names another URL (Triton serves it only on its metrics port).
+        self.metrics_url = metrics_url or "/metrics"
         self.model_ref = model_ref
         self.ctx_max = ctx_max
         self.client = httpx.AsyncClient(
@@ -191,9 +195,9 @@ class HttpEngineAdapter:
             raise error_from_status(self.engine, response.status_code, response.text)
         return parse_json(self.engine, response.text)
 
-    async def get_metrics(self, path: str = "/metrics") -> dict[str, float]:
+    async def get_metrics(self) -> dict[str, float]:
         try:
-            response = await self.client.get(path)
+            response = await self.client.get(self.metrics_url)
         except httpx.HTTPError as exc:
             raise error_from_transport(self.engine, exc, streaming=False) from exc
         if response.status_code >= 400:
@@ -201,13 +205,17 @@ class HttpEngineAdapter:
         return scrape(response.text)
 
     async def health_at(self, path: str) -> AdapterHealth:
+        """Ready on `200`; any other answer is live but not ready, with the engine's own
+        words (e.g. TGI's `{"error": "unhealthy", "error_type": "healthcheck"}`) in `detail`."""
         try:
             response = await self.client.get(path)
         except httpx.HTTPError as exc:
             return AdapterHealth(live=False, ready=False, detail=f"unreachable: {exc!r}")
         if response.status_code == 200:
             return AdapterHealth(live=True, ready=True)
-        return AdapterHealth(live=True, ready=False, detail=f"HTTP {response.status_code}")
+        body = response.text.strip().replace("\n", " ")[:200]
+        detail = f"HTTP {response.status_code}" + (f": {body}" if body else "")
+        return AdapterHealth(live=True, ready=False, detail=detail)
 
     def estimate_tokens(self, prompt: str) -> int:
         return max(1, -(-len(prompt) // 4))

@@ -64,8 +64,11 @@ log = logging.getLogger(__name__)
 
 CAPABILITIES = frozenset({"stream", "cancel", "seed", "token_ids", "tokenize"})
 # Sampler order sent with every request, so that build defaults (dry, typ_p, xtc, ...) never
-# take part and every replica runs the same chain.
-DEFAULT_SAMPLERS = ("top_k", "top_p", "min_p", "temperature")
+# take part and every replica runs the same chain. llama.cpp applies only the samplers named
+# here, the repetition penalties included: without "penalties" a `repeat_penalty` is silently
+# ignored (common/sampling.cpp). It comes first, as in llama.cpp's own default order.
+DEFAULT_SAMPLERS = ("penalties", "top_k", "top_p", "min_p", "temperature")
+NO_PENALTY = 1.0  # llama.cpp's `repeat_penalty` that changes nothing
 _SEED_MASK = 0xFFFFFFFF  # llama.cpp seeds are uint32; this value itself means "random"
 
 
@@ -137,14 +140,14 @@ class LlamaCppAdapter(CancelAware):
             "top_k": s.top_k,
             "top_p": s.top_p,
             "min_p": s.min_p,
+            # explicit even when off, so that a build default never leaks in
+            "repeat_penalty": s.repeat_penalty if s.repeat_penalty is not None else NO_PENALTY,
             "samplers": list(self.samplers),
             "stream": True,
             "return_tokens": True,
             "cache_prompt": self.cache_prompt,
             "id_slot": -1,
         }
-        if s.repeat_penalty is not None:
-            body["repeat_penalty"] = s.repeat_penalty
         if req.stop:
             body["stop"] = list(req.stop)
         if req.top_logprobs > 0:
@@ -326,7 +329,7 @@ class LlamaCppAdapter(CancelAware):
     async def metrics(self) -> LoadSignals:
         """`llamacpp:` gauges; `/slots` when the server runs without `--metrics`."""
         try:
-            response = await self.client.get("/metrics")
+            response = await self.client.get(self.metrics_url)
         except httpx.HTTPError as exc:
             raise error_from_transport(self.engine, exc, streaming=False) from exc
         if response.status_code in (404, 501):

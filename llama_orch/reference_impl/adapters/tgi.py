@@ -26,12 +26,21 @@ stream as soon as a stop string appears (closing the request if TGI goes on), an
 FINISH_STOP; `tokens_out` counts the tokens TGI generated, the stop token included. Every
 token's `logprob` becomes `TokenEvent.logprob`; `top_tokens` become `TokenEvent.top`.
 
-Stream: `data:` events carry `token {id, text, special}`; special tokens (end of sequence) and
-empty pieces produce no TokenEvent. The final event's `details.finish_reason` gives the end:
-`length` -> FINISH_LENGTH, `eos_token`/`stop_sequence` -> FINISH_STOP. An in-band error event
-(`{"error", "error_type"}`, which real TGI also uses for refusals on this endpoint) maps by
-`error_type`: `overloaded` -> REPLICA_EXHAUSTED, `validation` -> INVALID_PARAMS, anything else
--> WORKER_RESET; HTTP 429/422 map the same way through `http_common`.
+Stream: `data:` events carry `token {id, text, logprob, special}`; special tokens (end of
+sequence) produce no TokenEvent and do not count. A token with `text: ""` is a real token
+whose text TGI holds back because the output ends inside a multibyte character (its detokenizer
+waits for the character to complete): it counts in `tokens_out`, and when the stream ends
+while such tokens are held, their text is the rest of the final `generated_text`, sent with
+the last held token's id and logprob. The final event's `details.finish_reason` gives the end:
+`length` -> FINISH_LENGTH, `eos_token`/`stop_sequence` -> FINISH_STOP; TGI sends `details`
+only when the request asked for it, and without it the token count decides.
+
+Errors: on `/generate_stream` TGI reports every refusal (overload past
+`max_concurrent_requests`, validation) and every generation failure in-band, as an event
+`{"error", "error_type"}` with HTTP 200. They map by `error_type`: `overloaded` ->
+REPLICA_EXHAUSTED and `validation` -> INVALID_PARAMS before the first token, anything else ->
+WORKER_RESET; the status form of `/generate` (429, 422) maps the same way through
+`http_common`.
 
 Identity: `engine_version` is `/info` `version`; `model_digest` is `hf:<model_id>@<model_sha>`
 when TGI reports a revision, else the configured digest (`sha256:` of `model_ref`, or
@@ -215,7 +224,10 @@ class TgiAdapter(ClosingAware, HttpEngineAdapter):
         started = loop.time()
         response = await self._open(req, "POST", "/generate_stream", body)
         scanner = StopScanner(req.stop)
-        finish = None
+        final: dict[str, Any] | None = None
+        generated = 0  # tokens TGI generated, empty-text ones included (special ones not)
+        sent: list[str] = []  # texts handed to the scanner, to recover a held tail
+        held: tuple[Any, float | None] | None = None  # last empty-text token (id, logprob)
         broke: BaseException | None = None
         try:
             async for _field, data in sse_data(response):
@@ -227,15 +239,20 @@ class TgiAdapter(ClosingAware, HttpEngineAdapter):
                 if "error" in event:
                     raise self._stream_error(event, scanner.released)
                 if event.get("generated_text") is not None or event.get("details"):
-                    finish = (event.get("details") or {}).get("finish_reason") or "eos_token"
+                    final = event
                 token = event.get("token") or {}
-                text = token.get("text") or ""
-                if not text or token.get("special"):
+                if token.get("special"):
                     continue
+                generated += 1
+                text = token.get("text") or ""
+                logprob = last_number(token.get("logprob"))
+                if not text:  # the output ends inside a multibyte character: id and logprob
+                    held = (token.get("id"), logprob)  # are real; the text comes later
+                    continue
+                held = None
                 top = tgi_top(event.get("top_tokens"), req.top_logprobs) if req.top_logprobs else ()
-                for out in scanner.push(
-                    text, token.get("id"), last_number(token.get("logprob")), top
-                ):
+                sent.append(text)
+                for out in scanner.push(text, token.get("id"), logprob, top):
                     yield out
                 if scanner.matched is not None:
                     break
@@ -244,22 +261,36 @@ class TgiAdapter(ClosingAware, HttpEngineAdapter):
         decode_ms = int((loop.time() - started) * 1000)
         if scanner.matched is not None:
             await self.cancel(req.request_id)  # TGI misses a stop string inside a token
-            stream.end = StreamEnd(scanner.received, FINISH_STOP, decode_ms)
+            stream.end = StreamEnd(generated, FINISH_STOP, decode_ms)
             return
         if self._stopped_early(req, scanner.released, broke):
             await response.aclose()
-            stream.end = StreamEnd(scanner.received, FINISH_CANCELED, decode_ms)
+            stream.end = StreamEnd(generated, FINISH_CANCELED, decode_ms)
             return
-        if finish is None:
+        final = self._final(final, scanner.released)
+        for out in _release(scanner, final, held, "".join(sent)):
+            yield out
+        stream.end = StreamEnd(generated, self._finish(final, generated, req), decode_ms)
+
+    def _final(self, final: dict[str, Any] | None, released: int) -> dict[str, Any]:
+        if final is None:
             raise AdapterError(
                 "WORKER_RESET",
-                f"tgi stream ended without its final event after {scanner.released} tokens",
+                f"tgi stream ended without its final event after {released} tokens",
                 engine=self.engine,
             )
-        for out in scanner.finish():
-            yield out
-        reason = FINISH_LENGTH if finish == "length" else FINISH_STOP
-        stream.end = StreamEnd(scanner.received, reason, decode_ms)
+        return final
+
+    @staticmethod
+    def _finish(final: dict[str, Any], generated: int, req: CompletionRequest) -> str:
+        """`details.finish_reason` (`length` -> FINISH_LENGTH, `eos_token`/`stop_sequence` ->
+        FINISH_STOP); TGI sends `details` only when asked, so without it the token count tells
+        whether the limit was reached."""
+        details = final.get("details")
+        reason = details.get("finish_reason") if isinstance(details, dict) else None
+        if reason is None:
+            return FINISH_LENGTH if generated >= req.max_tokens else FINISH_STOP
+        return FINISH_LENGTH if reason == "length" else FINISH_STOP
 
     def _stream_error(self, event: dict[str, Any], index: int) -> AdapterError:
         kind = str(event.get("error_type") or "generation")
@@ -269,3 +300,20 @@ class TgiAdapter(ClosingAware, HttpEngineAdapter):
             f"tgi {kind} error after {index} tokens: {event.get('error')}",
             engine=self.engine,
         )
+
+
+def _release(
+    scanner: StopScanner,
+    final: dict[str, Any],
+    held: tuple[Any, float | None] | None,
+    streamed: str,
+) -> list[TokenEvent]:
+    """The last events of a stream that ended normally. Tokens TGI sent as `""` at the very
+    end (the output stopped inside a multibyte character) get the rest of `generated_text`,
+    with the last such token's id and logprob."""
+    text = final.get("generated_text")
+    tail = ""
+    if held is not None and isinstance(text, str) and text.startswith(streamed):
+        tail = text[len(streamed) :]
+    outs = scanner.push(tail, held[0], held[1]) if held is not None and tail else []
+    return [*outs, *scanner.finish()]

@@ -1,18 +1,21 @@
 """Adapter for NVIDIA Triton with the TensorRT-LLM backend, over KServe v2 HTTP (specs/43).
 
-Endpoints: `/v2/health/live|ready` and `/v2/models/{m}/ready` (health), `/v2` (server
-version), `/v2/models/{m}` and `.../config` (metadata, TensorRT-LLM detection and version,
-batch size), `.../stats` (`statistics()`), `.../generate_stream` (tasks), `.../generate` (the
-one-token self-test of `preload()`), `/metrics` (load; `metrics_url` names the metrics port's
-URL of a real server, e.g. `http://host:8002/metrics`). A versioned model (`model_version`) is
-addressed as `/v2/models/{m}/versions/{v}/...`. No OpenAI-style frontend is used.
+Endpoints: `/v2/health/live|ready` and `/v2/models/{m}/ready` (health; Triton answers `400`,
+not `503`, while not ready), `/v2` (server version), `/v2/models/{m}` and `.../config` (the
+deployment facts of `triton_model`: seed input name, decoupled mode, how text is detokenized,
+TensorRT-LLM version, batch size), `.../stats` (`statistics()`), `.../generate_stream`
+(tasks), `.../generate` (the one-token self-test of `preload()`). Metrics come from Triton's
+metrics server, not the inference port (which answers `/metrics` with `404`): `metrics_url`,
+by default port 8002 of the inference host. A versioned model (`model_version`) is addressed
+as `/v2/models/{m}/versions/{v}/...`. No OpenAI-style frontend is used.
 
 Request: the sampler fields travel as top-level fields of the generate request, which Triton
-binds to the model's input tensors of the same name (that is where the TensorRT-LLM ensemble
-reads them; entries of `parameters` become request parameters that it ignores). Mapping
-(ORCH-3058), a pure function of the profile (`triton_inputs`):
+binds to the model's input tensors of the same name (entries of `parameters`, and top-level
+keys that name no input, become request parameters that the ensemble ignores). Mapping
+(ORCH-3058), a pure function of the profile and the deployment (`triton_inputs`):
 
-- always `text_input`, `max_tokens`, `random_seed` (the task's seed) and `stream: true`;
+- always `text_input`, `max_tokens`, the task's seed under the input name the model declares
+  (`seed`, or `random_seed` in tensorrtllm_backend <= v0.19.0), and `stream: true`;
 - the greedy profile (`temperature == 0`) is `top_k: 1` with no `temperature` or `top_p`
   (TensorRT-LLM decodes greedily at top_k 1; a zero temperature is not a valid sampling value);
 - otherwise `temperature`, `top_k` (0 means off), `top_p`, and `repetition_penalty` when set;
@@ -21,25 +24,30 @@ reads them; entries of `parameters` become request parameters that it ignores). 
 - stop strings go out as the ensemble's `stop_words` input (a list), and `top_logprobs > 0`
   sets `return_log_probs: true`.
 
+The deployment is read before the first request (preload, or lazily by the first stream); a
+model that declares no seed input or is not decoupled is a permanent fault naming the model.
+
 Stop text: TensorRT-LLM matches stop words by token ids and keeps them in the output. The
 adapter cuts the text at the first stop string with `stops.StopScanner`, ends the stream there
 (closing the request if the engine goes on) and reports FINISH_STOP. Logprobs: with
 `return_log_probs` each event's `output_log_probs` gives `TokenEvent.logprob`; the ensemble
 returns no alternatives, so `TokenEvent.top` stays empty.
 
-Stream: each `data:` event's `text_output` is one piece; empty pieces produce no TokenEvent.
-The stock ensemble returns no token ids, so `token_id` is None unless the deployment adds an
-`output_ids` output, whose single id is then used. The stream has no final record: it ends when
-the response ends, FINISH_LENGTH when `max_tokens` pieces arrived, else FINISH_STOP. An in-band
+Stream: each `data:` event is one response (one token). Its `text_output` is the piece (the
+stock ensemble) or the whole text so far (BLS `accumulate_tokens`, turned into pieces by
+`triton_model.CumulativeText`); responses that add no text produce no TokenEvent but count in
+`tokens_out`. The stock ensemble returns no token ids, so `token_id` is None unless the
+deployment adds an `output_ids` output, whose last id is then used (Triton writes a
+one-element tensor as a bare value, so `output_ids` and `output_log_probs` are numbers for a
+one-token response). The stream has no final record: it ends when the response ends,
+FINISH_LENGTH when `max_tokens` responses arrived, else FINISH_STOP. An in-band
 `{"error": ...}` event is WORKER_RESET; an HTTP 503 is REPLICA_EXHAUSTED, 400 INVALID_PARAMS,
-and an "unknown model" answer POOL_UNAVAILABLE.
+an "unknown model" or "decoupled" answer POOL_UNAVAILABLE.
 
-Versions (OC-ADAPT-5070): `engine_version` is `GET /v2` `version`. For a TensorRT-LLM model
-(backend or platform `tensorrtllm`, or an ensemble step naming a `tensorrt_llm` model) the
-adapter reads `trtllm_version` from the model configuration's `parameters` (key
-`trtllm_version` or `tensorrt_llm_version`, as `{"string_value": ...}` or a plain string);
-when the deployment does not record it, it is "unknown" and a warning is logged. It is exposed
-both as the attribute `trtllm_version` (None for other backends) and as the capability
+Versions (OC-ADAPT-5070): `engine_version` is `GET /v2` `version`; `trtllm_version` comes from
+the model configuration's `parameters` (`trtllm_version` or `tensorrt_llm_version`) and is
+"unknown" (with one warning) for a TensorRT-LLM model that does not record it. It is exposed
+as the attribute `trtllm_version` (None for other backends) and as the capability
 `trtllm_version=<v>` in `props().capabilities`.
 """
 
@@ -79,53 +87,30 @@ from .http_common import (
 )
 from .logprobs import last_number
 from .stops import StopScanner
+from .triton_model import (
+    UNKNOWN,
+    CumulativeText,
+    DeploymentError,
+    TritonDeployment,
+    default_metrics_url,
+    deployment_of,
+    triton_inputs,
+    trtllm_version_of,
+)
+
+__all__ = ["TritonAdapter", "triton_inputs", "trtllm_version_of"]
 
 log = logging.getLogger("llama_orch.reference_impl.adapters")
 
 TRITON_CAPABILITIES = frozenset({"stream", "cancel", "seed"})
-TRTLLM_VERSION_KEYS = ("trtllm_version", "tensorrt_llm_version")
-UNKNOWN = "unknown"
 PRELOAD_PROMPT = "Hello"
 
 
-def triton_inputs(req: CompletionRequest) -> dict[str, Any]:
-    """The generate request body for a task: the mapping of the module docstring."""
-    s = req.sampler
-    body: dict[str, Any] = {
-        "text_input": req.prompt,
-        "max_tokens": req.max_tokens,
-        "random_seed": req.seed,
-        "stream": True,
-    }
-    if req.stop:
-        body["stop_words"] = list(req.stop)
-    if req.top_logprobs > 0:
-        body["return_log_probs"] = True
-    if s.temperature <= 0:
-        body["top_k"] = 1
-        return body
-    body["temperature"] = s.temperature
-    body["top_k"] = max(0, s.top_k)
-    body["top_p"] = s.top_p
-    if s.repeat_penalty is not None:
-        body["repetition_penalty"] = s.repeat_penalty
-    return body
-
-
-def trtllm_version_of(config: dict[str, Any]) -> str | None:
-    """TensorRT-LLM version from a model configuration; None for other backends."""
-    params = config.get("parameters") or {}
-    for key in TRTLLM_VERSION_KEYS:
-        value = params.get(key)
-        if isinstance(value, dict):
-            value = value.get("string_value")
-        if value:
-            return str(value)
-    backend = f"{config.get('backend', '')} {config.get('platform', '')}".lower()
-    steps = (config.get("ensemble_scheduling") or {}).get("step") or []
-    if "tensorrtllm" in backend or any("tensorrt_llm" in str(s.get("model_name")) for s in steps):
-        return UNKNOWN
-    return None
+def _last_id(ids: Any) -> int | None:
+    """The id of a response's last token: Triton writes a one-element tensor as a bare value."""
+    if isinstance(ids, list):
+        ids = ids[-1] if ids else None
+    return ids if type(ids) is int else None
 
 
 def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
@@ -154,25 +139,36 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
         ready_timeout_s: float = 0.0,
         **http: Any,
     ) -> None:
-        super().__init__(replica_id, base_url, model_ref=model_ref, ctx_max=ctx_max, **http)
+        # Triton serves /metrics only on its metrics port; the inference port answers 404.
+        metrics_url = metrics_url or default_metrics_url(base_url)
+        super().__init__(
+            replica_id,
+            base_url,
+            model_ref=model_ref,
+            ctx_max=ctx_max,
+            metrics_url=metrics_url,
+            **http,
+        )
         self.model_name = model_name
-        # Triton serves /metrics on its own port (8002 by default); the simulator on one port.
-        self.metrics_url = metrics_url or "/metrics"
         self.model_version = model_version
         self.ready_timeout_s = ready_timeout_s
         self.engine_version = UNKNOWN
         self.trtllm_version: str | None = None
         self.model_config: dict[str, Any] = {}
+        self.deployment: TritonDeployment | None = None
         self.model_digest = digest_for(model_ref)
         self._trtllm_warned = False
         self._min_p_warned = False
+        self._per_piece_warned = False
+        self._inspecting: asyncio.Lock | None = None
         self._slots_max: int | None = None
         base = f"/v2/models/{model_name}"
         self.model_path = f"{base}/versions/{model_version}" if model_version else base
 
     # -- identity, health, load -------------------------------------------------------
     async def health(self) -> AdapterHealth:
-        """Live from `/v2/health/live`; ready needs server and model readiness."""
+        """Live from `/v2/health/live`; ready needs server and model readiness (Triton
+        answers `400` while either is not ready)."""
         live = await self.health_at("/v2/health/live")
         if not live.live or not live.ready:
             return AdapterHealth(live=live.live and live.ready, ready=False, detail=live.detail)
@@ -197,6 +193,44 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
             )
         return {"engine_version": self.engine_version, "trtllm_version": self.trtllm_version}
 
+    async def inspect(self, *, refresh: bool = False) -> TritonDeployment:
+        """Read what the model declares: seed input, decoupled mode, text form; once, or
+        again with `refresh` (preload: the deployment may have changed meanwhile).
+
+        A model that cannot serve seeded streams is a permanent POOL_UNAVAILABLE naming it."""
+        if self.deployment is not None and not refresh:
+            return self.deployment
+        self._inspecting = self._inspecting or asyncio.Lock()
+        async with self._inspecting:
+            if self.deployment is None or refresh:
+                try:
+                    await self.identity()
+                    found = deployment_of(self.model_name, await self.metadata(), self.model_config)
+                except AdapterError as exc:
+                    if "unknown model" not in exc.message:
+                        raise
+                    raise AdapterError(
+                        "POOL_UNAVAILABLE", exc.message, engine=self.engine, retriable=True
+                    ) from exc
+                except DeploymentError as exc:
+                    raise AdapterError(
+                        "POOL_UNAVAILABLE",
+                        str(exc),
+                        engine=self.engine,
+                        retriable=False,
+                        permanent=True,
+                    ) from exc
+                if found.per_piece_text and not self._per_piece_warned:
+                    self._per_piece_warned = True
+                    log.warning(
+                        "triton model detokenizes each streamed token on its own: tokenizers "
+                        "that mark word starts inside the piece (SentencePiece) lose leading "
+                        "spaces; serve tensorrt_llm_bls with accumulate_tokens for exact text",
+                        extra={"replica_id": self.replica_id, "model_name": self.model_name},
+                    )
+                self.deployment = found
+        return self.deployment
+
     async def metadata(self) -> dict[str, Any]:
         """Model metadata: name, versions, platform, inputs, outputs."""
         return await self.get_json(self.model_path)  # type: ignore[no-any-return]
@@ -210,6 +244,14 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
             response = await self.client.get(self.metrics_url)
         except httpx.HTTPError as exc:
             raise error_from_transport(self.engine, exc, streaming=False) from exc
+        if response.status_code == 404:
+            raise AdapterError(
+                "POOL_UNAVAILABLE",
+                f"no Triton metrics at {self.metrics_url} (404): Triton serves /metrics only "
+                "on its metrics port (8002 unless --metrics-port says otherwise); set the "
+                "pool's metrics_endpoint",
+                engine=self.engine,
+            )
         if response.status_code >= 400:
             raise error_from_status(self.engine, response.status_code, response.text)
         return _samples(response.text)
@@ -264,9 +306,10 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
         )
 
     async def preload(self) -> None:
-        """Wait (up to `ready_timeout_s`) for readiness, then decode one token via `/generate`."""
+        """Wait (up to `ready_timeout_s`) for readiness, read the deployment, then decode one
+        token via `/generate`."""
         await wait_ready(self, self.ready_timeout_s)
-        await self.identity()
+        deployment = await self.inspect(refresh=True)
         body = {"text_input": PRELOAD_PROMPT, "max_tokens": 1, "top_k": 1}
         await self.generate_once(f"{self.model_path}/generate", body)
         log.info(
@@ -277,6 +320,8 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
                 "trtllm_version": self.trtllm_version,
                 "model_name": self.model_name,
                 "model_digest": self.model_digest,
+                "seed_input": deployment.seed_input,
+                "cumulative_text": deployment.cumulative_text,
             },
         )
 
@@ -289,13 +334,14 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
                 extra={"replica_id": self.replica_id, "min_p": sampler.min_p},
             )
 
-    async def _open_generate(self, req: CompletionRequest) -> httpx.Response:
+    async def _open_generate(
+        self, req: CompletionRequest, deployment: TritonDeployment
+    ) -> httpx.Response:
+        body = triton_inputs(req, deployment.seed_input)
         try:
-            return await self._open(
-                req, "POST", f"{self.model_path}/generate_stream", triton_inputs(req)
-            )
+            return await self._open(req, "POST", f"{self.model_path}/generate_stream", body)
         except AdapterError as exc:
-            if "unknown model" in exc.message:
+            if "unknown model" in exc.message or "decoupled" in exc.message:
                 raise AdapterError(
                     "POOL_UNAVAILABLE", exc.message, engine=self.engine, retriable=True
                 ) from exc
@@ -307,10 +353,15 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
         if self._shut_down:
             raise AdapterError("POOL_UNAVAILABLE", "adapter is closed", engine=self.engine)
         self._warn_dropped(req.sampler)
+        deployment = await self.inspect()
         loop = asyncio.get_running_loop()
         started = loop.time()
-        response = await self._open_generate(req)
+        response = await self._open_generate(req, deployment)
         scanner = StopScanner(req.stop)
+        cumulative = CumulativeText() if deployment.cumulative_text else None
+        responses = 0
+        tid: int | None = None
+        logprob: float | None = None
         broke: BaseException | None = None
         try:
             async for _field, data in sse_data(response):
@@ -326,13 +377,15 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
                         f"{event['error']}",
                         engine=self.engine,
                     )
-                text = event.get("text_output") or ""
-                if not isinstance(text, str) or not text:
-                    continue
-                ids = event.get("output_ids")
-                tid = ids[0] if isinstance(ids, list) and len(ids) == 1 else None
+                responses += 1
+                raw = event.get("text_output")
+                raw = raw if isinstance(raw, str) else ""
+                text = cumulative.piece(raw) if cumulative is not None else raw
+                tid = _last_id(event.get("output_ids"))
                 logprob = last_number(event.get("output_log_probs")) if req.top_logprobs else None
-                for out in scanner.push(text, tid if isinstance(tid, int) else None, logprob):
+                if not text:
+                    continue  # a response without new text still counts in tokens_out
+                for out in scanner.push(text, tid, logprob):
                     yield out
                 if scanner.matched is not None:
                     break
@@ -346,7 +399,10 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
             await response.aclose()
             reason = FINISH_CANCELED
         else:
-            for out in scanner.finish():
+            rest = cumulative.rest() if cumulative is not None else ""
+            tail = scanner.push(rest, tid, logprob) if rest else []
+            for out in [*tail, *scanner.finish()]:
                 yield out
-            reason = FINISH_LENGTH if scanner.received >= req.max_tokens else FINISH_STOP
-        stream.end = StreamEnd(scanner.received, reason, decode_ms)
+            reason = FINISH_LENGTH if responses >= req.max_tokens else FINISH_STOP
+        tokens_out = max(responses, scanner.received)
+        stream.end = StreamEnd(tokens_out, reason, decode_ms)

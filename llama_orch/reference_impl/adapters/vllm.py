@@ -3,7 +3,10 @@
 `/health` for readiness, `/v1/models` for the served name and `max_model_len`, `/version` for
 `engine_version`, `POST /v1/completions` with `stream: true` for generation, `/metrics`
 (`vllm:` names) for load. Token ids come from `return_token_ids` (per-chunk `token_ids`);
-servers without it still stream text, with `token_id` None.
+servers without it still stream text, with `token_id` None. Ordinary chunks carry
+`"usage": null` (vLLM's completions stream writes unset fields too) or no `usage` key at all
+(servers that leave unset fields out); only a `usage` object is read, from the final usage
+chunk of `stream_options.include_usage`. A `503` from `/health` means the engine died.
 
 The same adapter also drives llama-server's OpenAI-compatible `/v1/completions`: that server
 has no `/version` (404: the `engine_version` option, else "unknown"), no `max_model_len` (the
@@ -217,8 +220,14 @@ class VllmAdapter(CancelAware):
 
     # -- state -------------------------------------------------------------------------------
     async def health(self) -> AdapterHealth:
-        """`200` from `/health` is ready (vLLM answers only once the model is loaded)."""
-        return await self.health_at("/health")
+        """`200` from `/health` is ready (vLLM answers only once the model is loaded); `503`
+        (empty body) means its engine has died or is draining: live, never ready again
+        without a restart."""
+        health = await self.health_at("/health")
+        if not health.ready and (health.detail or "").startswith("HTTP 503"):
+            detail = "vLLM engine dead or draining (/health answered 503)"
+            return AdapterHealth(live=True, ready=False, detail=detail)
+        return health
 
     async def _models(self) -> tuple[str, int]:
         listing = await self.get_json("/v1/models")
@@ -265,7 +274,7 @@ class VllmAdapter(CancelAware):
         """`vllm:` gauges; a server without them (404, or other names) reports this adapter's
         own open streams as running."""
         try:
-            response = await self.client.get("/metrics")
+            response = await self.client.get(self.metrics_url)
         except httpx.HTTPError as exc:
             raise error_from_transport(self.engine, exc, streaming=False) from exc
         if response.status_code in (404, 501):

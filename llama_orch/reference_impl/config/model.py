@@ -154,6 +154,17 @@ class PoolConfig(BaseModel):
         description="Base URL of a running engine server the orchestrator does not launch.",
         examples=["http://127.0.0.1:8081"],
     )
+    metrics_endpoint: StrictStr | None = Field(
+        default=None,
+        pattern=URL_PATTERN,
+        json_schema_extra={"format": "uri"},
+        description=(
+            "URL of the engine's Prometheus metrics when they are not at the endpoint's "
+            "`/metrics`. Triton serves metrics only on its metrics port; unset, a triton pool "
+            "uses port 8002 (Triton's default) of the endpoint's host."
+        ),
+        examples=["http://127.0.0.1:8002/metrics"],
+    )
     launch: LaunchConfig | None = Field(
         default=None,
         description="How the pool manager starts llama-server itself (engine llamacpp only).",
@@ -181,7 +192,7 @@ class PoolConfig(BaseModel):
             raise ValueError("device indices must be unique")
         return devices
 
-    @field_validator("endpoint")
+    @field_validator("endpoint", "metrics_endpoint")
     @classmethod
     def _endpoint_url(cls, endpoint: str | None) -> str | None:
         if endpoint is not None:
@@ -248,7 +259,7 @@ class PoolConfig(BaseModel):
             msg = f"adapter must be 'mock' or the engine's own ({self.engine.value!r})"
             issues.append((("adapter",), msg, adapter.value))
         if adapter == AdapterKind.MOCK:
-            for key in ("endpoint", "launch"):
+            for key in ("endpoint", "launch", "metrics_endpoint"):
                 if getattr(self, key) is not None:
                     msg = f"the mock adapter runs in process; remove {key}"
                     issues.append(((key,), msg, None))
@@ -266,6 +277,9 @@ class PoolConfig(BaseModel):
                 issues.append((("launch",), msg, None))
             elif self.model_path is None:
                 issues.append((("model_path",), "launch needs model_path to load", None))
+            if self.metrics_endpoint is not None:
+                msg = "a launched llama-server serves /metrics itself; remove metrics_endpoint"
+                issues.append((("metrics_endpoint",), msg, self.metrics_endpoint))
             if self.launch.port is not None and self.replicas > 1:
                 msg = "a fixed port serves one replica; leave launch.port unset"
                 issues.append((("launch", "port"), msg, self.launch.port))

@@ -1,7 +1,9 @@
 """Which adapter backs a replica: the in-process mock, or an HTTP client of a real engine.
 
 - `adapter: mock` -> MockAdapter (no engine, no GPU);
-- a pool with `endpoint` -> the engine family's adapter pointed at that server;
+- a pool with `endpoint` -> the engine family's adapter pointed at that server, scraping
+  metrics from `metrics_endpoint` when the pool names one (Triton's metrics port; without it
+  the Triton adapter uses port 8002 of the endpoint's host, Triton's default);
 - a pool with `launch` (llama.cpp only) -> LlamaCppAdapter pointed at the llama-server the
   pool manager started, whose address arrives as `base_url`.
 
@@ -80,6 +82,8 @@ def make_adapter(
         raise LookupError(f"pool {pool.id} has neither an endpoint nor a launched engine")
     cls = adapter_class(pool.engine.value)
     kwargs: dict[str, Any] = {"model_ref": model_ref, "ctx_max": ctx_max}
+    if pool.metrics_endpoint is not None:
+        kwargs["metrics_url"] = pool.metrics_endpoint
     if pool.engine.value == "triton":
         kwargs["model_name"] = pool.served_model_name or pool.model
     if pool.engine.value == "llamacpp":

@@ -258,7 +258,8 @@ def raise_on_failure(results: Sequence[SelfTestResult]) -> None:
         where = f"start-up self-test on {result.replica_id}"
         cause = failure.cause
         if failure.item == "preload" and cause is not None:
-            permanent = isinstance(cause, PoolFault) and cause.permanent
+            # a PoolFault or an AdapterError that no retry can fix (the deployment is wrong)
+            permanent = bool(getattr(cause, "permanent", False))
             text = str(cause) or repr(cause)
             raise PoolFault(f"{where}: preload: {text}", permanent=permanent) from cause
         raise PoolFault(f"{where}: {failure.reason}")
