@@ -221,6 +221,7 @@ def load_roots(paths: Sequence[str], base: Path | None) -> tuple[TrustRoot, ...]
         try:
             cert = x509.load_pem_x509_certificate(path.read_bytes())
         except (OSError, ValueError) as exc:
-            raise TrustSetupError(f"{field}: {path} is not a readable PEM certificate ({exc})")
+            msg = f"{field}: {path} is not a readable PEM certificate ({exc})"
+            raise TrustSetupError(msg) from None
         roots.append(TrustRoot(cert.subject.rfc4514_string(), cert))
     return tuple(roots)

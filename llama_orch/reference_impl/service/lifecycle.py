@@ -68,6 +68,7 @@ def transition(orch: Orchestrator, model_id: str, state: ModelState, deadline_ms
             ms = deadline_ms
             if ms is None:
                 ms = orch.config.timeouts_for(orch.config.pool(pool.pool_id)).wall_ms
+            orch.drain(pool.pool_id, ms)  # now, before anything can reload the pool
             task = loop.create_task(_wind_down(orch, pool.pool_id, entry.digest, ms, new))
             orch.background(task)
 
@@ -75,8 +76,7 @@ def transition(orch: Orchestrator, model_id: str, state: ModelState, deadline_ms
 async def _wind_down(
     orch: Orchestrator, pool_id: str, digest: str, deadline_ms: int, state: ModelState
 ) -> None:
-    """Drain the pool until its work is gone; then serve again (Deprecated) or unload."""
-    orch.drain(pool_id, deadline_ms)
+    """Wait until the drained pool's work is gone; then serve again (Deprecated) or unload."""
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline_ms / 1000 + GRACE_S
     while orch.running_on(pool_id) and loop.time() < end:
