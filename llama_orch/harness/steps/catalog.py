@@ -274,6 +274,12 @@ def serves_digest(world: World, seconds: int) -> None:
 
     ok = poll(serving, float(seconds), 0.1)
     got = world.target.fact(seen["rs"], "model_digest") if seen.get("rs") else None
+    if not ok:
+        # A pool that cannot load the run's made-up model bytes (a real engine whose model
+        # file is pinned) refuses the rollout: nothing was judged then.
+        health = world.orch.get(f"/v1/pools/{world.pool_id}/health")
+        error = (health.json() if health.status_code == 200 else {}).get("last_error")
+        precondition(not error, f"the pool did not take the test model: {error}")
     assert ok, f"the pool's replica set records model_digest {got!r}, not the entry's {digest}"
 
 
