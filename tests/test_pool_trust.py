@@ -21,7 +21,6 @@ from llama_orch.reference_impl.pool import trust
 
 REGISTRY = "models.example.org"
 CA = Authority.generate()
-NOW = dt.datetime.now(dt.UTC)
 
 
 def policy(**over) -> trust.Policy:
@@ -51,7 +50,8 @@ def artifact(entry: dict) -> trust.Artifact:
     )
 
 
-def reason(entry: dict, when: dt.datetime = NOW, **over) -> str:
+def reason(entry: dict, when: dt.datetime | None = None, **over) -> str:
+    when = when or dt.datetime.now(dt.UTC)
     return trust.evaluate(artifact(entry), policy(**over), when).reason
 
 
@@ -74,7 +74,8 @@ def test_signatures_that_do_not_verify_are_refused() -> None:
     renamed["signatures"][0]["signer"] = "mallory@llorch.test"
     assert reason(renamed) == trust.SIGNATURE_INVALID
     expired = model_entry(REGISTRY, signer=CA.issue(valid_for_s=1))
-    assert reason(expired, NOW + dt.timedelta(seconds=30)) == trust.SIGNATURE_INVALID
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
+    assert reason(expired, later) == trust.SIGNATURE_INVALID
     wrong_algo = model_entry(REGISTRY, signer=CA.issue())
     wrong_algo["signatures"][0]["algo"] = "ecdsa-p256-sha256"
     assert reason(wrong_algo) == trust.SIGNATURE_INVALID
@@ -92,8 +93,8 @@ def test_an_ecdsa_p256_signature_verifies() -> None:
         .issuer_name(CA.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(minutes=1))
-        .not_valid_after(NOW + dt.timedelta(hours=1))
+        .not_valid_before(dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+        .not_valid_after(dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
         .sign(CA.key, None)
     )
     entry = model_entry(REGISTRY, signer=None)
