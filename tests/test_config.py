@@ -30,7 +30,8 @@ from llama_orch.reference_impl.config import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+# Orchestrator configs; `*.target.yaml` files describe targets for the harness instead.
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if ".target." not in p.name)
 
 POOL = """\
 pools:

@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llama_orch.reference_impl.core import Admitted, ErrorCode, Rejected, SessionPolicy
+from llama_orch.reference_impl.core import (
+    Admitted,
+    ErrorCode,
+    Rejected,
+    SessionBudgets,
+    SessionPolicy,
+)
 from llama_orch.reference_impl.core import testing as ct
 
 
@@ -129,3 +135,27 @@ def test_delete_session_forgets_turns_and_affinity() -> None:
     sched.complete(d.task_id, 1, 1, True)
     assert sched.delete_session("s", 2) is True
     assert sched.session("s", 2) is None
+
+
+@pytest.mark.req("OC-CORE-1023")
+def test_cost_budget_and_per_tenant_budgets() -> None:
+    """Cost accrues per thousand used tokens; a tenant's own budgets replace the default."""
+    policy = SessionPolicy(
+        max_turns=100,
+        token_budget=50,
+        tenant_budgets={"big": SessionBudgets(tokens=None, cost=0.15, cost_per_1k_tokens=2.0)},
+    )
+    sched = ct.scheduler(sessions=policy)
+    big = {"tenant": "big", "session_id": "b", "prompt_tokens": 20, "max_tokens": 30, "ctx": 4096}
+    for n in range(3):  # 50 tokens a task at 2 units per 1000: 0.2 used after the second
+        result = sched.admit(ct.task(task_id=f"b{n}", **big), n)
+        if n == 2:
+            assert isinstance(result, Rejected) and "cost" in result.message
+            break
+        ct.admitted(result)
+        (d,) = sched.dispatch(n)
+        sched.complete(d.task_id, n, 30, True)
+    view = sched.session("b", 3)
+    assert view.cost_budget_remaining == 0 and view.tokens_budget_remaining is None
+    r = ct.rejected(sched.admit(ct.task(task_id="d0", session_id="d", max_tokens=60, ctx=4096), 4))
+    assert (r.code, r.status) == (ErrorCode.ADMISSION_REJECT, 400)  # the default token budget

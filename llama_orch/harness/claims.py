@@ -13,9 +13,20 @@ FEATURE_REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "sessions": ("ORCH-2004", "ORCH-2005", "ORCH-3021"),
     "deadlines": ("ORCH-3079", "ORCH-3081"),
     "preemption_soft": ("ORCH-3085",),
-    "artifacts": ("ORCH-3097", "ORCH-3098"),
-    "budgets": ("ORCH-3099", "OC-CORE-1023"),
-    "catalog": ("ORCH-3060", "ORCH-3061"),
+    "artifacts": ("ORCH-3097", "ORCH-3098", "OC-CTRL-2065", "OC-CTRL-2066"),
+    "budgets": ("ORCH-3099", "OC-CORE-1023", "OC-CORE-1024", "OC-CTRL-2068", "OC-METRICS-7111"),
+    "catalog": (
+        "ORCH-3060",
+        "ORCH-3061",
+        "ORCH-3062",
+        "ORCH-3063",
+        "ORCH-3064",
+        "ORCH-3065",
+        "ORCH-3066",
+        "ORCH-3067",
+        "ORCH-3068",
+    ),
+    "lifecycle": ("ORCH-3069", "ORCH-3070", "ORCH-3072", "ORCH-3073", "ORCH-3074"),
 }
 
 CPU_CARVE_OUT_FLAGS = ("cpu_inference", "allow_cpu_inference")

@@ -83,6 +83,19 @@ class Facts(_Strict):
     sampler_profile_version: str | None = None
 
 
+class Catalog(_Strict):
+    """What the catalog checks need: a registry the target allows and a CA it trusts.
+
+    The CA's certificate and private key (PEM text) come from environment variables; the
+    checks issue their signer certificates from it. For the embedded reference the harness
+    makes the CA itself.
+    """
+
+    registry: str | None = Field(None, description="a registry the trust policy allows")
+    ca_cert_env: str | None = Field(None, description="env var with the test CA certificate")
+    ca_key_env: str | None = Field(None, description="env var with the test CA private key")
+
+
 class TargetDescription(_Strict):
     """What the harness knows about a target before it asks it anything."""
 
@@ -102,6 +115,7 @@ class TargetDescription(_Strict):
         default_factory=dict, description="optional features claimed (true) or denied (false)"
     )
     facts: Facts = Facts()
+    catalog: Catalog = Catalog()
     api_version: str | None = Field(
         None, description="the API version, when the target's capability data does not say"
     )

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from llama_orch.harness.description import TargetDescription, fact_at
+from llama_orch.harness.signing import Authority
 from llama_orch.harness.timeouts import Timeouts
 
 ENRICHMENT_KEYS = ("ctx_max", "supported_workloads", "rate_limits", "features")
@@ -52,6 +53,7 @@ class Target:
     embedded: bool = False
     tenant_key: str | None = field(default=None, repr=False)
     data_plane_key: str | None = field(default=None, repr=False)
+    authority: Authority | None = field(default=None, repr=False)  # the catalog test CA
     capabilities: dict[str, Any] = field(default_factory=dict)
     capabilities_source: str = "capabilities"  # or "replicasets"
     replica_sets: list[dict[str, Any]] = field(default_factory=list)

@@ -35,12 +35,17 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def embedded_reference(
-    config: Path = DEFAULT_CONFIG, api_key_env: str = "LLORCH_API_KEY", log_path: Path | None = None
+    config: Path = DEFAULT_CONFIG,
+    api_key_env: str = "LLORCH_API_KEY",
+    log_path: Path | None = None,
+    *,
+    extra_env: dict[str, str] | None = None,
 ):
     """Start the reference orchestrator on a free loopback port; always stop it.
 
     Its JSON-lines log goes to `log_path` (a temporary file when None), so checks of the
-    log contract can read it and a failed start can say why.
+    log contract can read it and a failed start can say why. `extra_env` adds variables the
+    config reads (the catalog's test CA root).
     """
     port = _free_port()
     owned = log_path is None
@@ -51,7 +56,7 @@ def embedded_reference(
     log = log_path.open("w", encoding="utf-8")
     key = secrets.token_urlsafe(24)
     tenant_key = secrets.token_urlsafe(24)
-    env = {**os.environ, api_key_env: key, "LLORCH_TENANT_KEY": tenant_key}
+    env = {**os.environ, **(extra_env or {}), api_key_env: key, "LLORCH_TENANT_KEY": tenant_key}
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -59,6 +59,7 @@ class Need(StrEnum):
     DATA_PLANE_KEY = "data_plane_key"  # a key limited to the data plane
     LOG = "log"  # the target's JSON-lines log
     REFERENCE_CONFIG = "reference_config"  # the harness starts the target itself
+    CATALOG_CA = "catalog_ca"  # a CA the target's trust policy trusts, and an allowed registry
 
     def how(self) -> str:
         return {
@@ -68,6 +69,8 @@ class Need(StrEnum):
             Need.DATA_PLANE_KEY: "give --data-plane-key-env VAR naming a data-plane-only key",
             Need.LOG: "give --target-log FILE, the target's JSON-lines log",
             Need.REFERENCE_CONFIG: "only where the harness starts the target (embedded run)",
+            Need.CATALOG_CA: "give catalog.registry, catalog.ca_cert_env and catalog.ca_key_env "
+            "in the target description (a test CA the target trusts)",
         }[self]
 
 

@@ -151,6 +151,7 @@ class RunState:
             Need.DATA_PLANE_KEY: bool(t.data_plane_key),
             Need.LOG: desc.log is not None and desc.log.exists(),
             Need.REFERENCE_CONFIG: t.embedded and desc.reference_config is not None,
+            Need.CATALOG_CA: t.authority is not None and bool(desc.catalog.registry),
         }[need]
 
     @staticmethod

@@ -58,11 +58,13 @@ def serve(
 
     from llama_orch.reference_impl.api.auth import Authenticator, AuthError
     from llama_orch.reference_impl.config import ConfigError, load_config
+    from llama_orch.reference_impl.pool.trust import TrustSetupError, load_roots
 
     try:  # fail here, in the foreground, with a clear message, not inside a worker
         config = load_config(config_path)
         Authenticator.from_config(config, insecure_no_auth=insecure_no_auth)
-    except (ConfigError, AuthError) as exc:
+        load_roots(config.catalog.trust_policy.ca_roots, Path(config_path).parent)
+    except (ConfigError, AuthError, TrustSetupError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
 

@@ -9,7 +9,9 @@ the bar is zero failures. A check that saw no success-class answer exercised not
 as `error`, never as a pass (a target refusing every request with 401 passes no schema check).
 Generated drain and reload requests only ever see a pool id that does not exist; their one
 live request drains a real pool and reloads it with its own model, and waits until it is
-Ready again. Catalog and artifact operations run only when the target claims the feature.
+Ready again. Catalog and artifact operations run only when the target claims the feature; their
+live requests use an entry signed at run time by the target's test CA (harness.signing), which
+is retired when the module ends, and an artifact stored for the purpose.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ from llama_orch.harness.discovery import Target
 from llama_orch.harness.openapi import OPENAPI_DIR, SSE_EVENTS, validator_at
 from llama_orch.harness.outcomes import precondition
 from llama_orch.harness.registry import Check
+from llama_orch.harness.signing import model_entry
 from llama_orch.harness.sse import SseDecoder
+from llama_orch.harness.steps.catalog import CATALOG, retire
 from llama_orch.harness.steps.world import poll
 
 CHECKS = [
@@ -91,6 +95,29 @@ class Live:
     engine: str | None = None
     model: str | None = None
     pool: str | None = None
+    models: list[str] = field(default_factory=list)  # catalog entries to retire at the end
+
+    def model_entry(self) -> dict[str, Any] | None:
+        """A catalog entry the target's trust policy accepts; None without a test CA."""
+        registry = self.target.description.catalog.registry
+        if self.target.authority is None or not registry:
+            return None
+        entry = model_entry(registry, signer=self.target.authority.issue())
+        self.models.append(entry["id"])
+        return entry
+
+    def catalogued(self) -> str | None:
+        """The id of an entry registered for the live request; None when none could be."""
+        entry = self.model_entry()
+        if entry is None:
+            return None
+        resp = self.client.request("POST", CATALOG, json_body=entry)
+        return entry["id"] if resp.status_code == 201 else None
+
+    def artifact(self) -> str | None:
+        body = {"kind": "trace", "content": {"schema check": True}, "tags": ["llorch"]}
+        resp = self.client.request("POST", "/v1/artifacts", json_body=body)
+        return resp.json().get("id") if resp.status_code == 201 else None
 
     def body(self, prompt: str, **extra: Any) -> dict[str, Any]:
         assert self.engine and self.model
@@ -145,6 +172,23 @@ def _live_kwargs(op_id: str, live: Live) -> dict[str, Any] | None:
         return {"path_parameters": {"id": live.pool}, "body": {"deadline_ms": 1000}}
     if op_id == "reloadPool" and live.pool and live.model:
         return {"path_parameters": {"id": live.pool}, "body": {"new_model_ref": live.model}}
+    return _live_extended(op_id, live)
+
+
+def _live_extended(op_id: str, live: Live) -> dict[str, Any] | None:
+    """Live requests of the catalog and artifact operations (extended profile)."""
+    if op_id == "createCatalogModel":
+        entry = live.model_entry()
+        return {"body": entry} if entry is not None else None
+    if op_id in ("getCatalogModel", "verifyCatalogModel", "setCatalogModelState"):
+        model_id = live.catalogued()
+        if model_id is None:
+            return None
+        extra = {"body": {"state": "Active"}} if op_id == "setCatalogModelState" else {}
+        return {"path_parameters": {"id": model_id}, **extra}
+    if op_id == "getArtifact":
+        artifact_id = live.artifact()
+        return {"path_parameters": {"id": artifact_id}} if artifact_id else None
     return None
 
 
@@ -157,6 +201,8 @@ def live(target: Target):
         state.pool = group.pools[0] if len(group.pools) == 1 else None
         break
     yield state
+    for model_id in state.models:
+        retire(client, model_id)
     client.close()
 
 

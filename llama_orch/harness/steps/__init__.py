@@ -25,6 +25,10 @@ STEP_MODULES = (
     "llama_orch.harness.steps.load",
     "llama_orch.harness.steps.sessions",
     "llama_orch.harness.steps.control",
+    "llama_orch.harness.steps.catalog",
+    "llama_orch.harness.steps.lifecycle",
+    "llama_orch.harness.steps.artifacts",
+    "llama_orch.harness.steps.budgets",
 )
 FIXTURES = ("world", "llorch_memo")
 

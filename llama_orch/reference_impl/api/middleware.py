@@ -12,6 +12,8 @@ from llama_orch.reference_impl.api.errors import ApiError
 
 CORRELATION_HEADER = "X-Correlation-Id"
 _MAX_CORRELATION_LEN = 128
+# What a tenant key may use: the data plane, and its own artifacts (specs/20 section 9).
+TENANT_PATHS = ("/v1/tasks", "/v1/sessions", "/v1/artifacts")
 
 
 class CorrelationId:
@@ -46,7 +48,7 @@ class Authentication:
         if api_key:
             headers["x-api-key"] = api_key
         principal = self._auth.authenticate(headers)
-        if not principal.operator and not req.path.startswith(("/v1/tasks", "/v1/sessions")):
+        if not principal.operator and not req.path.startswith(TENANT_PATHS):
             raise ApiError(403, None, "this API key may use the data plane only")
         req.context.principal = principal
 

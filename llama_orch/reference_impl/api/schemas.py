@@ -7,7 +7,7 @@ only the HTTP request knows (workload, determinism level, KV hint) live here.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
@@ -80,3 +80,79 @@ class DrainRequest(BaseModel):
 class ReloadRequest(BaseModel):
     model_config = _STRICT
     new_model_ref: Annotated[StrictStr, Field(min_length=1, max_length=512)]
+
+
+# -- catalog and artifacts (control.yaml, extended profile) ------------------------------------
+# These objects are open in the contract: unknown fields (a client's `trust_policy`, the
+# read-only `state`, `id` or `created_ms`) are accepted and ignored, never applied.
+_OPEN = ConfigDict(extra="ignore", strict=True)
+Text = Annotated[StrictStr, Field(max_length=1 << 19)]
+Name = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+
+
+class CatalogDocument(BaseModel):
+    """A manifest or the SBOM: its digest, and its text to be stored with the entry."""
+
+    model_config = _OPEN
+    digest: Annotated[StrictStr, Field(max_length=80)] = ""
+    size_bytes: Annotated[Int64, Field(ge=0)] | None = None
+    uri: Annotated[StrictStr, Field(max_length=2048)] | None = None
+    content: Text | None = None
+
+
+class CatalogSignature(BaseModel):
+    model_config = _OPEN
+    signer: Name
+    algo: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    timestamp_ms: Int64 | None = None
+    value: Annotated[StrictStr, Field(max_length=4096)] | None = None
+    certificate: Annotated[StrictStr, Field(max_length=16384)] | None = None
+
+
+class CatalogModelRequest(BaseModel):
+    """Body of `POST /v1/catalog/models` (ORCH-3060)."""
+
+    model_config = _OPEN
+    id: Name
+    digest: Annotated[StrictStr, Field(min_length=1, max_length=80)]
+    source_url: Annotated[StrictStr, Field(min_length=1, max_length=2048)] | None = None
+    tags: Annotated[list[Name], Field(max_length=64)] = []
+    manifests: Annotated[list[CatalogDocument], Field(max_length=16)] = []
+    signatures: Annotated[list[CatalogSignature], Field(max_length=16)] = []
+    sbom: CatalogDocument | None = None
+    engine: Engine | None = None
+
+
+class ModelStateName(StrEnum):
+    DRAFT = "Draft"
+    ACTIVE = "Active"
+    CANARY = "Canary"
+    DEPRECATED = "Deprecated"
+    RETIRED = "Retired"
+
+
+class CatalogStateRequest(BaseModel):
+    """Body of `POST /v1/catalog/models/{id}/state` (ORCH-3072)."""
+
+    model_config = _STRICT
+    state: ModelStateName
+    deadline_ms: Annotated[Int64, Field(ge=0)] | None = None
+
+
+class ArtifactKind(StrEnum):
+    PLAN = "plan"
+    SUMMARY = "summary"
+    DIFF = "diff"
+    TRACE = "trace"
+    OTHER = "other"
+
+
+class ArtifactRequest(BaseModel):
+    """Body of `POST /v1/artifacts` (ORCH-3097)."""
+
+    model_config = _OPEN
+    kind: ArtifactKind
+    content: dict[str, Any]
+    tags: Annotated[list[Name], Field(max_length=64)] = []
+    parent: Name | None = None
+    metadata: dict[str, Any] | None = None

@@ -8,6 +8,7 @@ import falcon
 
 from llama_orch.reference_impl.api.errors import ApiError
 from llama_orch.reference_impl.service.orchestrator import Orchestrator
+from llama_orch.reference_impl.service.views import budget_fields
 
 
 def _session_id(raw: str) -> str:
@@ -31,10 +32,7 @@ class Session:
             "kv_bytes": view.kv_bytes,
             "kv_warmth": view.kv_warmth,
         }
-        if view.tokens_budget_remaining is not None:
-            body["tokens_budget_remaining"] = view.tokens_budget_remaining
-        if view.time_budget_remaining_ms is not None:
-            body["time_budget_remaining_ms"] = view.time_budget_remaining_ms
+        body.update(budget_fields(view))
         resp.media = body
 
     async def on_delete(self, req, resp, session_id: str) -> None:

@@ -19,6 +19,7 @@ from llama_orch.reference_impl.service.views import (
     NoSuchTask,
     NotYourTask,
     TaskView,
+    budget_headers,
 )
 
 
@@ -90,6 +91,7 @@ class Tasks:
             correlation_id=req.context.correlation_id,
             stop=tuple(body.stop or ()),
             pin_replica=body.placement.replica_id if body.placement is not None else None,
+            override=body.override,
         )
         try:
             rec, admitted = self._orch.submit(task)
@@ -98,6 +100,8 @@ class Tasks:
         resp.status = falcon.HTTP_202
         resp.set_header("X-Queue-Position", str(admitted.queue_position))
         resp.set_header("X-Queue-ETA-Ms", str(admitted.predicted_start_ms))
+        for name, value in budget_headers(self._orch.session(task.session_id)).items():
+            resp.set_header(name, value)
         resp.media = {
             "task_id": rec.task_id,
             "queue_position": admitted.queue_position,
@@ -117,6 +121,8 @@ class TaskStream:
         last = req.get_header("Last-Event-ID")
         resp.set_header("Cache-Control", "no-cache")
         resp.set_header("X-Accel-Buffering", "no")
+        for name, value in budget_headers(self._orch.session(task.session_id)).items():
+            resp.set_header(name, value)
 
         async def events():
             async for event in task.events.follow(last):

@@ -16,6 +16,7 @@ from llama_orch.reference_impl.config._types import (
     TrustMode,
     ValidationMode,
 )
+from llama_orch.reference_impl.config.budgets import ArtifactsConfig, SessionBudgetsConfig
 from llama_orch.reference_impl.config.loader import (
     ConfigError,
     ConfigIssue,
@@ -57,6 +58,7 @@ __all__ = [
     "DEFAULT_SCHEMA_PATH",
     "AdapterKind",
     "AdmissionConfig",
+    "ArtifactsConfig",
     "AuthConfig",
     "CatalogConfig",
     "ConfigError",
@@ -78,6 +80,7 @@ __all__ = [
     "PriorityClass",
     "QueueConfig",
     "SamplerProfile",
+    "SessionBudgetsConfig",
     "SessionsConfig",
     "TenantAuth",
     "TimeoutsConfig",

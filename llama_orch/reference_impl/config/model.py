@@ -31,6 +31,7 @@ from llama_orch.reference_impl.config._types import (
     duplicates,
     rule_error,
 )
+from llama_orch.reference_impl.config.budgets import ArtifactsConfig
 from llama_orch.reference_impl.config.sections import (
     BUILTIN_SAMPLER_PROFILES,
     AdmissionConfig,
@@ -300,6 +301,9 @@ class OrchestratorConfig(BaseModel):
     )
     pools: list[PoolConfig] = Field(min_length=1, description="Pools served; ids are unique.")
     catalog: CatalogConfig = Field(default=CatalogConfig(), description="Model catalog settings.")
+    artifacts: ArtifactsConfig = Field(
+        default=ArtifactsConfig(), description="The artifact store (extended profile)."
+    )
     sessions: SessionsConfig = Field(
         default=SessionsConfig(), description="Session lifetime limits."
     )

@@ -26,6 +26,7 @@ from llama_orch.reference_impl.config._types import (
     duplicates,
     rule_error,
 )
+from llama_orch.reference_impl.config.budgets import SessionBudgetsConfig
 from llama_orch.reference_impl.constants import DEFAULT_SAMPLER_PROFILE
 from llama_orch.reference_impl.core.types import (
     DEFAULT_CLASS_WEIGHTS,
@@ -85,6 +86,10 @@ class SessionsConfig(BaseModel):
         default=600000, description="Session time-to-live in ms; the default is 10 minutes."
     )
     max_turns: PositiveU32 = Field(default=8, description="Most turns one session may take.")
+    budgets: SessionBudgetsConfig | None = Field(
+        default=None,
+        description="Budgets of every session; a tenant's own (auth.tenants[].budgets) win.",
+    )
 
 
 class TrustPolicy(BaseModel):
@@ -106,7 +111,12 @@ class TrustPolicy(BaseModel):
     )
     require_sbom: StrictBool = Field(default=True, description="Require an SBOM per artifact.")
     ca_roots: list[StrictStr] = Field(
-        default=[], description="Paths of CA certificates that signatures must chain to."
+        default=[],
+        description=(
+            "PEM files of the CA certificates signer certificates must be issued by; `~` and "
+            "`$VARS` are expanded, relative paths resolve against the config file's folder, "
+            "and an entry naming an unset variable is skipped with a warning."
+        ),
     )
 
 
@@ -117,6 +127,10 @@ class CatalogConfig(BaseModel):
 
     trust_policy: TrustPolicy = Field(
         default=TrustPolicy(), description="Trust policy applied to catalog artifacts."
+    )
+    max_entries: PositiveU32 = Field(
+        default=512,
+        description="Catalog entries kept at most; Retired entries are dropped oldest first.",
     )
 
 
@@ -129,6 +143,9 @@ class TenantAuth(BaseModel):
     api_key_env: EnvVarName = Field(
         description="Environment variable that holds this tenant's API key.",
         examples=["LLORCH_KEY_TEAM_A"],
+    )
+    budgets: SessionBudgetsConfig | None = Field(
+        default=None, description="Budgets of this tenant's sessions (instead of sessions.budgets)."
     )
 
 

@@ -39,7 +39,7 @@ def live_refusal(
     task: TaskSpec, pool: CorePool, sessions: SessionStore, now: int
 ) -> Rejected | None:
     """Session, availability and quota checks, in that order; None when all pass."""
-    why = sessions.refusal(task.session_id, task.prompt_tokens + task.max_tokens, now)
+    why = sessions.refusal(task.session_id, task.prompt_tokens + task.max_tokens, now, task.tenant)
     if why is not None:
         return Rejected(ErrorCode.ADMISSION_REJECT, why, 400)
     down = pool.unavailability()

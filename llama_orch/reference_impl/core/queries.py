@@ -65,10 +65,10 @@ def session_view(state: CoreState, session_id: str, now: int) -> SessionView | N
     s = sessions.get(session_id, now)
     if s is None:
         return None
-    ttl, tokens, time_left = sessions.remaining(s, now)
+    ttl, tokens, time_left, cost = sessions.remaining(s, now)
     replica = state.replicas.get(s.replica_id or "")
     kv_bytes = s.kv_bytes if replica is not None and not replica.failed else 0
-    return SessionView(session_id, ttl, s.turns, kv_bytes, s.kv_warmth, tokens, time_left)
+    return SessionView(session_id, ttl, s.turns, kv_bytes, s.kv_warmth, tokens, time_left, cost)
 
 
 def snapshot(state: CoreState, counters: Counters, now: int) -> Snapshot:

@@ -159,7 +159,8 @@ class Scheduler:
         bucket = pool.class_buckets.get(task.priority)
         if bucket is not None:
             bucket.take(now)
-        self._state.sessions.begin(task.session_id, task.prompt_tokens + task.max_tokens, now)
+        need = task.prompt_tokens + task.max_tokens
+        self._state.sessions.begin(task.session_id, need, now, task.tenant)
         self._state.tasks[task.task_id] = entry
         pool.enqueue(entry)
         self.counters.enqueued[(task.pool_id, task.priority.value)] += 1

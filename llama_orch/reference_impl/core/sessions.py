@@ -1,4 +1,5 @@
-"""Sessions: TTL, turn limit, token/time budgets and replica affinity (ORCH-3021, OC-CORE-1023).
+"""Sessions: TTL, turn limit, token/time/cost budgets and replica affinity (ORCH-3021,
+OC-CORE-1023).
 
 Rules (time always passed in):
 - a session is created by its first admitted task; each admitted task is a turn and restarts
@@ -11,7 +12,10 @@ Rules (time always passed in):
 - token budget: prompt + max_tokens of every in-flight task is reserved at admission; at the
   end the reservation is replaced by prompt + tokens actually generated. A task fits when its
   prompt + max_tokens fits what is neither used nor reserved;
-- time budget: decode wall time (dispatch to end) is used up; a task fits while some is left.
+- time budget: decode wall time (dispatch to end) is used up; a task fits while some is left;
+- cost budget: every task that ran costs its used tokens times the rate per thousand; a task
+  fits while some is left;
+- a session's budgets are those of the tenant that opened it (`SessionPolicy.budgets`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .types import SessionPolicy
+from .types import SessionBudgets, SessionPolicy
 
 
 @dataclass(slots=True)
@@ -28,11 +32,13 @@ class Session:
 
     session_id: str
     touched_ms: int
+    tenant: str = ""
     turns_done: int = 0
     inflight: int = 0
     tokens_used: int = 0
     tokens_reserved: int = 0
     time_used_ms: int = 0
+    cost_used: float = 0.0
     replica_id: str | None = None
     kv_bytes: int = 0
     kv_warmth: bool = False
@@ -78,27 +84,33 @@ class SessionStore:
             return None
         return s
 
-    def refusal(self, session_id: str, tokens: int, now_ms: int) -> str | None:
+    def _budgets(self, s: Session) -> SessionBudgets:
+        return self.policy.budgets(s.tenant)
+
+    def refusal(self, session_id: str, tokens: int, now_ms: int, tenant: str = "") -> str | None:
         """Why the session cannot take a task needing `tokens`, or None when it can."""
         s = self.get(session_id, now_ms)
         if s is None:
-            s = Session(session_id, now_ms)
+            s = Session(session_id, now_ms, tenant)
         p = self.policy
         if s.turns >= p.max_turns:
             return f"session reached max_turns={p.max_turns}"
-        if p.token_budget is not None:
-            left = p.token_budget - s.tokens_used - s.tokens_reserved
+        b = self._budgets(s)
+        if b.tokens is not None:
+            left = b.tokens - s.tokens_used - s.tokens_reserved
             if tokens > left:
                 return f"session token budget: {tokens} needed, {max(0, left)} left"
-        if p.time_budget_ms is not None and s.time_used_ms >= p.time_budget_ms:
+        if b.time_ms is not None and s.time_used_ms >= b.time_ms:
             return "session time budget exhausted"
+        if b.cost is not None and s.cost_used >= b.cost:
+            return "session cost budget exhausted"
         return None
 
-    def begin(self, session_id: str, tokens_reserved: int, now_ms: int) -> None:
+    def begin(self, session_id: str, tokens_reserved: int, now_ms: int, tenant: str = "") -> None:
         """Record an admitted task (a turn) and reserve its tokens."""
         s = self.get(session_id, now_ms)
         if s is None:
-            s = self._by_id[session_id] = Session(session_id, now_ms)
+            s = self._by_id[session_id] = Session(session_id, now_ms, tenant)
         s.inflight += 1
         s.tokens_reserved += tokens_reserved
         self._touch(s, now_ms)
@@ -126,6 +138,7 @@ class SessionStore:
             s.turns_done += 1
             s.tokens_used += tokens_used
             s.time_used_ms += max(0, time_ms)
+            s.cost_used += tokens_used * self._budgets(s).cost_per_1k_tokens / 1000
             s.kv_warmth = warm
         if replica_id is not None:
             s.replica_id = replica_id
@@ -142,14 +155,14 @@ class SessionStore:
         del self._by_id[session_id]
         return True
 
-    def remaining(self, s: Session, now_ms: int) -> tuple[int, int | None, int | None]:
-        """(ttl_ms_remaining, tokens_budget_remaining, time_budget_remaining_ms)."""
+    def remaining(
+        self, s: Session, now_ms: int
+    ) -> tuple[int, int | None, int | None, float | None]:
+        """(ttl_ms_remaining, tokens, time in ms and cost left; None for a budget that is off)."""
         p = self.policy
         ttl = p.ttl_ms if s.inflight else max(0, p.ttl_ms - (now_ms - s.touched_ms))
-        tokens = None
-        if p.token_budget is not None:
-            tokens = max(0, p.token_budget - s.tokens_used - s.tokens_reserved)
-        time_left = None
-        if p.time_budget_ms is not None:
-            time_left = max(0, p.time_budget_ms - s.time_used_ms)
-        return ttl, tokens, time_left
+        b = self._budgets(s)
+        tokens = None if b.tokens is None else max(0, b.tokens - s.tokens_used - s.tokens_reserved)
+        time_left = None if b.time_ms is None else max(0, b.time_ms - s.time_used_ms)
+        cost = None if b.cost is None else round(max(0.0, b.cost - s.cost_used), 6)
+        return ttl, tokens, time_left, cost

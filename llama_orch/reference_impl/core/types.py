@@ -145,13 +145,43 @@ class PoolSpec:
 
 
 @dataclass(frozen=True)
+class SessionBudgets:
+    """Per-session allowances (OC-CORE-1023); None leaves that budget off.
+
+    Cost is counted in the deployment's own units: `cost_per_1k_tokens` for every thousand
+    tokens a task uses (prompt plus generated).
+    """
+
+    tokens: int | None = None
+    time_ms: int | None = None
+    cost: float | None = None
+    cost_per_1k_tokens: float = 1.0
+
+
+@dataclass(frozen=True)
 class SessionPolicy:
-    """Session limits (ORCH-3021 defaults) and optional budgets (OC-CORE-1023)."""
+    """Session limits (ORCH-3021 defaults) and optional budgets (OC-CORE-1023).
+
+    `token_budget`, `time_budget_ms` and `cost_budget` apply to every session; a tenant in
+    `tenant_budgets` has its own budgets instead (for the sessions it opens).
+    """
 
     ttl_ms: int = 600_000
     max_turns: int = 8
     token_budget: int | None = None
     time_budget_ms: int | None = None
+    cost_budget: float | None = None
+    cost_per_1k_tokens: float = 1.0
+    tenant_budgets: dict[str, SessionBudgets] = field(default_factory=dict)
+
+    def budgets(self, tenant: str) -> SessionBudgets:
+        """The budgets of a session opened by `tenant`."""
+        own = self.tenant_budgets.get(tenant)
+        if own is not None:
+            return own
+        return SessionBudgets(
+            self.token_budget, self.time_budget_ms, self.cost_budget, self.cost_per_1k_tokens
+        )
 
 
 @dataclass(frozen=True)
@@ -249,3 +279,4 @@ class SessionView:
     kv_warmth: bool
     tokens_budget_remaining: int | None
     time_budget_remaining_ms: int | None
+    cost_budget_remaining: float | None = None

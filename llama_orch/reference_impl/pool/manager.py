@@ -337,10 +337,38 @@ class PoolManager:
         self._on_change(pool)
         return True
 
-    async def reload(self, pool_id: str, new_model_ref: str) -> bool:
+    def undrain(self, pool_id: str) -> None:
+        """End a drain that was not followed by a reload (a Deprecated model's wind-down)."""
+        pool = self.pools[pool_id]
+        pool.draining, pool.drain_deadline = False, None
+        self._on_change(pool)
+
+    async def unload(self, pool_id: str, reason: str) -> None:
+        """Take the model off every replica (a Retired model): unready until a reload."""
+        pool = self.pools[pool_id]
+        rt = self._rt[pool_id]
+        await rt.stop()
+        await rt.teardown()
+        pool.preload_state = PreloadState.UNLOADED
+        pool.draining, pool.drain_deadline = False, None
+        pool.last_error = reason
+        log.info("model unloaded", extra={"pool_id": pool_id, "error": reason})
+        self._on_change(pool)
+
+    def refuse_reload(self, pool_id: str, new_model_ref: str, reason: str) -> None:
+        """A reload refused before loading (trust or lifecycle): the pool keeps its model."""
+        pool = self.pools[pool_id]
+        pool.last_error = f"reload to {new_model_ref} refused: {reason}"
+        log.warning("reload refused", extra={"pool_id": pool_id, "error": pool.last_error})
+        self._on_change(pool)
+
+    async def reload(
+        self, pool_id: str, new_model_ref: str, *, model_digest: str | None = None
+    ) -> bool:
         """Load `new_model_ref` beside the current model and switch atomically on success.
 
         On failure the pool keeps its previous model and readiness; `last_error` says why.
+        `model_digest` is the catalog's digest of a catalogued model (recorded as the pool's).
         In-flight tasks finish on the adapter they started on. A reload also closes an open
         circuit. A launched engine on a fixed port cannot run twice, so that pool stops its
         engine first and is unready while the new one starts.
@@ -375,6 +403,8 @@ class PoolManager:
             pool.reloading = False
         old = self._install(pool, loaded, pre)
         pool.model_ref = new_model_ref
+        if model_digest is not None:
+            pool.model_digest = model_digest
         pool.draining = False
         pool.drain_deadline = None
         pool.preload_state = PreloadState.READY

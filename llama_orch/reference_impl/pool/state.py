@@ -16,6 +16,7 @@ class PreloadState(StrEnum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
+    UNLOADED = "unloaded"  # its catalog model was Retired; a reload brings a model back
 
 
 @dataclass

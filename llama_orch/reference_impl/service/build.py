@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llama_orch.reference_impl import core
-from llama_orch.reference_impl.config import OrchestratorConfig, PoolConfig
+from llama_orch.reference_impl.config import OrchestratorConfig, PoolConfig, SessionBudgetsConfig
 from llama_orch.reference_impl.constants import DEFAULT_CTX
 from llama_orch.reference_impl.pool.manager import PoolManager
 
@@ -63,5 +63,30 @@ def core_replicas(pools: PoolManager) -> list[core.ReplicaSpec]:
     ]
 
 
+def core_budgets(b: SessionBudgetsConfig | None) -> core.SessionBudgets:
+    if b is None:
+        return core.SessionBudgets()
+    return core.SessionBudgets(b.tokens, b.time_ms, b.cost, b.cost_per_1k_tokens)
+
+
 def core_sessions(config: OrchestratorConfig) -> core.SessionPolicy:
-    return core.SessionPolicy(ttl_ms=config.sessions.ttl_ms, max_turns=config.sessions.max_turns)
+    s = config.sessions
+    default = core_budgets(s.budgets)
+    return core.SessionPolicy(
+        ttl_ms=s.ttl_ms,
+        max_turns=s.max_turns,
+        token_budget=default.tokens,
+        time_budget_ms=default.time_ms,
+        cost_budget=default.cost,
+        cost_per_1k_tokens=default.cost_per_1k_tokens,
+        tenant_budgets={
+            t.id: core_budgets(t.budgets) for t in config.auth.tenants if t.budgets is not None
+        },
+    )
+
+
+def budgets_configured(config: OrchestratorConfig) -> bool:
+    """Whether any session has a budget (the `budgets` capability flag)."""
+    return config.sessions.budgets is not None or any(
+        t.budgets is not None for t in config.auth.tenants
+    )

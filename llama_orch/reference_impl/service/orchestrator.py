@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from llama_orch.reference_impl import core
@@ -18,7 +19,7 @@ from llama_orch.reference_impl.config import OrchestratorConfig
 from llama_orch.reference_impl.pool.manager import AdapterFactory, PoolManager
 from llama_orch.reference_impl.pool.requests import AdapterError, CompletionRequest, SamplerParams
 from llama_orch.reference_impl.pool.state import PoolState, PreloadState
-from llama_orch.reference_impl.service import views
+from llama_orch.reference_impl.service import lifecycle, views
 from llama_orch.reference_impl.service.admission import (
     Refused,
     admission_log,
@@ -28,7 +29,9 @@ from llama_orch.reference_impl.service.admission import (
     refusal,
     seed_from_task_id,
 )
+from llama_orch.reference_impl.service.artifacts import ArtifactStore
 from llama_orch.reference_impl.service.build import core_pools, core_replicas, core_sessions
+from llama_orch.reference_impl.service.catalog import CatalogService, ModelState
 from llama_orch.reference_impl.service.metrics import ServiceMetrics
 from llama_orch.reference_impl.service.records import NewTask, TaskRecord
 from llama_orch.reference_impl.service.streams import TaskEvents
@@ -67,6 +70,9 @@ class Orchestrator:
         self.accepting = True
         self.local_rejections: dict[tuple[str, str], int] = {}
         self.metrics.add_producer(lambda: scheduler_families(self))
+        self.catalog = CatalogService(config, self.metrics)
+        self.artifacts = ArtifactStore(config.artifacts.max_bytes, config.artifacts.max_count)
+        self._spawned: set[asyncio.Task] = set()
 
     # -- time --------------------------------------------------------------------------
     def now_ms(self) -> int:
@@ -104,9 +110,9 @@ class Orchestrator:
     async def stop(self, deadline_s: float = 10.0) -> None:
         """Wind down (see begin_shutdown), then stop background work and close adapters."""
         await self.begin_shutdown(deadline_s)
-        for task in self._background:
+        for task in [*self._background, *self._spawned]:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*self._background, *self._spawned, return_exceptions=True)
         runners = [r.runner for r in self.records.values() if r.runner is not None]
         await asyncio.gather(*runners, return_exceptions=True)
         await self.pools.close()
@@ -125,6 +131,14 @@ class Orchestrator:
     def _submit(self, task: NewTask) -> tuple[TaskRecord, core.Admitted]:
         if not self.accepting:
             raise Refused(refusal("POOL_UNAVAILABLE", "server is shutting down", 503), None, None)
+        entry = self.catalog.resolve(task.model_ref)
+        if entry is not None:  # a catalogued model: its lifecycle decides (ORCH-3070)
+            retired = entry.state is ModelState.RETIRED
+            if retired or (entry.state is ModelState.DEPRECATED and not task.override):
+                hint = "" if retired else "; set override=true to use it"
+                message = f"model {entry.model_id} is {entry.state.value}{hint}"
+                raise Refused(refusal("MODEL_DEPRECATED", message, 400), task.engine, None)
+            task = replace(task, model_ref=entry.digest)
         pool = pick_pool(self.pools.pools.values(), task, self.scheduler.pool_load)
         profile = task.sampler_profile_version or pool.sampler_profile_version
         if profile not in self.config.sampler_profiles:
@@ -344,7 +358,24 @@ class Orchestrator:
         self.pools.drain(pool_id, self._clock() + deadline_ms / 1000)
 
     def reload(self, pool_id: str, new_model_ref: str) -> asyncio.Task:
-        return asyncio.get_running_loop().create_task(self.pools.reload(pool_id, new_model_ref))
+        """Reload a pool; a catalogued model is resolved and checked first (service.lifecycle)."""
+        return self.background(
+            asyncio.get_running_loop().create_task(lifecycle.rollout(self, pool_id, new_model_ref))
+        )
+
+    def set_model_state(self, model_id: str, state: str, deadline_ms: int | None) -> None:
+        """Move a catalogued model to `state` (CatalogError when not allowed)."""
+        lifecycle.transition(self, model_id, ModelState(state), deadline_ms)
+
+    def background(self, task: asyncio.Task) -> asyncio.Task:
+        """Keep a reference to a background task until it ends."""
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+        return task
+
+    def running_on(self, pool_id: str) -> bool:
+        """Whether a task admitted to the pool has not ended yet."""
+        return any(r.pool_id == pool_id and r.outcome is None for r in self.records.values())
 
     # -- read models (what the HTTP layer serves; see views.py) ------------------------
     def has_pool(self, pool_id: str) -> bool:
@@ -381,4 +412,5 @@ def _cannot_serve_now(pool: PoolState) -> bool:
     """A pool that failed, is retrying after a failure, or has its circuit open fails fast
     (503 POOL_UNAVAILABLE with retry hints) instead of queueing work (ORCH-3018)."""
     retrying = pool.restarts > 0 and pool.preload_state is PreloadState.LOADING
-    return pool.preload_state is PreloadState.FAILED or retrying or pool.breaker_open
+    down = pool.preload_state in (PreloadState.FAILED, PreloadState.UNLOADED)
+    return down or retrying or pool.breaker_open

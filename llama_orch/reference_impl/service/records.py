@@ -30,6 +30,7 @@ class NewTask:
     correlation_id: str | None = None
     stop: tuple[str, ...] = ()
     pin_replica: str | None = None  # placement.replica_id: run only on this replica
+    override: bool = False  # the task may use a Deprecated model (ORCH-3070)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from llama_orch.reference_impl import core
 from llama_orch.reference_impl.config import OrchestratorConfig
 from llama_orch.reference_impl.pool.manager import PoolManager
 from llama_orch.reference_impl.pool.state import PoolState
+from llama_orch.reference_impl.service.build import budgets_configured
 from llama_orch.reference_impl.service.records import TaskRecord
 from llama_orch.reference_impl.service.streams import TaskEvents
 
@@ -93,6 +94,7 @@ class TaskView:
 
     task_id: str
     events: TaskEvents
+    session_id: str = ""
 
 
 class NoSuchTask(LookupError):
@@ -182,6 +184,10 @@ def capabilities(config: OrchestratorConfig, pools: PoolManager) -> list[EngineC
                     "deadlines": False,
                     "replica_pinning": True,
                     "stop_sequences": True,
+                    "catalog": True,
+                    "lifecycle": True,
+                    "artifacts": config.artifacts.enabled,
+                    "budgets": budgets_configured(config),
                 },
             },
         )
@@ -206,7 +212,7 @@ def task_view(records: dict[str, TaskRecord], task_id: str, tenant: str | None) 
         raise NoSuchTask(task_id)
     if tenant is not None and tenant != rec.task.tenant:
         raise NotYourTask(task_id)
-    return TaskView(rec.task_id, rec.stream)
+    return TaskView(rec.task_id, rec.stream, rec.task.session_id)
 
 
 def planning(
@@ -223,8 +229,31 @@ def planning(
     view = scheduler.session(rec.task.session_id, now)
     if view is not None:
         out["kv_warmth"] = view.kv_warmth
-        if view.tokens_budget_remaining is not None:
-            out["tokens_budget_remaining"] = view.tokens_budget_remaining
-        if view.time_budget_remaining_ms is not None:
-            out["time_budget_remaining_ms"] = view.time_budget_remaining_ms
+        out.update(budget_fields(view))
     return out
+
+
+def budget_fields(view: core.SessionView) -> dict[str, Any]:
+    """The remaining budgets of a session, by their SSE / SessionInfo field names."""
+    out: dict[str, Any] = {}
+    if view.tokens_budget_remaining is not None:
+        out["tokens_budget_remaining"] = view.tokens_budget_remaining
+    if view.time_budget_remaining_ms is not None:
+        out["time_budget_remaining_ms"] = view.time_budget_remaining_ms
+    if view.cost_budget_remaining is not None:
+        out["cost_budget_remaining"] = view.cost_budget_remaining
+    return out
+
+
+BUDGET_HEADERS = {
+    "tokens_budget_remaining": "X-Budget-Tokens-Remaining",
+    "time_budget_remaining_ms": "X-Budget-Time-Remaining-Ms",
+    "cost_budget_remaining": "X-Budget-Cost-Remaining",
+}
+
+
+def budget_headers(view: core.SessionView | None) -> dict[str, str]:
+    """The budget response headers of a session (specs/20 section 10); none without budgets."""
+    if view is None:
+        return {}
+    return {BUDGET_HEADERS[k]: str(v) for k, v in budget_fields(view).items()}
