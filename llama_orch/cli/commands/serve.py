@@ -58,11 +58,15 @@ def serve(
 
     from llama_orch.reference_impl.api.auth import Authenticator, AuthError
     from llama_orch.reference_impl.config import ConfigError, load_config
+    from llama_orch.reference_impl.policy import PolicyLoadError, host_for
 
     try:  # fail here, in the foreground, with a clear message, not inside a worker
         config = load_config(config_path)
         Authenticator.from_config(config, insecure_no_auth=insecure_no_auth)
-    except (ConfigError, AuthError) as exc:
+        host = host_for(config.policy, config.source_path)  # refuses bad plugins now
+        if host is not None:
+            host.close()
+    except (ConfigError, AuthError, PolicyLoadError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
 

@@ -158,3 +158,5 @@ class Capabilities:
             features["preemption_soft"] |= pc.preemption.mode.value == "soft"
             features["deadlines"] |= pc.deadlines.reject_infeasible
         resp.media = {"api_version": API_VERSION, "engines": list(engines.values())}
+        if self._orch.policy is not None:  # a policy host (extended profile, specs/50)
+            resp.media["policy_host"] = self._orch.policy.describe()

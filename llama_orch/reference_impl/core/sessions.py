@@ -36,6 +36,7 @@ class Session:
     replica_id: str | None = None
     kv_bytes: int = 0
     kv_warmth: bool = False
+    created_ms: int = 0
 
     @property
     def turns(self) -> int:
@@ -98,7 +99,7 @@ class SessionStore:
         """Record an admitted task (a turn) and reserve its tokens."""
         s = self.get(session_id, now_ms)
         if s is None:
-            s = self._by_id[session_id] = Session(session_id, now_ms)
+            s = self._by_id[session_id] = Session(session_id, now_ms, created_ms=now_ms)
         s.inflight += 1
         s.tokens_reserved += tokens_reserved
         self._touch(s, now_ms)

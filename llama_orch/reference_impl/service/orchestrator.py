@@ -16,6 +16,7 @@ from typing import Any
 from llama_orch.reference_impl import core
 from llama_orch.reference_impl.adapters.base import AdapterError, CompletionRequest, SamplerParams
 from llama_orch.reference_impl.config import OrchestratorConfig
+from llama_orch.reference_impl.policy import PolicyMetrics, host_for
 from llama_orch.reference_impl.pool.manager import AdapterFactory, PoolManager
 from llama_orch.reference_impl.pool.state import PoolState, PreloadState
 from llama_orch.reference_impl.service.admission import (
@@ -56,8 +57,14 @@ class Orchestrator:
         self._clock = clock
         self._t0 = clock()
         self.pools = PoolManager(config, adapter_factory, on_change=self._pool_changed)
+        # Policy plugins (extended profile): None unless the config's `policy` section asks.
+        policy_metrics = PolicyMetrics(self.metrics.registry)
+        self.policy = host_for(config.policy, config.source_path, policy_metrics)
         self.scheduler = core.Scheduler(
-            core_pools(config), core_replicas(self.pools), core_sessions(config)
+            core_pools(config),
+            core_replicas(self.pools, config.policy.replica_labels),
+            core_sessions(config),
+            hooks=self.policy,
         )
         self.records: dict[str, TaskRecord] = {}
         self._kick_pending = False
@@ -109,6 +116,8 @@ class Orchestrator:
         runners = [r.runner for r in self.records.values() if r.runner is not None]
         await asyncio.gather(*runners, return_exceptions=True)
         await self.pools.close()
+        if self.policy is not None:
+            self.policy.close()
 
     # -- admission ---------------------------------------------------------------------
     def submit(self, task: NewTask) -> tuple[TaskRecord, core.Admitted]:
