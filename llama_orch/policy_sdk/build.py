@@ -10,6 +10,7 @@ takes about 2 s and the example plugins are about 85-95 KiB.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,15 +73,17 @@ def build(source: Path, output: Path | None = None, *, optimize: str = OPTIMIZE)
     output.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="llorch-policy-build-") as tmp:
-        # Zig leaves its object file in the working directory: keep it out of the sources.
+        # Zig leaves an object file next to its output: build in a scratch folder, copy out.
+        scratch = Path(tmp) / "plugin.wasm"
         proc = subprocess.run(
-            build_command(source, output, optimize),
+            build_command(source, scratch, optimize),
             cwd=tmp,
             capture_output=True,
             text=True,
             check=False,
         )
+        if proc.returncode != 0:
+            raise BuildError(f"{source.name}: build failed\n{proc.stderr.strip()}")
+        shutil.copyfile(scratch, output)
     seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise BuildError(f"{source.name}: build failed\n{proc.stderr.strip()}")
     return BuildResult(source, output, round(seconds, 3), output.stat().st_size)

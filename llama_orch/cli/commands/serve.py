@@ -63,9 +63,9 @@ def serve(
     try:  # fail here, in the foreground, with a clear message, not inside a worker
         config = load_config(config_path)
         Authenticator.from_config(config, insecure_no_auth=insecure_no_auth)
-        host = host_for(config.policy, config.source_path)  # refuses bad plugins now
-        if host is not None:
-            host.close()
+        plugins = host_for(config.policy, config.source_path)  # refuses bad plugins now
+        if plugins is not None:
+            plugins.close()
     except (ConfigError, AuthError, PolicyLoadError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

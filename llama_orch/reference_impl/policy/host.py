@@ -39,11 +39,11 @@ from llama_orch.reference_impl.policy.abi import (
 )
 from llama_orch.reference_impl.policy.metrics import PolicyMetrics
 from llama_orch.reference_impl.policy.sandbox import (
-    PAGE,
     EpochTicker,
     Limits,
     Outcome,
     SandboxedModule,
+    near_bound,
     new_engine,
 )
 from llama_orch.reference_impl.policy.tools import MediatedTools
@@ -290,7 +290,7 @@ class PolicyHost:
             except InvalidDecision as exc:
                 outcome, reason = Outcome.INVALID, str(exc)
             except PluginReportedError as exc:
-                at_bound = raw.memory_bytes + PAGE > plugin.module.limits.memory_bytes
+                at_bound = near_bound(raw.memory_bytes, plugin.module.limits.memory_bytes)
                 outcome = Outcome.MEMORY_EXCEEDED if at_bound else Outcome.ERROR
                 reason = f"plugin error: {exc}"
         record = CallRecord(

@@ -107,6 +107,7 @@ def new_engine() -> wasmtime.Engine:
     config = wasmtime.Config()
     config.consume_fuel = True
     config.epoch_interruption = True
+    config.parallel_compilation = False  # rayon threads do not survive a fork (gunicorn)
     return wasmtime.Engine(config)
 
 
@@ -299,11 +300,17 @@ class SandboxedModule:
     ) -> RawResult:
         """A failed call; one that ran into its memory bound is reported as such."""
         size = memory.data_len(store) if memory is not None else 0
-        at_bound = memory is not None and size + PAGE > self.limits.memory_bytes
+        at_bound = memory is not None and near_bound(size, self.limits.memory_bytes)
         if outcome in (Outcome.TRAPPED, Outcome.ERROR) and (at_bound or _memory_words(why)):
             why = f"memory bound of {self.limits.memory_bytes} bytes reached ({why})"
             outcome = Outcome.MEMORY_EXCEEDED
         return RawResult(None, outcome, why, self._fuel(store), size)
+
+
+def near_bound(size: int, bound: int) -> bool:
+    """A failed call whose memory is within an eighth of its bound (at least a page) ran
+    into the bound: growing failed, and the allocator gave up in the last large request."""
+    return size + max(PAGE, bound // 8) > bound
 
 
 def _memory_words(message: str) -> bool:
