@@ -225,7 +225,13 @@ class SandboxedModule:
                 instance = self._pre.instantiate(store)
                 return int(instance.exports(store)[export](store))
             except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
-                raise AbiError(f"{export} failed: {_first_line(exc)}") from None
+                why = _first_line(exc)
+                if _memory_words(why):
+                    bound = self.limits.memory_bytes
+                    raise AbiError(
+                        f"does not fit the memory bound of {bound} bytes: {why}"
+                    ) from None
+                raise AbiError(f"{export} failed: {why}") from None
 
     def call(
         self, export: str, payload: bytes | None, tool: ToolHandler | None = None
