@@ -201,8 +201,10 @@ class MediatedTools:
         return _result("fetch", "deny", "too_many_redirects"), 0  # pragma: no cover
 
     def _body(
-        self, tool: str, resp: httpx.Response, hints: Mapping[str, Any]
+        self, tool: str, resp: httpx.Response, hints: Mapping[str, Any], *, redact: bool = True
     ) -> tuple[dict[str, Any], int]:
+        """The response under the MIME lists and the size cap; text bodies redacted unless
+        the caller parses them first (search) and redacts the fields it keeps."""
         mime = media_type(resp.headers.get("content-type"))
         verdict = self._mime.judge(mime, mime_matches)
         if verdict is not None:
@@ -219,8 +221,8 @@ class MediatedTools:
         received = len(data)
         body = None
         if mime.startswith("text/") or mime in TEXT_TYPES or mime.endswith(("+json", "+xml")):
-            text = bytes(data).decode(resp.charset_encoding or "utf-8", errors="replace")
-            body = self.redactor.text(text)
+            body = bytes(data).decode(resp.charset_encoding or "utf-8", errors="replace")
+            body = self.redactor.text(body) if redact else body
         result = _result(
             tool,
             "allow",
@@ -241,16 +243,17 @@ class MediatedTools:
         url = f"{endpoint}{'&' if '?' in endpoint else '?'}{query_string}"
         try:
             with self._client.stream("GET", url) as resp:
-                result, received = self._body("search", resp, hints)
+                result, received = self._body("search", resp, hints, redact=False)
         except httpx.HTTPError:
             return _result("search", "allow", "upstream_error"), 0
-        if result["decision"] != "allow" or result["body"] is None:
+        raw_body, result["body"] = result["body"], None  # never returned unredacted
+        if result["decision"] != "allow" or raw_body is None:
             return result, received
-        hits = []
         try:
-            raw = json.loads(result["body"]) if not result["truncated"] else {}
+            raw = json.loads(raw_body) if not result["truncated"] else {}
         except json.JSONDecodeError:
             raw = {}
+        hits = []
         for item in (raw.get("results") if isinstance(raw, dict) else None) or []:
             if not isinstance(item, dict) or not isinstance(item.get("url"), str):
                 continue
@@ -265,7 +268,7 @@ class MediatedTools:
             )
             if len(hits) >= max_results:
                 break
-        return {**result, "body": None, "results": hits}, received
+        return {**result, "results": hits}, received
 
     # -- cache and audit -----------------------------------------------------------------------
 

@@ -39,8 +39,9 @@ SECRET_PATTERNS = (
     r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
     r"\bAKIA[0-9A-Z]{16}\b",
     r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}",
-    r"(?i)\b(?:password|passwd|api[_-]?key|secret|token)\s*[:=]\s*\S+",
 )
+# `password: hunter2` in prose; URLs are handled by their query parameters instead.
+KEY_VALUE = r"(?i)\b(?:password|passwd|api[_-]?key|secret|token)\s*[:=]\s*[^\s&;,\"'<>]+"
 EMAIL = r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b"
 PHONE = r"(?<!\w)\+?\d[\d ().-]{7,}\d(?!\w)"
 
@@ -63,6 +64,7 @@ class Redactor:
         self._text = [re.compile(p, re.DOTALL) for p in rules]
         # Digit runs in URL paths are ids, not phone numbers: phones are redacted in text only.
         self._phone = re.compile(PHONE) if phone_numbers else None
+        self._key_value = re.compile(KEY_VALUE)
 
     def url(self, url: str) -> str:
         """The URL without user-info or credential-like query values (and never a fragment)."""
@@ -81,7 +83,7 @@ class Redactor:
         return self._rules(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
 
     def text(self, text: str) -> str:
-        text = self._rules(text)
+        text = self._key_value.sub(REDACTED, self._rules(text))
         return self._phone.sub(REDACTED, text) if self._phone is not None else text
 
     def _rules(self, text: str) -> str:
