@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from llama_orch.policy_sdk import abi_schema
-from llama_orch.reference_impl.core import ErrorCode, HookRefusal, ReplicaSpec, Scheduler
+from llama_orch.reference_impl.core import (
+    Admitted,
+    ErrorCode,
+    HookRefusal,
+    ReplicaSpec,
+    Scheduler,
+)
 from llama_orch.reference_impl.core import testing as ct
 
 
@@ -187,3 +193,40 @@ def test_session_affinity_wins_over_the_plugin() -> None:
     ct.admitted(s.admit(ct.task(session_id="s", task_id="c"), 6))
     (d3,) = s.dispatch(7)
     assert d3.replica_id == "p:r1" and d3.kv_warmth  # warm KV beats the preference
+
+
+@pytest.mark.req("ORCH-3048")
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["admit", "dispatch", "complete", "cancel", "expire"]),
+            st.integers(0, 7),
+        ),
+        max_size=60,
+    )
+)
+def test_the_tenant_load_in_snapshots_always_equals_a_recount(ops) -> None:
+    """`tokens_in_flight` is kept incrementally (O(1) per snapshot); it must never drift."""
+    s = sched(None, slots={"p:r0": 2, "p:r1": 1})
+    now, ids = 0, []
+    for op, n in ops:
+        now += 100
+        if op == "admit":
+            t = ct.task(tenant=f"t{n % 3}", prompt_tokens=n + 1, max_tokens=10 * n + 1)
+            if isinstance(s.admit(t, now), Admitted):
+                ids.append(t.task_id)
+        elif op == "dispatch":
+            s.dispatch(now)
+        elif op == "complete" and ids:
+            s.complete(ids[n % len(ids)], now, n, ok=n % 2 == 0)
+        elif op == "cancel" and ids:
+            s.cancel(ids[n % len(ids)], now)
+        elif op == "expire":
+            s.expired(now + 70_000 * (n == 7))
+        pool = s._state.pools["p"]
+        recount: dict[str, list[int]] = {}
+        for entry in s._state.tasks.values():
+            load = recount.setdefault(entry.spec.tenant, [0, 0, 0])
+            load[0 if entry.replica_id is None else 1] += 1
+            load[2] += entry.spec.prompt_tokens + entry.spec.max_tokens
+        assert {k: [v.queued, v.running, v.tokens] for k, v in pool.loads.items()} == recount

@@ -15,7 +15,7 @@ replicas could take the task and session affinity does not decide.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -83,23 +83,14 @@ def pool_facts(pool: PoolState) -> Snapshot:
     }
 
 
-def tenant_usage(task: TaskSpec, live: Mapping[str, TaskEntry]) -> Snapshot:
+def tenant_usage(task: TaskSpec, pool: PoolState) -> Snapshot:
     """The tenant's queued and running tasks in the task's pool, and the tokens they reserve."""
-    queued = running = tokens = 0
-    for entry in live.values():
-        spec = entry.spec
-        if spec.tenant != task.tenant or spec.pool_id != task.pool_id:
-            continue
-        if entry.replica_id is None:
-            queued += 1
-        else:
-            running += 1
-        tokens += spec.prompt_tokens + spec.max_tokens
+    load = pool.loads.get(task.tenant)
     return {
         "tenant": task.tenant,
-        "queued": queued,
-        "running": running,
-        "tokens_in_flight": tokens,
+        "queued": load.queued if load else 0,
+        "running": load.running if load else 0,
+        "tokens_in_flight": load.tokens if load else 0,
     }
 
 
@@ -145,7 +136,6 @@ def admission_refusal(
     hooks: PolicyHooks | None,
     task: TaskSpec,
     pool: PoolState,
-    live: Mapping[str, TaskEntry],
     sessions: SessionStore,
     now: int,
 ) -> Rejected | None:
@@ -167,7 +157,7 @@ def admission_refusal(
         snap = {
             "task": task_facts(task, engine),
             "pool": pool_facts(pool),
-            "tenant": tenant_usage(task, live),
+            "tenant": tenant_usage(task, pool),
             "session": session_facts(session, now) if session is not None else None,
         }
         refusal = hooks.admission(snap, task.correlation_id)

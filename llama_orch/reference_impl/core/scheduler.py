@@ -107,7 +107,7 @@ class Scheduler:
             guardrails.check_task(task, pool.spec)
             or pin_refusal(task, state.replicas)
             or live_refusal(task, pool, state.sessions, now)
-            or admission_refusal(self._hooks, task, pool, state.tasks, state.sessions, now)
+            or admission_refusal(self._hooks, task, pool, state.sessions, now)
         )
         if refusal is not None:
             return self._refuse(task, refusal)
@@ -168,6 +168,7 @@ class Scheduler:
         self._state.sessions.begin(task.session_id, task.prompt_tokens + task.max_tokens, now)
         self._state.tasks[task.task_id] = entry
         pool.enqueue(entry)
+        pool.load_queued(task)
         self.counters.enqueued[(task.pool_id, task.priority.value)] += 1
 
     def _refuse(self, task: TaskSpec, rejected: Rejected) -> Rejected:
@@ -219,6 +220,7 @@ class Scheduler:
         entry.warm = warm
         replica.busy.add(tid)
         pool.running += 1
+        pool.load_started(entry.spec)
         self._state.running[tid] = entry
         self._state.shares.observe(entry.flow_key)
         key = (pool.spec.pool_id, replica.replica_id, entry.spec.priority.value)
