@@ -5,12 +5,13 @@ Feature: A policy host seen from outside
   or answers garbage costs at most its bound: the host applies its built-in rules and the queue
   keeps serving. The scenarios run against a target that claims a policy host in
   GET /v1/capabilities and has the harness's probe plugin `llorch-probe` loaded on the
-  admission hook (examples/policies/llorch_probe); the probe is driven by `max_tokens`.
+  admission hook (examples/policies/llorch_probe); the probe is driven by `max_tokens`. The
+  logging scenario also needs the target's JSON-lines log (--target-log FILE).
 
   Background:
     Given the target runs the policy probe plugin
 
-  @ORCH-3048 @OC-POLICY-4020
+  @ORCH-3048
   Scenario: A plugin's typed refusal reaches the client with its policy label
     Given a probe task with max_tokens 337
     When I submit it
@@ -19,6 +20,13 @@ Feature: A policy host seen from outside
     And the policy label is "policy:llorch-probe:probe_rejected"
     And the body matches the BackpressureErrorEnvelope schema
     And the response carries Retry-After and X-Backoff-Ms that agree
+
+  @OC-POLICY-4020
+  Scenario: The call is logged with the plugin, its version, the decision and the duration
+    Given a probe task with max_tokens 337
+    When I submit it with correlation id "llorch-policy-log"
+    Then the target's log records the call of "llorch-probe" on the admission hook
+    And that record names the decision "probe_rejected" and the correlation id
 
   @OC-POLICY-4001 @ORCH-3048
   Scenario: The same request gets the same decision

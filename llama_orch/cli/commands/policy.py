@@ -94,7 +94,6 @@ def test(
     from llama_orch.reference_impl.policy import AbiError
     from llama_orch.reference_impl.policy.trial import load_module, run_trial
 
-    logging.getLogger("llama_orch.reference_impl.policy").setLevel(logging.ERROR)
     defaults = CallLimits()
     limits = CallLimits(
         fuel=fuel or defaults.fuel,
@@ -115,7 +114,14 @@ def test(
         f"{info['id']} {info['version']} (ABI {module.abi_version}); limits: fuel {limits.fuel}, "
         f"memory {limits.memory_bytes} bytes, wall {limits.wall_ms} ms"
     )
-    rows = run_trial(module, files)
+    # The table reports every call; the host's own call log would repeat it line by line.
+    logger = logging.getLogger("llama_orch.reference_impl.policy")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        rows = run_trial(module, files)
+    finally:
+        logger.setLevel(level)
     header = ("snapshot", "hook", "outcome", "decision", "pure", "fuel", "ms", "result")
     table = [
         (

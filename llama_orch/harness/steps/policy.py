@@ -9,7 +9,9 @@ judged (a precondition error, so the requirements stay unverified, never passed)
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,6 +60,56 @@ def submit_timed(world: World) -> None:
 def submit_copy(world: World) -> None:
     body = world.new_task(world.it()["prompt"], max_tokens=world.it()["max_tokens"])
     world.submit(body)
+
+
+@when(P('I submit it with correlation id "{cid:Q}"'))
+def submit_with_correlation(world: World, cid: str) -> None:
+    world.extra["correlation_id"] = cid
+    world.submit(world.it(), headers={"X-Correlation-Id": cid})
+
+
+def _log_records(world: World) -> list[dict[str, Any]]:
+    path = world.target.log_path
+    if path is None or not Path(path).exists():
+        pytest.skip("needs the target's JSON-lines log (--target-log FILE)")
+    out = []
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+@then(P('the target\'s log records the call of "{plugin:Q}" on the {hook:W} hook'))
+def call_logged(world: World, plugin: str, hook: str) -> None:
+    cid = world.extra["correlation_id"]
+    deadline = time.monotonic() + 5.0
+    while True:
+        calls = [
+            r
+            for r in _log_records(world)
+            if r.get("plugin_id") == plugin and r.get("correlation_id") == cid
+        ]
+        if calls or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert calls, f"no log record of a call of {plugin!r} with correlation id {cid!r}"
+    record = calls[-1]
+    assert record.get("hook") == hook, record
+    assert isinstance(record.get("plugin_version"), str) and record["plugin_version"], record
+    duration = record.get("duration_ms")
+    assert isinstance(duration, int | float) and duration >= 0, record
+    world.extra["policy_call"] = record
+
+
+@then(P('that record names the decision "{reason:Q}" and the correlation id'))
+def call_decision_logged(world: World, reason: str) -> None:
+    record = world.extra["policy_call"]
+    assert reason in str(record.get("decision")), record
+    assert record.get("correlation_id") == world.extra["correlation_id"], record
 
 
 @then(P("the answer came within {seconds:d} seconds"))
