@@ -166,3 +166,9 @@ def test_a_config_without_policy_declares_no_host() -> None:
         assert "policy_host" not in caps
         metrics = httpx.get(f"{running.url}/metrics").text
         assert "# TYPE policy_calls_total counter" in metrics  # declared from start-up
+        tool = httpx.post(
+            f"{running.url}/v1/tools/fetch",
+            json={"tool_abi": "1.0", "args": {"url": "http://127.0.0.1/"}},
+            headers=running.headers,
+        )
+        assert tool.status_code == 404 and tool.json()["code"] == "INVALID_PARAMS"

@@ -280,3 +280,47 @@ def test_tools_refuse_when_disabled_not_granted_or_without_a_search_backend(upst
     assert t.invoke(search, caller="t")["reason"] == "search_unavailable"
     granted_fetch = frozenset({"fetch"})
     assert t.invoke(search, caller="t", granted=granted_fetch)["reason"] == "not_granted"
+
+
+@pytest.mark.req("OC-POLICY-4030", "OC-POLICY-4032", "OC-POLICY-4033")
+def test_clients_use_the_tools_over_http_and_each_call_is_audited(upstream) -> None:
+    import httpx
+
+    from tests._server import running_server
+
+    config = f"""
+auth: {{api_keys_env: LLORCH_API_KEY}}
+pools:
+  - {{id: p, engine: llamacpp, adapter: mock, model: repo:mock/tiny, devices: [],
+     allow_cpu_inference: true}}
+policy:
+  tools:
+    enabled: true
+    domains: {{allow: [127.0.0.1]}}
+    search_endpoint: http://127.0.0.1:{upstream.port}/search
+"""
+    with running_server(config) as server:
+        client = httpx.Client(base_url=server.url, headers=server.headers, timeout=10)
+        caps = client.get("/v1/capabilities").json()["policy_host"]["tools"]
+        assert caps == {"enabled": True, "tool_abi_version": "1.0", "tools": ["fetch", "search"]}
+        page = url(upstream, "/page?token=t0k3n")
+        body = {"tool_abi": "1.0", "args": {"url": page}}
+        resp = client.post("/v1/tools/fetch", json=body, headers={"X-Correlation-Id": "agent-1"})
+        assert resp.status_code == 200, resp.text
+        result = resp.json()
+        assert (result["decision"], result["reason"], result["tool"]) == ("allow", "ok", "fetch")
+        assert "alice.smith@example.com" not in result["body"] and RESULT_SCHEMA.is_valid(result)
+        away = {"tool_abi": "1.0", "args": {"url": url(upstream, "/x", "localhost")}}
+        assert client.post("/v1/tools/fetch", json=away).json()["reason"] == "domain_not_allowed"
+        search = {"tool_abi": "1.0", "args": {"query": "hi"}}
+        assert client.post("/v1/tools/search", json=search).json()["reason"] == "ok"
+        assert client.post("/v1/tools/browse", json=body).status_code == 404
+        assert client.post("/v1/tools/fetch", content=b"[1,2").status_code == 400
+        audit = [
+            json.loads(x) for x in server.logs.getvalue().splitlines() if '"tool_invocation"' in x
+        ]
+        assert [a["caller"] for a in audit] == ["client:default"] * 3
+        assert audit[0]["correlation_id"] == "agent-1"
+        assert audit[0]["url"].endswith("/page?token=[REDACTED]")
+        assert "t0k3n" not in server.logs.getvalue()
+        client.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import falcon
 import falcon.asgi
 
-from llama_orch.reference_impl.api import control, errors, sessions, tasks
+from llama_orch.reference_impl.api import control, errors, sessions, tasks, tools
 from llama_orch.reference_impl.api.auth import Authenticator
 from llama_orch.reference_impl.api.middleware import (
     Authentication,
@@ -67,6 +67,7 @@ def create_app(
     app.add_route("/v1/pools/{pool_id}/reload", control.PoolReload(orch, max_body))
     app.add_route("/v1/replicasets", control.ReplicaSets(orch))
     app.add_route("/v1/capabilities", control.Capabilities(orch))
+    app.add_route("/v1/tools/{tool}", tools.ToolInvoke(orch, max_body))
     app.add_route("/metrics", Metrics(orch))
     app.add_route("/livez", Live())
     return app

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -64,7 +65,9 @@ _REQUEST = _request_validator()
 
 
 class MediatedTools:
-    """The tools as configured; one per host. Thread-compatible, not thread-safe."""
+    """The tools as configured; one per host. Safe to call from several threads (plugins on
+    the event loop, clients from worker threads): only the cache and the rate bucket are shared,
+    under a lock held for bookkeeping only, never across an upstream request."""
 
     def __init__(
         self,
@@ -91,6 +94,7 @@ class MediatedTools:
             transport=transport, timeout=config.timeout_ms / 1000, follow_redirects=False
         )
         self._cache: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
         self._audit = audit or _log_audit
         self._count = count
         self.fingerprint = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
@@ -129,18 +133,20 @@ class MediatedTools:
                 return _result(tool, "deny", why), False, 0
         key = self._cache_key(tool, args, hints)
         now = self._clock()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1], True, 0
-        if self._bucket.wait_ms(round(now * 1000)):
-            return _result(tool, "deny", "rate_limited"), False, 0
-        self._bucket.take(round(now * 1000))
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] > now:
+                return hit[1], True, 0
+            if self._bucket.wait_ms(round(now * 1000)):
+                return _result(tool, "deny", "rate_limited"), False, 0
+            self._bucket.take(round(now * 1000))
         if tool == "fetch":
             result, received = self._fetch(args["url"], hints)
         else:
             result, received = self._search(args["query"], int(args.get("max_results", 5)), hints)
         if result["reason"] != "upstream_error":
-            self._remember(key, now, result)
+            with self._lock:
+                self._remember(key, now, result)
         return result, False, received
 
     def _precheck(
