@@ -149,6 +149,7 @@ def test_a_faulting_plugin_neither_refuses_nor_stalls(server, client, trigger) -
 def test_capabilities_declare_the_policy_host(client) -> None:
     caps = client.get("/v1/capabilities").json()
     assert not schema_errors("Capabilities", caps)
+    assert all(e["features"]["policy_host"] is True for e in caps["engines"])
     host = caps["policy_host"]
     assert host["abi_version"] == "1.0" and host["accepted_abi_majors"] == [1]
     assert host["hooks"] == ["admission", "placement"]
@@ -164,6 +165,7 @@ def test_a_config_without_policy_declares_no_host() -> None:
     with running_server(plain) as running:
         caps = httpx.get(f"{running.url}/v1/capabilities", headers=running.headers).json()
         assert "policy_host" not in caps
+        assert all(e["features"]["policy_host"] is False for e in caps["engines"])
         metrics = httpx.get(f"{running.url}/metrics").text
         assert "# TYPE policy_calls_total counter" in metrics  # declared from start-up
         tool = httpx.post(

@@ -1,10 +1,12 @@
+@feature:policy_host
 Feature: A policy host seen from outside
   An orchestrator may run policy plugins (specs/50). What a client can see of them: a plugin's
   typed refusal arrives as ADMISSION_REJECT with the policy label `policy:<plugin id>:<reason>`,
   the same request gets the same decision, and a plugin that spins, exhausts its memory, traps
   or answers garbage costs at most its bound: the host applies its built-in rules and the queue
   keeps serving. The scenarios run against a target that claims a policy host in
-  GET /v1/capabilities and has the harness's probe plugin `llorch-probe` loaded on the
+  GET /v1/capabilities (the engine feature flag `policy_host`, with the `policy_host` object
+  describing it) and has the harness's probe plugin `llorch-probe` loaded on the
   admission hook (examples/policies/llorch_probe); the probe is driven by `max_tokens`. The
   logging scenario also needs the target's JSON-lines log (--target-log FILE).
 

@@ -27,6 +27,8 @@ PROBE_PROMPT = "[[sim tokens=2]] policy probe"
 
 
 def policy_host(world: World) -> dict[str, Any]:
+    """The `policy_host` object of GET /v1/capabilities; the feature is tagged
+    `@feature:policy_host`, the engine feature flag a target with a policy host sets."""
     host = world.target.capabilities.get("policy_host")
     if not isinstance(host, dict):
         pytest.skip("not-supported: the target declares no policy host (capabilities.policy_host)")

@@ -157,6 +157,7 @@ class Capabilities:
             features["cpu_inference"] |= pc.allow_cpu_inference
             features["preemption_soft"] |= pc.preemption.mode.value == "soft"
             features["deadlines"] |= pc.deadlines.reject_infeasible
+            features["policy_host"] = self._orch.policy is not None  # specs/50
         resp.media = {"api_version": API_VERSION, "engines": list(engines.values())}
         if self._orch.policy is not None:  # a policy host (extended profile, specs/50)
             resp.media["policy_host"] = self._orch.policy.describe()
