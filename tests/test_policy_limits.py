@@ -123,3 +123,28 @@ def test_a_placement_naming_a_replica_that_was_not_offered_is_invalid(tmp_path) 
     record = h.decide(plugin, "placement", example_snapshot("placement"))
     assert record.outcome is Outcome.INVALID
     assert "not offered" in record.reason
+
+
+@pytest.mark.req("OC-POLICY-4011")
+def test_a_trap_stays_contained_after_another_library_replaces_the_signal_handlers() -> None:
+    """faulthandler (or any library) re-installing SIGILL/SIGSEGV handlers after the host
+    started must not turn a plugin's trap into a crash of the whole process: the host uses
+    explicit trap checks, not signal handlers. Run in a child process, where a crash shows."""
+    import subprocess
+    import sys
+
+    from tests._policy import ROOT
+
+    code = (
+        "import faulthandler\n"
+        "from tests._policy import PROBE, host, admission_snapshot\n"
+        "h = host([{'path': str(PROBE), 'hooks': ['admission']}])\n"
+        "for n in (335, 334):\n"
+        "    faulthandler.disable(); faulthandler.enable()\n"
+        "    print(h.decide(h.plugins[0], 'admission', admission_snapshot(max_tokens=n)).outcome)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["trapped", "memory_exceeded"]

@@ -108,6 +108,10 @@ def new_engine() -> wasmtime.Engine:
     config.consume_fuel = True
     config.epoch_interruption = True
     config.parallel_compilation = False  # rayon threads do not survive a fork (gunicorn)
+    # Traps by explicit checks, not by signal handlers: anything else in the process that
+    # installs its own SIGILL/SIGSEGV handlers later (faulthandler does, e.g. in a nested
+    # pytest session) would otherwise turn a plugin's trap into a crash of the orchestrator.
+    config.signals_based_traps = False
     return wasmtime.Engine(config)
 
 
