@@ -245,3 +245,21 @@ def test_committed_example_plugins_are_built_from_their_sources(tmp_path) -> Non
         fresh = build(source, tmp_path / f"{source.parent.name}.wasm")
         committed = source.with_suffix(".wasm").read_bytes()
         assert fresh.output.read_bytes() == committed, f"{source}: run `make plugins`"
+
+
+def test_the_version_numbers_agree_across_zig_python_and_the_schema() -> None:
+    """One ABI, one tool ABI and one SDK version, wherever they are written (the release rule
+    in CHANGELOG.md raises them together)."""
+    from llama_orch.policy_sdk import ABI_VERSION, SDK_VERSION, TOOL_ABI_VERSION
+
+    zig = ZIG_SDK.read_text(encoding="utf-8")
+    major = re.search(r"pub const abi_major: u32 = (\d+);", zig)
+    minor = re.search(r"pub const abi_minor: u32 = (\d+);", zig)
+    assert major and minor and (int(major[1]), int(minor[1])) == ABI_VERSION
+    assert f'pub const sdk_version = "{SDK_VERSION}";' in zig
+    assert f'pub const tool_abi = "{TOOL_ABI_VERSION[0]}.{TOOL_ABI_VERSION[1]}";' in zig
+    schema = abi_schema()
+    assert schema["x-abi-version"] == f"{ABI_VERSION[0]}.{ABI_VERSION[1]}"
+    assert schema["x-tool-abi-version"] == f"{TOOL_ABI_VERSION[0]}.{TOOL_ABI_VERSION[1]}"
+    changelog = (ZIG_SDK.parent.parent / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert f"## {SDK_VERSION}" in changelog
