@@ -21,7 +21,6 @@ Feature: A policy host seen from outside
     And the error code is ADMISSION_REJECT
     And the policy label is "policy:llorch-probe:probe_rejected"
     And the body matches the BackpressureErrorEnvelope schema
-    And the response carries Retry-After and X-Backoff-Ms that agree
 
   @OC-POLICY-4020
   Scenario: The call is logged with the plugin, its version, the decision and the duration
