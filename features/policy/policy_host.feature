@@ -22,7 +22,7 @@ Feature: A policy host seen from outside
     And the policy label is "policy:llorch-probe:probe_rejected"
     And the body matches the BackpressureErrorEnvelope schema
 
-  @OC-POLICY-4020
+  @OC-POLICY-4020 @needs:log
   Scenario: The call is logged with the plugin, its version, the decision and the duration
     Given a probe task with max_tokens 337
     When I submit it with correlation id "llorch-policy-log"
