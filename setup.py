@@ -17,7 +17,7 @@ DATA = {
     "features": ("**/*.feature",),
     "requirements": ("*.yaml",),
     "contracts": ("**/*.yaml", "**/*.json"),
-    "examples": ("*.yaml",),
+    "examples": ("*.yaml", "policies/*/plugin.*", "policies/*/*.md", "policies/*/snapshots/*.json"),
     "ci": ("metrics.lint.json",),
 }
 

@@ -50,6 +50,7 @@ PARTS = (
     f"{TOP}.engine_sim",
     f"{TOP}.determinism_suite",
     f"{TOP}.spec_extract",
+    f"{TOP}.policy_sdk",
     RESOURCES,
     f"{R}.api",
     f"{R}.service",
@@ -81,6 +82,7 @@ ARROWS: dict[str, dict[str, str]] = {
     },
     f"{TOP}.engine_sim": {RESOURCES: "data files; nothing of either product"},
     f"{TOP}.spec_extract": {RESOURCES: "data files"},
+    f"{TOP}.policy_sdk": {},  # what plugin authors build with: the ABI schema, no I/O
     RESOURCES: {},
     f"{R}.api": {
         f"{R}.service": "HTTP maps onto the service and its read models, nothing below it",
@@ -110,6 +112,7 @@ ARROWS: dict[str, dict[str, str]] = {
     f"{R}.policy": {
         f"{R}.core": "the hook interface and plain data the core calls plugins with",
         f"{R}.config": "plugin configs",
+        f"{TOP}.policy_sdk": "the versioned ABI schema the host applies",
         CONSTANTS: "shared reference constants",
     },
     f"{R}.core": {},  # pure: stdlib only, see test_the_core_imports_only_the_standard_library

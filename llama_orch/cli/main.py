@@ -38,6 +38,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "determinism",
         "Compare token streams of two replicas over a seeded corpus.",
     ),
+    "policy": (
+        "llama_orch.cli.commands.policy",
+        "policy",
+        "Scaffold, build and test WebAssembly policy plugins.",
+    ),
     "engine-sim": (
         "llama_orch.cli.commands.engine_sim",
         "engine_sim",

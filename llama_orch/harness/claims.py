@@ -10,6 +10,7 @@ from __future__ import annotations
 # feature flag (as advertised under engines[].features) -> requirement IDs that prove it
 FEATURE_REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "sse_resume": ("OC-CTRL-2024",),
+    "policy_host": ("ORCH-3048", "OC-POLICY-4001", "OC-POLICY-4011", "OC-POLICY-4020"),
     "sessions": ("ORCH-2004", "ORCH-2005", "ORCH-3021"),
     "deadlines": ("ORCH-3079", "ORCH-3081"),
     "preemption_soft": ("ORCH-3085",),

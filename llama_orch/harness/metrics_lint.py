@@ -33,6 +33,9 @@ OPTIONAL_FEATURE_METRICS = frozenset(
         "deadlines_met_ratio",
         "preemptions_total",
         "resumptions_total",
+        "policy_calls_total",
+        "policy_call_duration_seconds",
+        "policy_tool_invocations_total",
     }
 )
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")

@@ -58,13 +58,17 @@ def serve(
 
     from llama_orch.reference_impl.api.auth import Authenticator, AuthError
     from llama_orch.reference_impl.config import ConfigError, load_config
+    from llama_orch.reference_impl.policy import PolicyLoadError, host_for
     from llama_orch.reference_impl.pool.trust import TrustSetupError, load_roots
 
     try:  # fail here, in the foreground, with a clear message, not inside a worker
         config = load_config(config_path)
         Authenticator.from_config(config, insecure_no_auth=insecure_no_auth)
         load_roots(config.catalog.trust_policy.ca_roots, Path(config_path).parent)
-    except (ConfigError, AuthError, TrustSetupError) as exc:
+        plugins = host_for(config.policy, config.source_path)  # refuses bad plugins now
+        if plugins is not None:
+            plugins.close()
+    except (ConfigError, AuthError, TrustSetupError, PolicyLoadError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
 

@@ -29,6 +29,7 @@ STEP_MODULES = (
     "llama_orch.harness.steps.lifecycle",
     "llama_orch.harness.steps.artifacts",
     "llama_orch.harness.steps.budgets",
+    "llama_orch.harness.steps.policy",
 )
 FIXTURES = ("world", "llorch_memo")
 

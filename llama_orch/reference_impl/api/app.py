@@ -9,7 +9,15 @@ from __future__ import annotations
 import falcon
 import falcon.asgi
 
-from llama_orch.reference_impl.api import artifacts, catalog, control, errors, sessions, tasks
+from llama_orch.reference_impl.api import (
+    artifacts,
+    catalog,
+    control,
+    errors,
+    sessions,
+    tasks,
+    tools,
+)
 from llama_orch.reference_impl.api.auth import Authenticator
 from llama_orch.reference_impl.api.middleware import (
     Authentication,
@@ -74,6 +82,7 @@ def create_app(
     if orch.config.artifacts.enabled:
         app.add_route("/v1/artifacts", artifacts.Artifacts(orch, max_body))
         app.add_route("/v1/artifacts/{artifact_id}", artifacts.Artifact(orch))
+    app.add_route("/v1/tools/{tool}", tools.ToolInvoke(orch, max_body))
     app.add_route("/metrics", Metrics(orch))
     app.add_route("/livez", Live())
     return app

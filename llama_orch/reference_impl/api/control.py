@@ -131,3 +131,6 @@ class Capabilities:
             for e in self._orch.capabilities()
         ]
         resp.media = {"api_version": API_VERSION, "engines": engines}
+        policy_host = self._orch.policy_host_view()
+        if policy_host is not None:  # a policy host (extended profile, specs/50)
+            resp.media["policy_host"] = policy_host

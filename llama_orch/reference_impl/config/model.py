@@ -32,6 +32,7 @@ from llama_orch.reference_impl.config._types import (
     rule_error,
 )
 from llama_orch.reference_impl.config.budgets import ArtifactsConfig
+from llama_orch.reference_impl.config.policy import PolicyConfig, replica_label_issues
 from llama_orch.reference_impl.config.sections import (
     BUILTIN_SAMPLER_PROFILES,
     AdmissionConfig,
@@ -319,6 +320,9 @@ class OrchestratorConfig(BaseModel):
     timeouts: TimeoutsConfig = Field(
         default=TimeoutsConfig(), description="Default watchdog limits for pools without their own."
     )
+    policy: PolicyConfig = Field(
+        default=PolicyConfig(), description="Policy plugins and mediated tools (extended profile)."
+    )
 
     # Where the config was read from; relative model paths resolve against its folder.
     _source: Path | None = PrivateAttr(default=None)
@@ -344,6 +348,8 @@ class OrchestratorConfig(BaseModel):
                     if tenant.id not in known:
                         loc = ("pools", i, "admission", "fairness", "tenants", j, "id")
                         issues.append((loc, "tenant is not defined in auth.tenants", None))
+        replicas = {f"{p.id}-r{n}" for p in self.pools for n in range(p.replicas)}
+        issues += replica_label_issues(self.policy, replicas)
         if issues:
             raise rule_error("OrchestratorConfig", issues)
         return self

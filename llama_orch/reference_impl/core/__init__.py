@@ -5,9 +5,9 @@ The service builds `PoolSpec` / `ReplicaSpec` / `SessionPolicy` from the config,
 and metrics. Module map: types (data), queue (bounded per-class FIFO and flows), fairness
 (WFQ), policies (full-queue victims, soft preemption), quotas (rate and concurrency),
 deadlines (predictions, feasibility, on-time probability), placement, sessions, watchdog,
-guardrails and admission (checks), pools (`CorePool`: what the scheduler keeps for one pool),
-state (the scheduler's records), endings (how a task leaves them), queries (read-only views),
-scheduler (the façade), snapshot, testing (factories for tests).
+guardrails and admission (checks), hooks (policy plugin hook points), pools (`CorePool`: what
+the scheduler keeps for one pool), state (the scheduler's records), endings (how a task leaves
+them), queries (read-only views), scheduler (the façade), snapshot, testing (factories for tests).
 
 Choices where the façade left room or the spec overrules it (each documented in its module):
 - soft preemption runs before the full policy: only when the pool total (not the incoming
@@ -22,6 +22,7 @@ Choices where the façade left room or the spec overrules it (each documented in
 """
 
 from .deadlines import on_time_probability
+from .hooks import HookRefusal, PolicyHooks
 from .scheduler import Scheduler
 from .snapshot import Counters, PoolSnapshot, ReplicaSnapshot, Snapshot
 from .types import (
@@ -57,6 +58,8 @@ __all__ = [
     "ErrorCode",
     "Eviction",
     "FullPolicy",
+    "HookRefusal",
+    "PolicyHooks",
     "PoolSnapshot",
     "PoolSpec",
     "PreemptionMode",

@@ -24,6 +24,7 @@ def end_queued(state: CoreState, entry: TaskEntry, final: TaskState, now: int) -
     """End a task that was never dispatched."""
     pool = state.pools[entry.spec.pool_id]
     pool.remove_queued(entry)
+    pool.load_ended(entry.spec, running=False)
     _release(entry, pool)
     task = entry.spec
     reserved = task.prompt_tokens + task.max_tokens
@@ -40,6 +41,7 @@ def end_running(
     replica.busy.discard(entry.task_id)
     pool.running -= 1
     del state.running[entry.task_id]
+    pool.load_ended(entry.spec, running=True)
     _release(entry, pool)
     task = entry.spec
     context = task.prompt_tokens + max(0, tokens_out)

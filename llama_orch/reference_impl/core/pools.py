@@ -14,6 +14,7 @@ dispatched first when their replica has a free slot and never delay anyone else.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from .deadlines import Predictor
 from .fairness import Wfq
@@ -21,6 +22,15 @@ from .placement import Replica, slot_counts
 from .queue import Flow, FlowKey, PoolQueue, TaskEntry
 from .quotas import TenantState, TokenBucket
 from .types import PRIORITY_ORDER, RANK, ErrorCode, PoolSpec, Priority, TaskSpec
+
+
+@dataclass(slots=True)
+class TenantLoad:
+    """A tenant's live tasks in one pool and the tokens they reserve (policy snapshots)."""
+
+    queued: int = 0
+    running: int = 0
+    tokens: int = 0
 
 
 class CorePool:
@@ -41,6 +51,8 @@ class CorePool:
         self.pinned: dict[str, OrderedDict[str, TaskEntry]] = {}
         self.pinned_queued = 0
         self.tenants = {q.tenant: TenantState.for_quota(q) for q in spec.tenants}
+        # Every tenant's live load, kept up to date so a snapshot reads it in O(1).
+        self.loads: dict[str, TenantLoad] = {}
         self._tenant_weight = {q.tenant: q.weight for q in spec.tenants}
         self.class_buckets = {
             p: TokenBucket(rps) for p, rps in spec.class_rps.items() if rps is not None and rps > 0
@@ -172,6 +184,26 @@ class CorePool:
         if not any(r.usable for r in self.replicas):
             return ErrorCode.POOL_UNREADY, f"pool {pid} has no Ready replica yet"
         return None
+
+    def load_queued(self, task: TaskSpec) -> None:
+        load = self.loads.setdefault(task.tenant, TenantLoad())
+        load.queued += 1
+        load.tokens += task.prompt_tokens + task.max_tokens
+
+    def load_started(self, task: TaskSpec) -> None:
+        load = self.loads[task.tenant]
+        load.queued -= 1
+        load.running += 1
+
+    def load_ended(self, task: TaskSpec, running: bool) -> None:
+        load = self.loads[task.tenant]
+        if running:
+            load.running -= 1
+        else:
+            load.queued -= 1
+        load.tokens -= task.prompt_tokens + task.max_tokens
+        if load.queued == load.running == 0:
+            del self.loads[task.tenant]
 
     def mem_bytes(self, task: TaskSpec) -> int:
         """Memory a task holds against its tenant's cap: KV for every token it may use."""

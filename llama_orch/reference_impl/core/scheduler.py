@@ -14,7 +14,9 @@ events. Admission order of checks (each refusal counted in `rejected[(pool, code
 3. pool draining or no replica that can become Ready -> 503 POOL_UNAVAILABLE; no Ready replica
    -> 503 POOL_UNREADY; both retriable with retry_after_ms;
 4. tenant max_concurrent / max_memory_bytes / rps and class rps -> 429 ADMISSION_REJECT with
-   retry_after_ms and the pool's policy_label;
+   retry_after_ms and the pool's policy_label; then policy plugins (hooks.py), when given:
+   the session hook, then the admission hook -> ADMISSION_REJECT with the plugin's
+   policy_label (429 with a retry hint, else 400);
 5. deadline infeasible and `reject_infeasible` -> 400 DEADLINE_UNMET;
 6. full queue -> soft preemption, then the full policy (see policies.py).
 Only when all pass are rate tokens taken, quotas and the session charged, and the task queued.
@@ -30,7 +32,8 @@ from dataclasses import replace
 from . import endings, guardrails, queries
 from .admission import live_refusal, make_room, pin_refusal
 from .deadlines import expected_tokens, feasible, on_time_probability
-from .placement import Replica, choose
+from .hooks import PolicyHooks, admission_refusal, place
+from .placement import Replica
 from .pools import CorePool
 from .queue import TaskEntry
 from .snapshot import UNASSIGNED, Counters, Snapshot
@@ -72,8 +75,10 @@ class Scheduler:
         sessions: SessionPolicy | None = None,
         *,
         terminal_memory: int = 100_000,
+        hooks: PolicyHooks | None = None,
     ) -> None:
         self._state = CoreState.build(pools, replicas, sessions or SessionPolicy(), terminal_memory)
+        self._hooks = hooks  # policy plugins (hooks.py); None: built-in behaviour only
         self.counters = Counters()
         self._seq = 0
         self._now = 0
@@ -102,6 +107,7 @@ class Scheduler:
             guardrails.check_task(task, pool.spec)
             or pin_refusal(task, state.replicas)
             or live_refusal(task, pool, state.sessions, now)
+            or admission_refusal(self._hooks, task, pool, state.sessions, now)
         )
         if refusal is not None:
             return self._refuse(task, refusal)
@@ -163,6 +169,7 @@ class Scheduler:
         self._state.sessions.begin(task.session_id, need, now, task.tenant)
         self._state.tasks[task.task_id] = entry
         pool.enqueue(entry)
+        pool.load_queued(task)
         self.counters.enqueued[(task.pool_id, task.priority.value)] += 1
 
     def _refuse(self, task: TaskSpec, rejected: Rejected) -> Rejected:
@@ -185,7 +192,7 @@ class Scheduler:
                 if entry is None:  # pragma: no cover - the WFQ invariant forbids it
                     break
                 affinity = sessions.affinity(entry.spec.session_id)
-                picked = choose(pool.replicas, affinity)
+                picked = place(self._hooks, entry, pool, affinity)
                 assert picked is not None  # has_free_slot() said so
                 replica, warm = picked
                 out.append(self._start(entry, pool, replica, warm, now))
@@ -214,6 +221,7 @@ class Scheduler:
         entry.warm = warm
         replica.busy.add(tid)
         pool.running += 1
+        pool.load_started(entry.spec)
         self._state.running[tid] = entry
         self._state.shares.observe(entry.flow_key)
         key = (pool.spec.pool_id, replica.replica_id, entry.spec.priority.value)

@@ -42,6 +42,7 @@ class Session:
     replica_id: str | None = None
     kv_bytes: int = 0
     kv_warmth: bool = False
+    created_ms: int = 0
 
     @property
     def turns(self) -> int:
@@ -110,7 +111,7 @@ class SessionStore:
         """Record an admitted task (a turn) and reserve its tokens."""
         s = self.get(session_id, now_ms)
         if s is None:
-            s = self._by_id[session_id] = Session(session_id, now_ms, tenant)
+            s = self._by_id[session_id] = Session(session_id, now_ms, tenant, created_ms=now_ms)
         s.inflight += 1
         s.tokens_reserved += tokens_reserved
         self._touch(s, now_ms)

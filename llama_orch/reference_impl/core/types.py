@@ -192,6 +192,8 @@ class ReplicaSpec:
     pool_id: str
     slots_total: int
     device_mask: frozenset[int] = frozenset()
+    # Operator labels (policy.replica_labels) that placement plugins see; sorted pairs.
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,8 @@ class TaskSpec:
     # Run only on this replica of the pool (replica pinning, for determinism checks and
     # diagnostics). A pinned task at the head of the queue waits for its replica.
     pin_replica: str | None = None
+    # Carried to policy hooks for their call logs only; never a scheduling input.
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True)

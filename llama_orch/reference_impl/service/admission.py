@@ -91,6 +91,7 @@ def core_task(task: NewTask, pool: PoolState, prompt_tokens: int) -> core.TaskSp
         deadline_ms=task.deadline_ms or None,
         expected_tokens=task.expected_tokens,
         pin_replica=task.pin_replica,
+        correlation_id=task.correlation_id,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from llama_orch.reference_impl import core
 from llama_orch.reference_impl.config import OrchestratorConfig, PoolConfig, SessionBudgetsConfig
 from llama_orch.reference_impl.constants import DEFAULT_CTX
@@ -50,13 +52,18 @@ def core_pools(config: OrchestratorConfig) -> list[core.PoolSpec]:
     return [core_pool(pc, config) for pc in config.pools]
 
 
-def core_replicas(pools: PoolManager) -> list[core.ReplicaSpec]:
+def core_replicas(
+    pools: PoolManager, labels: Mapping[str, Mapping[str, str]] | None = None
+) -> list[core.ReplicaSpec]:
+    """`labels`: replica id -> operator labels (policy.replica_labels) placement plugins see."""
+    labels = labels or {}
     return [
         core.ReplicaSpec(
             replica_id=h.replica_id,
             pool_id=h.pool_id,
             slots_total=h.slots_total,
             device_mask=h.devices,
+            labels=tuple(sorted(labels.get(h.replica_id, {}).items())),
         )
         for p in pools.pools.values()
         for h in p.replicas

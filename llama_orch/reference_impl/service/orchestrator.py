@@ -16,6 +16,7 @@ from typing import Any
 
 from llama_orch.reference_impl import core
 from llama_orch.reference_impl.config import OrchestratorConfig
+from llama_orch.reference_impl.policy import PolicyMetrics, host_for
 from llama_orch.reference_impl.pool.manager import AdapterFactory, PoolManager
 from llama_orch.reference_impl.pool.requests import AdapterError, CompletionRequest, SamplerParams
 from llama_orch.reference_impl.pool.state import PoolState, PreloadState
@@ -60,8 +61,14 @@ class Orchestrator:
         self._clock = clock
         self._t0 = clock()
         self.pools = PoolManager(config, adapter_factory, on_change=self._pool_changed)
+        # Policy plugins (extended profile): None unless the config's `policy` section asks.
+        policy_metrics = PolicyMetrics(self.metrics.registry)
+        self.policy = host_for(config.policy, config.source_path, policy_metrics)
         self.scheduler = core.Scheduler(
-            core_pools(config), core_replicas(self.pools), core_sessions(config)
+            core_pools(config),
+            core_replicas(self.pools, config.policy.replica_labels),
+            core_sessions(config),
+            hooks=self.policy,
         )
         self.records: dict[str, TaskRecord] = {}
         self._kick_pending = False
@@ -116,6 +123,8 @@ class Orchestrator:
         runners = [r.runner for r in self.records.values() if r.runner is not None]
         await asyncio.gather(*runners, return_exceptions=True)
         await self.pools.close()
+        if self.policy is not None:
+            self.policy.close()
 
     # -- admission ---------------------------------------------------------------------
     def submit(self, task: NewTask) -> tuple[TaskRecord, core.Admitted]:
@@ -390,7 +399,19 @@ class Orchestrator:
         return views.replica_sets(self.pools.pools.values(), snapshot)
 
     def capabilities(self) -> list[views.EngineCapabilities]:
-        return views.capabilities(self.config, self.pools)
+        return views.capabilities(self.config, self.pools, self.policy is not None)
+
+    def policy_host_view(self) -> dict | None:
+        """What the policy host declares (capabilities.policy_host), or None without one."""
+        return self.policy.describe() if self.policy is not None else None
+
+    def tools_offered(self) -> bool:
+        return self.policy is not None and self.policy.tools is not None
+
+    def invoke_tool(self, request: dict, *, caller: str) -> dict:
+        """One mediated tool call (blocking: call it from a worker thread)."""
+        assert self.policy is not None and self.policy.tools is not None
+        return self.policy.tools.invoke(request, caller=caller)
 
     def task_view(self, task_id: str, tenant: str | None) -> views.TaskView:
         """The task as `tenant` (None: an operator) may see it; NoSuchTask / NotYourTask."""

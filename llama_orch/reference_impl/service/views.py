@@ -167,7 +167,9 @@ def replica_sets(pools: Iterable[PoolState], snapshot: core.Snapshot) -> list[Re
     return out
 
 
-def capabilities(config: OrchestratorConfig, pools: PoolManager) -> list[EngineCapabilities]:
+def capabilities(
+    config: OrchestratorConfig, pools: PoolManager, policy_host: bool = False
+) -> list[EngineCapabilities]:
     """One entry per engine family, in the order the config first names it."""
     engines: dict[str, dict[str, Any]] = {}
     for pc in config.pools:
@@ -188,6 +190,7 @@ def capabilities(config: OrchestratorConfig, pools: PoolManager) -> list[EngineC
                     "lifecycle": True,
                     "artifacts": config.artifacts.enabled,
                     "budgets": budgets_configured(config),
+                    "policy_host": policy_host,  # specs/50
                 },
             },
         )
