@@ -11,6 +11,7 @@ repository that holds the nonce, so no fixture or recorded completion could have
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from tests.ops._reference import ROOT, descendants
+from tests.ops._reference import ROOT, running
 
 FAKE_VERSION_PREFIXES = ("mock", "sim")  # the mock adapter's and the simulators' defaults
 SCAN_LIMIT_BYTES = 64 * 1024 * 1024  # model weights and the like are not fixtures
@@ -66,21 +67,15 @@ def _model_arg(argv: list[str]) -> Path | None:
 
 
 def engine_processes(root_pid: int, binary: Path) -> list[EngineProcess]:
-    """Processes under `root_pid` running the real `binary` (same file, by inode)."""
-    real = binary.resolve().stat()
+    """Processes under `root_pid` running the real `binary`, with the model they serve."""
     found = []
-    for pid in descendants(root_pid):
-        try:
-            exe = Path(os.readlink(f"/proc/{pid}/exe"))
+    for pid in running(root_pid, binary):
+        with contextlib.suppress(OSError):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-            st = exe.stat()
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) != (real.st_dev, real.st_ino):
-            continue
-        model = _model_arg(argv)
-        if model is not None:
-            found.append(EngineProcess(pid, exe, model))
+            model = _model_arg(argv)
+            if model is not None:
+                exe = Path(os.readlink(f"/proc/{pid}/exe"))
+                found.append(EngineProcess(pid, exe, model))
     return found
 
 

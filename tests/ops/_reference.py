@@ -57,6 +57,18 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def running(root_pid: int, binary: Path) -> list[int]:
+    """Processes under `root_pid` whose executable is `binary` (the same file, by inode)."""
+    real = binary.resolve().stat()
+    out = []
+    for pid in descendants(root_pid):
+        with contextlib.suppress(OSError):
+            st = Path(os.readlink(f"/proc/{pid}/exe")).stat()
+            if (st.st_dev, st.st_ino) == (real.st_dev, real.st_ino):
+                out.append(pid)
+    return out
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of a process, from /proc/PID/status."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
