@@ -52,7 +52,7 @@ def _leaked(ref: Reference, sim_url: str) -> tuple[int, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.req("OC-CTRL-2012", "ORCH-3026")
+@pytest.mark.req("OC-CTRL-2012", "ORCH-3026", "ORCH-2003")
 def test_cancel_races(chaos: Chaos, scenario: str) -> None:
     total = int(size("cancels"))
     rng = random.Random(20261203)

@@ -162,7 +162,7 @@ pools:
 
 @pytest.mark.slow
 @pytest.mark.real_engine
-@pytest.mark.req("ORCH-3038", "ORCH-3053")
+@pytest.mark.req("ORCH-3038")
 def test_real_llama_server_killed(chaos: Chaos, scenario: str) -> None:
     binary = engine_binary()
     kills = int(size("real_kills"))

@@ -47,7 +47,7 @@ MEMORY_BAR_MB = 256
 
 
 @pytest.mark.slow
-@pytest.mark.req("ORCH-2002", "OC-CORE-1001")
+@pytest.mark.req("ORCH-2002")
 def test_concurrent_clients(chaos: Chaos, scenario: str) -> None:
     clients = int(size("clients"))
     seconds = float(size("client_seconds"))
