@@ -18,9 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-from tests.ops._reference import ROOT, free_port, stop
+from tests.ops._reference import ROOT, free_port, stop, wait_up
 
 PROTOCOLS = ("llamacpp", "vllm", "tgi", "triton")
 HEALTH = {
@@ -65,16 +63,8 @@ class Sim:
             self.proc = subprocess.Popen(
                 argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.protocol} simulator exited {self.proc.returncode}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(self.url + HEALTH[self.protocol], timeout=1).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.protocol} simulator not healthy in {timeout_s:g} s")
-            time.sleep(0.05)
+        url = self.url + HEALTH[self.protocol]
+        wait_up(self.proc, url, timeout_s, f"{self.protocol} simulator", self.log_path)
 
     def kill(self) -> float:
         """SIGKILL the simulator; the time of the kill."""

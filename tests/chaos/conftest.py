@@ -64,6 +64,15 @@ def size(name: str) -> float:
     return SIZES[SCALE][name]
 
 
+def config(pools: str, *, wall_ms: int = 120_000, idle_ms: int = 30_000) -> str:
+    """A reference config around `pools` (YAML list items): strict, key from LLORCH_API_KEY,
+    task timeouts long enough that only a scenario's own faults end a task."""
+    return (
+        "validation: strict\nauth: {api_keys_env: LLORCH_API_KEY}\n"
+        f"timeouts: {{wall_ms: {wall_ms}, idle_ms: {idle_ms}}}\npools:\n{pools.strip(chr(10))}\n"
+    )
+
+
 @dataclass
 class Figure:
     scenario: str

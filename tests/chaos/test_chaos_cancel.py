@@ -20,21 +20,12 @@ import pytest
 
 from tests.chaos import _client as oq
 from tests.chaos._engines import SIM_MODEL, pool_yaml, sims
-from tests.chaos.conftest import Chaos, size
+from tests.chaos.conftest import Chaos, config, size
 from tests.ops._reference import Reference
 
 WORKERS = 32
 POOL = "chaos-cancel"
 PROMPT = "[[sim tokens=40 itl_ms=4]] cancel race"
-
-
-def _config(pool: str) -> str:
-    return f"""
-validation: strict
-auth: {{api_keys_env: LLORCH_API_KEY}}
-timeouts: {{wall_ms: 60000, idle_ms: 10000}}
-pools:
-{pool}"""
 
 
 def _leaked(ref: Reference, sim_url: str) -> tuple[int, int]:
@@ -106,7 +97,7 @@ def test_cancel_races(chaos: Chaos, scenario: str) -> None:
 
     workdir = chaos.workdir(scenario)
     with sims(workdir, ("llamacpp",), slots=8) as (sim,):
-        with chaos.reference(scenario, _config(pool_yaml(sim, POOL))) as ref:
+        with chaos.reference(scenario, config(pool_yaml(sim, POOL))) as ref:
             ref.wait_ready([POOL], timeout_s=60)
 
             async def run() -> float:

@@ -27,7 +27,7 @@ import pytest
 from tests._engine import MODEL, MODEL_SHA256, engine_binary
 from tests.chaos import _client as oq
 from tests.chaos._engines import PROTOCOLS, SIM_MODEL, Sim, pool_yaml, sims
-from tests.chaos.conftest import Chaos, size
+from tests.chaos.conftest import Chaos, config, size
 from tests.ops._reference import Reference, running
 
 RESET_BAR_S = 2.0
@@ -137,11 +137,8 @@ def _wait_ready_or_open(ref: Reference, pool_id: str, timeout_s: float) -> dict:
 
 
 def _real_config(binary: Path) -> str:
-    return f"""
-validation: strict
-auth: {{api_keys_env: LLORCH_API_KEY}}
-timeouts: {{wall_ms: 300000, idle_ms: 60000}}
-pools:
+    return config(
+        f"""
   - id: chaos-llama
     engine: llamacpp
     model: {MODEL_REF}
@@ -157,7 +154,10 @@ pools:
       host: 127.0.0.1
       startup_timeout_ms: 180000
     queue: {{capacity: 16, full_policy: reject}}
-"""
+""",
+        wall_ms=300_000,
+        idle_ms=60_000,
+    )
 
 
 @pytest.mark.slow
@@ -225,13 +225,7 @@ def test_real_llama_server_killed(chaos: Chaos, scenario: str) -> None:
 
 
 def _sims_config(running_sims: list[Sim]) -> str:
-    pools = "".join(pool_yaml(s, f"chaos-sim-{s.protocol}") for s in running_sims)
-    return f"""
-validation: strict
-auth: {{api_keys_env: LLORCH_API_KEY}}
-timeouts: {{wall_ms: 120000, idle_ms: 30000}}
-pools:
-{pools}"""
+    return config("".join(pool_yaml(s, f"chaos-sim-{s.protocol}") for s in running_sims))
 
 
 @pytest.mark.slow

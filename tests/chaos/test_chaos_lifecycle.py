@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 
 from tests.chaos import _client as oq
-from tests.chaos.conftest import Chaos, size
+from tests.chaos.conftest import Chaos, config, size
 
 EXPECTED_ERRORS = {"POOL_UNAVAILABLE"}
 
@@ -36,13 +36,6 @@ def _pool(pool_id: str, replicas: int) -> str:
     allow_cpu_inference: true
     replicas: {replicas}
     queue: {{capacity: 512, full_policy: reject}}"""
-
-
-def _config(*pools: str) -> str:
-    return (
-        "validation: strict\nauth: {api_keys_env: LLORCH_API_KEY}\n"
-        "timeouts: {wall_ms: 120000, idle_ms: 30000}\npools:" + "".join(pools) + "\n"
-    )
 
 
 class Judge:
@@ -143,7 +136,7 @@ def test_drain_and_reload_under_load(chaos: Chaos, scenario: str) -> None:
     reload_s: list[float] = []
     drained: list[tuple[str, float, float]] = []  # (pool, drain acknowledged, reload sent)
     served_again = 0
-    with chaos.reference(scenario, _config(_pool("chaos-a", 2), _pool("chaos-b", 2))) as ref:
+    with chaos.reference(scenario, config(_pool("chaos-a", 2) + _pool("chaos-b", 2))) as ref:
         ref.wait_ready(pools, timeout_s=60)
 
         async def run() -> None:
@@ -210,9 +203,9 @@ def test_sigterm_under_load(chaos: Chaos, scenario: str) -> None:
     judge = Judge()
     exits: list[tuple[int | None, float]] = []
     for run_no in range(runs):
-        config = _config(_pool("chaos-term", 4))
+        pools = _pool("chaos-term", 4)
         with chaos.reference(
-            scenario, config, name=f"reference-{run_no}", shutdown_deadline_s=deadline_s
+            scenario, config(pools), name=f"reference-{run_no}", shutdown_deadline_s=deadline_s
         ) as ref:
             ref.wait_ready(["chaos-term"], timeout_s=60)
 

@@ -37,8 +37,6 @@ REPORT = ROOT / "reports" / "e2e" / "e2e.json"
 ATTEMPTS = 3  # the 270M model repeats a 14-character code about 119 times in 120
 _ALPHABET = string.ascii_uppercase + string.digits
 
-pytestmark = [pytest.mark.slow, pytest.mark.real_engine]
-
 
 def nonce() -> str:
     return "-".join("".join(secrets.choice(_ALPHABET) for _ in range(4)) for _ in range(3))
@@ -66,6 +64,19 @@ def engine_versions(text: str, pool_id: str) -> set[str]:
         for s in f.samples
         if s.name == "tokens_out_total" and s.labels.get("pool_id") == pool_id
     }
+
+
+def log_records(path: Path) -> list[dict]:
+    """The reference's JSON-lines log (lines that are not JSON, e.g. gunicorn's, skipped)."""
+    records = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def stream(client: httpx.Client, prompt: str) -> tuple[list[dict], dict]:
@@ -108,6 +119,9 @@ def real_reference(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Referen
         yield ref
 
 
+@pytest.mark.slow
+@pytest.mark.real_engine
+@pytest.mark.req("ORCH-3032")
 def test_real_model_answers_through_orchqueue(real_reference: Reference) -> None:
     ref = real_reference
     binary = engine_binary()
@@ -156,6 +170,11 @@ def test_real_model_answers_through_orchqueue(real_reference: Reference) -> None
     assert grew_out >= streamed, f"tokens_out_total grew {grew_out}, streamed {streamed}"
     assert grew_in > 0, "tokens_in_total did not grow"
     assert engine_versions(after_text, POOL) == {version}, "metric labels name another build"
+    digest = health["metrics"]["model_digest"]
+    assert any(
+        r.get("engine_version") == version and r.get("model_digest") == digest
+        for r in log_records(ref.log_path)
+    ), "no log record names the engine version and model digest"
 
     # 4. Nothing in the repository could have supplied the answer.
     needles = [a["nonce"] for a in attempts] + [a["completion"].strip() for a in attempts]

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.ops._reference import free_port, stop
+from tests.ops._reference import free_port, stop, wait_up
 
 JOB = "llama-orch"  # the scrape job name ci/alerts/slo.rules.yml expects
 
@@ -97,21 +97,8 @@ def prometheus(targets: list[str], rule_files: list[Path], workdir: Path) -> Ite
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited {proc.returncode}: {_tail(workdir)}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus not ready in 30 s: {_tail(workdir)}")
-            time.sleep(0.1)
+        wait_up(proc, f"{url}/-/ready", 30, "prometheus", workdir / "prometheus.log")
         yield Prometheus(url)
     finally:
         stop(proc)
         log.close()
-
-
-def _tail(workdir: Path) -> str:
-    return (workdir / "prometheus.log").read_text(encoding="utf-8", errors="replace")[-2000:]

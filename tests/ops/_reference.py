@@ -200,21 +200,28 @@ def reference(
     )
     ref = Reference(f"http://127.0.0.1:{port}", api_key, tenant_key, proc, log_path)
     try:
-        deadline = time.monotonic() + start_timeout_s
-        while True:
-            if proc.poll() is not None:
-                tail = log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
-                raise RuntimeError(f"llorch serve exited {proc.returncode}: {tail}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{ref.url}/livez", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llorch serve did not answer /livez in {start_timeout_s:g} s")
-            time.sleep(0.1)
+        wait_up(proc, f"{ref.url}/livez", start_timeout_s, "llorch serve", log_path)
         yield ref
     finally:
         stop(proc)
         log.close()
+
+
+def wait_up(proc: subprocess.Popen, url: str, timeout_s: float, what: str, log: Path) -> None:
+    """Poll `url` until it answers 200; a RuntimeError with the log's tail if the process
+    exits first or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+            raise RuntimeError(f"{what} exited {proc.returncode}: {tail}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+            raise RuntimeError(f"{what} did not answer {url} in {timeout_s:g} s: {tail}")
+        time.sleep(0.1)
 
 
 def stop(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
