@@ -24,7 +24,7 @@ help:
 	@echo "make fmt    - format with ruff"
 	@echo "make engine - build llama-server and install the test model (once per machine)"
 	@echo "make e2e    - the real-model end-to-end gate alone (also part of make test)"
-	@echo "make chaos  - the chaos and load suite at full size (nightly, ~40 min on 2 cores)"
+	@echo "make chaos  - the chaos and load suite at full size (nightly, 20-30 min on 2 cores)"
 
 # Debian packages the project needs: a C/C++ toolchain and cmake for llama-server,
 # Chromium for the HTML-report browser test, and Prometheus (with promtool) for the alert-rule
