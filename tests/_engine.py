@@ -2,7 +2,8 @@
 
 `make engine` builds the binary (linked at .venv/bin/llama-server) and assembles the model.
 Without them the tests fail, unless LLORCH_SKIP_ENGINE=1 says the build was disabled on
-purpose; then they are skipped (reported as skipped, never as passed).
+purpose; then they are skipped (reported as skipped, never as passed). REQUIRE_REAL_LLAMA=1
+(the real-model gate, tests/e2e) overrides the skip: a missing engine is then a failure.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def engine_binary() -> Path:
     for cand in filter(None, candidates):
         if Path(cand).exists() and MODEL.exists():
             return Path(cand)
+    if os.environ.get("REQUIRE_REAL_LLAMA") == "1":
+        pytest.fail("REQUIRE_REAL_LLAMA=1: llama-server or the model is missing", pytrace=False)
     if os.environ.get("LLORCH_SKIP_ENGINE") == "1":
         pytest.skip("real engine disabled (LLORCH_SKIP_ENGINE=1)")
     pytest.fail("llama-server or the model is missing: run `make engine`", pytrace=False)

@@ -296,7 +296,7 @@ class Orchestrator:
                 {"code": code, "message": message, "engine": engine or pool.engine},
                 self._clock(),
             )
-            self.metrics.failed.labels(pool.engine, code).inc()
+            self.metrics.failed.labels(pool.engine, rec.task.priority, code).inc()
         runner = rec.runner
         if runner is not None and not runner.done() and runner is not asyncio.current_task():
             runner.cancel()

@@ -145,6 +145,13 @@ def _pool_families(orch: Orchestrator) -> Iterator[Metric]:
         ),
     )
     yield _family(
+        G,
+        "pool_ready",
+        "1 while the pool takes tasks (preloaded, not draining, not failed), else 0.",
+        ["engine", "pool_id"],
+        (([p.engine, p.pool_id], 1 if p.ready else 0) for p in pools),
+    )
+    yield _family(
         C,
         "pool_restarts",
         "Automatic engine restarts.",
