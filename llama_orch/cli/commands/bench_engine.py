@@ -26,6 +26,7 @@ import httpx
 from llama_orch.harness.embedded import DATA_ROOT, embedded_reference
 from llama_orch.harness.loadgen.procstat import pids_listening
 
+PROTOCOLS = ("llamacpp", "vllm", "tgi", "triton")
 POOL_ID = "bench"
 START_TIMEOUT_S = 120.0
 TRITON_MODEL = "tiny-llama"  # Triton names models in the URL: no slash
@@ -172,12 +173,16 @@ class Reference:
 
 
 @contextlib.contextmanager
-def reference(engine: Engine, model_ref: str, ctx: int, slots: int) -> Iterator[Reference]:
-    """`llorch serve` with one pool on `engine`; yields once the pool is ready."""
+def reference(
+    engine: Engine, model_ref: str, ctx: int, slots: int, *, env: dict[str, str] | None = None
+) -> Iterator[Reference]:
+    """`llorch serve` with one pool on `engine`; yields once the pool is ready. `env` adds
+    variables for the reference process only (e.g. PYTHONPATH of another tree to compare)."""
     with tempfile.TemporaryDirectory(prefix="llorch-bench-") as tmp:
         config = Path(tmp) / "bench.yaml"
         config.write_text(pool_config(engine, model_ref, ctx, slots), encoding="utf-8")
-        with embedded_reference(config, log_path=Path(tmp) / "reference.log") as (url, key, _t):
+        log = Path(tmp) / "reference.log"
+        with embedded_reference(config, log_path=log, extra_env=env) as (url, key, _tenant):
             deadline = time.monotonic() + START_TIMEOUT_S
             headers = {"Authorization": f"Bearer {key}"}
             while True:

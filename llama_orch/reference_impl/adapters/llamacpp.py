@@ -53,6 +53,7 @@ from llama_orch.reference_impl.adapters.http_common import (
     digest_for,
     error_from_status,
     error_from_transport,
+    finish_body,
     parse_json,
     scrape,
     wait_ready,
@@ -165,7 +166,8 @@ class LlamaCppAdapter(CancelAware):
         final: dict[str, Any] | None = None
         pieces = PieceJoiner()
         try:
-            async for field, value in lines(response):
+            rest = lines(response)
+            async for field, value in rest:
                 if field == "error":
                     raise stream_error(self.engine, value, index)
                 event = parse_json(self.engine, value)
@@ -190,6 +192,7 @@ class LlamaCppAdapter(CancelAware):
                     index += 1
                 if event.get("stop") is True:
                     final = event
+                    await finish_body(rest)  # the connection goes back to the pool
                     break
         except STREAM_BREAKS as exc:
             error = self.broken(req, exc)
