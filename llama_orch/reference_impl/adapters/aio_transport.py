@@ -24,20 +24,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import httpx
 
 _DEFAULT_LIMIT = 256
 _DEFAULT_TIMEOUT = 5.0
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-class _Body(httpx.AsyncByteStream):
-    """An aiohttp response body as httpx reads it; `aclose` releases or drops the connection."""
+class AioBody(httpx.AsyncByteStream):
+    """An aiohttp response body as httpx reads it; `aclose` releases or drops the connection.
+    `adapters.http_common.sse_data` iterates it directly (no httpx chunker in between)."""
 
     __slots__ = ("_request", "_response")
 
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request | None) -> None:
         self._response = response
         self._request = request
 
@@ -65,7 +68,7 @@ class _Body(httpx.AsyncByteStream):
             self._response.close()
 
 
-def _mapped(exc: BaseException, request: httpx.Request, *, reading: bool) -> httpx.HTTPError:
+def _mapped(exc: BaseException, request: httpx.Request | None, *, reading: bool) -> httpx.HTTPError:
     """The httpx exception httpcore raises for the same failure."""
     message = str(exc) or type(exc).__name__
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
@@ -96,6 +99,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit)
             self._session = aiohttp.ClientSession(
                 connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),  # engines set no cookies we would keep
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
                 timeout=aiohttp.ClientTimeout(total=None),
@@ -104,10 +108,33 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts = request.extensions.get("timeout", {})
+        body = request.content if request.method not in ("GET", "HEAD") else None
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        return await self._send(
+            request.method, str(request.url), headers, body, timeouts, request=request
+        )
+
+    async def stream(
+        self, method: str, url: str, body: bytes, timeouts: dict[str, float | None]
+    ) -> httpx.Response:
+        """The engine adapters' streaming request, without httpx's request machinery: a JSON
+        `body` to `url`; the answer as an httpx.Response whose body is still unread."""
+        return await self._send(method, url, _JSON_HEADERS, body, timeouts, request=None)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Any,
+        body: bytes | None,
+        timeouts: dict[str, float | None],
+        *,
+        request: httpx.Request | None,
+    ) -> httpx.Response:
         if self._closed:
             raise RuntimeError("the transport has been closed")
         session = self._session_now()
-        timeouts = request.extensions.get("timeout", {})
         connect = timeouts.get("connect", _DEFAULT_TIMEOUT)
         pool = timeouts.get("pool", _DEFAULT_TIMEOUT)
         timeout = aiohttp.ClientTimeout(
@@ -116,24 +143,17 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             sock_connect=connect,
             sock_read=timeouts.get("read", _DEFAULT_TIMEOUT),
         )
-        body = request.content if request.method not in ("GET", "HEAD") else None
         try:
             response = await session.request(
-                request.method,
-                str(request.url),
-                headers=[
-                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw
-                ],
-                data=body,
-                allow_redirects=False,
-                timeout=timeout,
+                method, url, headers=headers, data=body, allow_redirects=False, timeout=timeout
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _mapped(exc, request, reading=False) from exc
         return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,
-            stream=_Body(response, request),
+            stream=AioBody(response, request),
+            request=request,
             extensions={
                 "http_version": b"HTTP/1.1",
                 "reason_phrase": (response.reason or "").encode("latin-1", "replace"),

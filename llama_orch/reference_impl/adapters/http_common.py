@@ -23,7 +23,7 @@ import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from llama_orch.reference_impl.adapters.aio_transport import AiohttpTransport
+from llama_orch.reference_impl.adapters.aio_transport import AioBody, AiohttpTransport
 from llama_orch.reference_impl.adapters.base import (
     AdapterError,
     AdapterHealth,
@@ -68,8 +68,13 @@ async def sse_data(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     A body with a Content-Encoding (or one already read into memory) goes through
     `aiter_bytes`.
     """
-    decoded = response.is_stream_consumed or "content-encoding" in response.headers
-    chunks = response.aiter_bytes() if decoded else response.aiter_raw()
+    chunks: AsyncIterator[bytes]
+    if response.is_stream_consumed or "content-encoding" in response.headers:
+        chunks = response.aiter_bytes()
+    elif isinstance(response.stream, AioBody):
+        chunks = response.stream.__aiter__()  # straight from aiohttp
+    else:
+        chunks = response.aiter_raw()
     pending = b""
     async for chunk in chunks:
         if pending:
@@ -174,14 +179,18 @@ class HttpEngineAdapter:
         self.metrics_url = metrics_url or "/metrics"
         self.model_ref = model_ref
         self.ctx_max = ctx_max
+        timeout = httpx.Timeout(
+            connect=connect_timeout_s, read=idle_timeout_s, write=10.0, pool=10.0
+        )
+        # aiohttp underneath unless a test injects a transport (see aio_transport); streaming
+        # requests then go to it directly, the rest through httpx.
+        self._aio = AiohttpTransport(limit=256) if transport is None else None
+        self._timeouts = timeout.as_dict()
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
-            timeout=httpx.Timeout(
-                connect=connect_timeout_s, read=idle_timeout_s, write=10.0, pool=10.0
-            ),
+            timeout=timeout,
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-            # aiohttp underneath unless a test injects a transport (see aio_transport)
-            transport=transport if transport is not None else AiohttpTransport(limit=256),
+            transport=transport if transport is not None else self._aio,
         )
         self._live: dict[str, httpx.Response] = {}
         self._close_tasks: set[asyncio.Task] = set()  # closes started by aclose() hooks
@@ -213,8 +222,14 @@ class HttpEngineAdapter:
     ) -> httpx.Response:
         """Send a streaming request; raise the typed error for a non-success status."""
         try:
-            request = self.client.build_request(method, path, json=body)
-            response = await self.client.send(request, stream=True)
+            if self._aio is not None:
+                content = orjson.dumps(body)
+                response = await self._aio.stream(
+                    method, self.base_url + path, content, self._timeouts
+                )
+            else:
+                request = self.client.build_request(method, path, json=body)
+                response = await self.client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise error_from_transport(self.engine, exc, streaming=False) from exc
         if response.status_code >= 400:
