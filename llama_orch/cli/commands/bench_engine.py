@@ -33,7 +33,7 @@ TRITON_MODEL = "tiny-llama"  # Triton names models in the URL: no slash
 _HEALTH = {"llamacpp": "/health", "vllm": "/health", "tgi": "/health", "triton": "/v2/health/ready"}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as sock:
@@ -52,7 +52,7 @@ class Engine:
     pids: tuple[int, ...] = ()
 
 
-def _wait_http(url: str, proc: subprocess.Popen | None, what: str, log: Path | None) -> None:
+def wait_http(url: str, proc: subprocess.Popen | None, what: str, log: Path | None) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         if proc is not None and proc.poll() is not None:
@@ -66,7 +66,7 @@ def _wait_http(url: str, proc: subprocess.Popen | None, what: str, log: Path | N
         time.sleep(0.1)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
     """SIGTERM to the process group this module started, SIGKILL after 15 s."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -88,23 +88,23 @@ def _process(argv: list[str], what: str, health_url: str) -> Iterator[subprocess
             argv, stdout=subprocess.DEVNULL, stderr=out, start_new_session=True, cwd=DATA_ROOT
         )
     try:
-        _wait_http(health_url, proc, what, log)
+        wait_http(health_url, proc, what, log)
         yield proc
     finally:
-        _stop(proc)
+        stop_process(proc)
         log.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def simulator(protocol: str, slots: int) -> Iterator[Engine]:
     """`llorch engine-sim --protocol P` on a free port, with `slots` slots."""
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-m", "llama_orch.cli", "engine-sim", "--protocol", protocol]
     argv += ["--port", str(port), "--slots", str(slots)]
     metrics_url = None
     model = None
     if protocol == "triton":
-        mport = _free_port()
+        mport = free_port()
         argv += ["--model", TRITON_MODEL, "--metrics-port", str(mport)]
         metrics_url, model = f"http://127.0.0.1:{mport}/metrics", TRITON_MODEL
     url = f"http://127.0.0.1:{port}"
@@ -125,7 +125,7 @@ def llama_server(args: tuple[str, ...]) -> Iterator[Engine]:
     binary, model = default_llama_server()
     if not binary.exists() or not model.exists():
         raise RuntimeError(f"llama-server or the model is missing ({binary}, {model}): make engine")
-    port = _free_port()
+    port = free_port()
     argv = [str(binary), "--model", str(model), "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--metrics", *args]
     url = f"http://127.0.0.1:{port}"
@@ -182,7 +182,9 @@ def reference(
         config = Path(tmp) / "bench.yaml"
         config.write_text(pool_config(engine, model_ref, ctx, slots), encoding="utf-8")
         log = Path(tmp) / "reference.log"
-        with embedded_reference(config, log_path=log, extra_env=env) as (url, key, _tenant):
+        tree = Path(env["PYTHONPATH"]) if env and "PYTHONPATH" in env else None
+        started = embedded_reference(config, log_path=log, extra_env=env, cwd=tree)
+        with started as (url, key, _tenant):
             deadline = time.monotonic() + START_TIMEOUT_S
             headers = {"Authorization": f"Bearer {key}"}
             while True:

@@ -77,7 +77,7 @@ def serve(
             for key, value in {
                 "bind": f"{host}:{port}",
                 "workers": str(workers),
-                "worker_class": "uvicorn.workers.UvicornWorker",
+                "worker_class": "llama_orch.cli.commands.serve_worker.OrchWorker",
                 "graceful_timeout": str(int(shutdown_deadline + 5)),
                 "timeout": "0",
                 "loglevel": log_level,
