@@ -57,6 +57,15 @@ def top_frames(raw: Path, n: int) -> tuple[list[tuple[str, float]], list[tuple[s
     )
 
 
+def _worker(pids: tuple[int, ...]) -> int:
+    """The serving worker: the process whose parent (gunicorn's arbiter) is among `pids`."""
+    for pid in pids:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if int(stat[1]) in pids:
+            return pid
+    return max(pids, key=lambda p: sample([p]).cpu_s)
+
+
 def _short(frame: str) -> str:
     """`func (path/to/module.py:123)` -> `func (module.py)`: lines differ between trees."""
     name, _, where = frame.partition(" (")
@@ -96,7 +105,7 @@ def main() -> None:
         with bench_engine.reference(engine, "repo:mock/tiny-llama", 4096, 256, env=extra) as ref:
             # warm up, then profile the busiest serving process
             asyncio.run(_load(ref.url, ref.api_key, args, 2.0))
-            worker = max(ref.pids, key=lambda p: sample([p]).cpu_s)
+            worker = _worker(ref.pids)
             spy_proc = subprocess.Popen(
                 [
                     *(spy, "record", "-p", str(worker), "-d", str(int(args.seconds))),

@@ -245,21 +245,22 @@ class Orchestrator:
         )
         labels = (pool.engine, pool.engine_version, pool.pool_id, d.replica_id)
         priority = rec.task.priority
-        tokens_out = self.metrics.child(self.metrics.tokens_out, *labels)
+        rec.tokens_out = self.metrics.child(self.metrics.tokens_out, *labels)
         stream = rec.stream
         gen = adapter.stream(request)
         try:
             async for event in gen:
                 if not stream.token(event.text, self._clock(), event.token_id):
                     break
-                tokens_out.inc()
                 if stream.tokens == 1:
                     first = self.metrics.child(self.metrics.first_token, *labels[:3], priority)
                     first.observe(self._clock() - rec.admitted_at)
                 self.scheduler.progress(rec.task_id, self.now_ms())
                 if stream.tokens % METRICS_EVERY_TOKENS == 0:
+                    self._report_tokens(rec)
                     stream.emit("metrics", self._planning(rec, None))
             finish = gen.end.finish_reason if gen.end is not None else None
+            self._report_tokens(rec)  # counted before a reader can see `end`
             if stream.end(self._clock(), finish):
                 self._finished(rec, "done", ok=True)
         except AdapterError as exc:
@@ -270,10 +271,20 @@ class Orchestrator:
             log.exception("task run failed", extra={"job_id": rec.task_id})
             self._terminate(rec, "INTERNAL", f"internal error: {exc.__class__.__name__}", None)
         finally:
+            self._report_tokens(rec)
             await gen.aclose()
             if stream.first_token_at is not None and stream.finished_at is not None:
                 decode = self.metrics.child(self.metrics.decode, *labels[:3], priority)
                 decode.observe(stream.finished_at - stream.first_token_at)
+
+    @staticmethod
+    def _report_tokens(rec: TaskRecord) -> None:
+        """Add the stream's tokens not yet counted to `tokens_out` (one increment per batch
+        instead of one per token; always before the terminal event is appended)."""
+        fresh = rec.stream.tokens - rec.tokens_reported
+        if fresh and rec.tokens_out is not None:
+            rec.tokens_out.inc(fresh)
+            rec.tokens_reported += fresh
 
     def _finished(self, rec: TaskRecord, outcome: str, *, ok: bool) -> None:
         if rec.outcome is not None:
@@ -295,6 +306,7 @@ class Orchestrator:
     ) -> None:
         """End a task with an `error` event (or `end` for a user cancel) and free its slot."""
         pool = self.pools.pools[rec.pool_id]
+        self._report_tokens(rec)
         if cancel_reason == "user":
             rec.stream.end(self._clock(), "canceled")
         else:
