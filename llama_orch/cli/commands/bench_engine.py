@@ -140,10 +140,12 @@ def external(url: str, protocol: str, model: str | None) -> Engine:
     return Engine(url.rstrip("/"), protocol, model, None, pids)
 
 
-def pool_config(engine: Engine, model_ref: str, ctx: int, slots: int) -> str:
-    """The reference's config: one pool of `engine`, its queue large enough for any bench."""
+def pool_config(engine: Engine, model_ref: str, ctx: int, slots: int, extra: str = "") -> str:
+    """The reference's config: one pool of `engine`, its queue large enough for any bench;
+    `extra` adds top-level sections (YAML)."""
     lines = [
         "# written by llorch bench",
+        *extra.splitlines(),
         "auth:",
         "  api_keys_env: LLORCH_API_KEY",
         "pools:",
@@ -171,16 +173,31 @@ class Reference:
     api_key: str
     pids: tuple[int, ...]
 
+    @property
+    def worker(self) -> int:
+        """The serving worker: the process whose parent (gunicorn's arbiter) is also here."""
+        for pid in self.pids:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[1]) in self.pids:
+                return pid
+        return self.pids[-1]
+
 
 @contextlib.contextmanager
 def reference(
-    engine: Engine, model_ref: str, ctx: int, slots: int, *, env: dict[str, str] | None = None
+    engine: Engine,
+    model_ref: str,
+    ctx: int,
+    slots: int,
+    *,
+    env: dict[str, str] | None = None,
+    extra: str = "",
 ) -> Iterator[Reference]:
     """`llorch serve` with one pool on `engine`; yields once the pool is ready. `env` adds
     variables for the reference process only (e.g. PYTHONPATH of another tree to compare)."""
     with tempfile.TemporaryDirectory(prefix="llorch-bench-") as tmp:
         config = Path(tmp) / "bench.yaml"
-        config.write_text(pool_config(engine, model_ref, ctx, slots), encoding="utf-8")
+        config.write_text(pool_config(engine, model_ref, ctx, slots, extra), encoding="utf-8")
         log = Path(tmp) / "reference.log"
         tree = Path(env["PYTHONPATH"]) if env and "PYTHONPATH" in env else None
         started = embedded_reference(config, log_path=log, extra_env=env, cwd=tree)
