@@ -299,6 +299,7 @@ class TgiAdapter(ClosingAware, HttpEngineAdapter):
             code,  # type: ignore[arg-type]
             f"tgi {kind} error after {index} tokens: {event.get('error')}",
             engine=self.engine,
+            oom=classify_oom(str(event.get("error"))),
         )
 
 

@@ -376,6 +376,7 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
                         f"triton reported an error after {scanner.released} tokens: "
                         f"{event['error']}",
                         engine=self.engine,
+                        oom=classify_oom(str(event["error"])),
                     )
                 responses += 1
                 raw = event.get("text_output")
