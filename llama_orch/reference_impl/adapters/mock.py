@@ -81,6 +81,14 @@ class _Run:
         self.interruptible = False
 
 
+def _finish_reason(run: _Run, scanner: StopScanner, at_limit: bool) -> str:
+    if run.state == _CANCELED:
+        return FINISH_CANCELED
+    if scanner.matched is not None or not at_limit:
+        return FINISH_STOP
+    return FINISH_LENGTH
+
+
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
@@ -248,11 +256,7 @@ class MockAdapter:
     ) -> AsyncGenerator[TokenEvent, None]:
         directive, ordinary, count = self._plan(req)
         self._runs[req.request_id] = run
-        start = req.resume.tokens_done if req.resume is not None else 0
-        run.interruptible = self.interruptible and directive.interruptible
-        run.done = start
-        if req.resume is not None:
-            run.ids = list(req.resume.token_ids)
+        start = self._begin(req, run, directive)
         try:
             await self._acquire(run)
             loop = asyncio.get_running_loop()
@@ -286,16 +290,20 @@ class MockAdapter:
                 await self._pause(run, directive.hold_ms)
             if run.state == _RESET:
                 raise AdapterError("WORKER_RESET", "mock engine closed", engine=self.engine)
-            if run.state == _CANCELED:
-                reason = FINISH_CANCELED
-            elif scanner.matched is not None:
-                reason = FINISH_STOP
-            else:
-                reason = FINISH_LENGTH if count == req.max_tokens else FINISH_STOP
+            reason = _finish_reason(run, scanner, count == req.max_tokens)
             decode_ms = int((loop.time() - started) * 1000)
             ts.end = StreamEnd(tokens_out=index, finish_reason=reason, decode_ms=decode_ms)
         finally:
             self._release(run)
+
+    def _begin(self, req: CompletionRequest, run: _Run, directive: Directive) -> int:
+        """Set a run up (from its resume state, if any); the index of its first token."""
+        run.interruptible = self.interruptible and directive.interruptible
+        if req.resume is None:
+            return 0
+        run.done = req.resume.tokens_done
+        run.ids = list(req.resume.token_ids)
+        return run.done
 
     def _failure(self, directive: Directive, index: int) -> AdapterError:
         """The directive's mid-stream failure: a worker reset, or running out of memory."""

@@ -86,6 +86,7 @@ from .http_common import (
     wait_ready,
 )
 from .logprobs import last_number
+from .oom import classify_oom
 from .stops import StopScanner
 from .triton_model import (
     UNKNOWN,

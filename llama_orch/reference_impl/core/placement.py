@@ -7,9 +7,9 @@ Ready (ready, not failed, pool not draining) and have a free slot. Session affin
 its replica is such a candidate (kv_warmth true); otherwise the least-loaded candidate by slot
 occupancy, load = busy / slots_total. Candidates otherwise equal go to the better topology
 hint (`ReplicaSpec.topology_rank`, lower first: e.g. NVLink before PCIe), then to the lower
-replica id; with no hints configured every rank is 0 and ties fall to the id. (A task pinned to a replica never comes here: it waits in that
-replica's lane, see pools.py.) Each pool has few replicas, so a linear pass over them keeps
-dispatch independent of queue depth.
+replica id; with no hints configured every rank is 0 and ties fall to the id. (A task pinned
+to a replica never comes here: it waits in that replica's lane, see pools.py.) Each pool has
+few replicas, so a linear pass over them keeps dispatch independent of queue depth.
 """
 
 from __future__ import annotations
