@@ -34,6 +34,8 @@ CHECK_MODULES = (
     "llama_orch.harness.checks.test_sessions_failover",
     "llama_orch.harness.checks.test_startup",
     "llama_orch.harness.checks.test_metrics_contract",
+    "llama_orch.harness.checks.test_fairness",
+    "llama_orch.harness.checks.test_tenant_quotas",
 )
 # Optional features whose OpenAPI operations (by tag) run only when the target claims them.
 OPTIONAL_TAGS = ("catalog", "artifacts")
