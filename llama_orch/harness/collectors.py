@@ -36,6 +36,7 @@ CHECK_MODULES = (
     "llama_orch.harness.checks.test_metrics_contract",
     "llama_orch.harness.checks.test_fairness",
     "llama_orch.harness.checks.test_tenant_quotas",
+    "llama_orch.harness.checks.test_deadlines",
 )
 # Optional features whose OpenAPI operations (by tag) run only when the target claims them.
 OPTIONAL_TAGS = ("catalog", "artifacts")
