@@ -36,6 +36,7 @@ MARGIN_MS = 400
 FIFO_MISSES = 2
 HOLDS_MS = (200, 400, 600)
 TASKS_PER_SLOT = 3
+MIN_TASKS = 6
 RELEASE_AFTER_S = 1.0  # the load is queued within this; its deadlines count from then
 WARM_TASKS = 8  # instant tasks first, so duration estimates are fresh, not from old load
 
@@ -61,7 +62,7 @@ def list_schedule(order: list[int], holds: list[int], slots: int) -> dict[int, i
 
 def seeded_load(slots: int) -> Load:
     """The first seed from SEED whose load separates EDF from FIFO by the margins."""
-    n = TASKS_PER_SLOT * slots
+    n = max(MIN_TASKS, TASKS_PER_SLOT * slots)
     for seed in range(SEED, SEED + 1000):
         rng = random.Random(seed)
         holds = [rng.choice(HOLDS_MS) for _ in range(n)]
