@@ -34,9 +34,7 @@ def engine_features(target: Target, engine: str) -> dict[str, Any]:
     return {}
 
 
-def groups_claiming(
-    target: Target, feature: str, *, without: str | None = None
-) -> list[Group]:
+def groups_claiming(target: Target, feature: str, *, without: str | None = None) -> list[Group]:
     """Replica sets whose engine claims `feature` (and does not claim `without`)."""
     out = []
     for group in target.groups():
@@ -62,13 +60,14 @@ def scrape(orch: OrchClient) -> Exposition:
     return expo
 
 
-def hold_slots(world: World, group: Group, prompt: str, priority: str) -> list[str]:
-    """Occupy every slot of `group` with tasks of `prompt`, each confirmed running."""
+def hold_slots(world: World, group: Group, prompt: str, priority: str, **extra: Any) -> list[str]:
+    """Occupy every slot of `group` with tasks of `prompt`, each confirmed running; their
+    watches are `runner-0`, `runner-1`, ... in `world.watches`."""
     total = world.wait_idle(group)
     precondition(total > 0, f"replica set {group.label} reports no slots")
     held = []
     for n in range(total):
-        body = world.new_task(prompt, group=group, priority=priority)
+        body = world.new_task(prompt, group=group, priority=priority, **extra)
         world.submit_ok(body, setup=True)
         w = world.watch(f"runner-{n}", body["task_id"])
         precondition(

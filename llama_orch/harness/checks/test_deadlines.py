@@ -202,4 +202,3 @@ def test_deadline_telemetry_reaches_streams_and_metrics(orch, target) -> None:
     assert mine, f"deadlines_met_ratio has no sample for priority {body['priority']!r}"
     assert all(0 <= s.value <= 1 for s in samples), [s.value for s in samples]
     assert mine[0].value > 0, "a task just met its deadline, yet the ratio is 0"
-

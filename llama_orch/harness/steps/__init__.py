@@ -25,6 +25,7 @@ STEP_MODULES = (
     "llama_orch.harness.steps.load",
     "llama_orch.harness.steps.sessions",
     "llama_orch.harness.steps.control",
+    "llama_orch.harness.steps.scheduling",
 )
 FIXTURES = ("world", "llorch_memo")
 
