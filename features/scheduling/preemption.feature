@@ -20,11 +20,11 @@ Feature: Preemption of running and queued work
   @feature:preemption_hard @ORCH-3086 @ORCH-3087
   Scenario: Hard preemption interrupts a running batch task, which resumes where it stopped
     Given a replica set whose engine claims "preemption_hard"
-    And every slot of the replica set runs a batch task with prompt "[[sim tokens=40 itl_ms=50]] long batch work"
+    And every slot of the replica set runs a batch task with prompt "[[sim tokens=24 itl_ms=50]] long batch work"
     When I submit an interactive task "U" with prompt "[[sim tokens=2]] urgent"
     Then task "U" streams its first token before any batch task ends
     And exactly one batch task reports preempted with a resumable state
-    And the preempted task resumes and streams all 40 tokens as an uninterrupted run does
+    And the preempted task resumes and streams all 24 tokens as an uninterrupted run does
     And the counter preemptions_total for the engine with mode "hard" grew by 1
     And the counter resumptions_total for the engine grew by 1
 
