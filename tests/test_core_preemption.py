@@ -71,9 +71,7 @@ def test_a_requeued_task_frees_its_slot_and_resumes_first() -> None:
 
 @pytest.mark.req("ORCH-3089")
 def test_guards_protect_classes_and_cap_interrupts_per_minute() -> None:
-    protected = ct.scheduler(
-        [_hard(hard_protect=frozenset({BATCH, INTER}))], {"p:r0": 1}
-    )
+    protected = ct.scheduler([_hard(hard_protect=frozenset({BATCH, INTER}))], {"p:r0": 1})
     protected.set_replica("p:r0", ready=True, interruptible=True)
     _busy(protected, n=1)
     ct.admitted(protected.admit(ct.task(priority=INTER), 1))

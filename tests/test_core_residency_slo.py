@@ -118,7 +118,9 @@ def test_placement_uses_occupancy_then_topology_then_id() -> None:
 
 
 @heavy()
-@given(deadlines=st.lists(st.one_of(st.none(), st.integers(1_000, 60_000)), min_size=1, max_size=30))
+@given(
+    deadlines=st.lists(st.one_of(st.none(), st.integers(1_000, 60_000)), min_size=1, max_size=30)
+)
 @pytest.mark.req("ORCH-3084", "ORCH-3083")
 def test_edf_orders_one_flow_by_deadline_then_arrival(deadlines) -> None:
     """With EDF on (the default), deadline tasks leave in deadline order ahead of the rest."""

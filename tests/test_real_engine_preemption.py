@@ -92,9 +92,7 @@ def test_real_llamacpp_without_a_slot_folder_cannot_prove_it() -> None:
     with llama_server("--parallel", "1") as url:
 
         async def go():
-            adapter = LlamaCppAdapter(
-                "r0", url, model_ref=MODEL_REF, ctx_max=2048, slot_saves=True
-            )
+            adapter = LlamaCppAdapter("r0", url, model_ref=MODEL_REF, ctx_max=2048, slot_saves=True)
             try:
                 return await prove_interruptible(adapter)
             finally:

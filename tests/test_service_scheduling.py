@@ -59,7 +59,9 @@ def client(server):
 
 
 def _slots(client: httpx.Client, engine: str) -> int:
-    return next(s["slots_total"] for s in client.get("/v1/replicasets").json() if s["engine"] == engine)
+    return next(
+        s["slots_total"] for s in client.get("/v1/replicasets").json() if s["engine"] == engine
+    )
 
 
 def _metric(client: httpx.Client, prefix: str) -> float:
@@ -85,7 +87,10 @@ def test_device_oom_shrinks_capacity_and_host_oom_does_not(client) -> None:
     [
         ("CUDA error: out of memory", "device"),
         ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", "device"),
-        ("ggml_backend_cuda_buffer_type_alloc_buffer: allocating 512 MiB: cudaMalloc failed", "device"),
+        (
+            "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 512 MiB: cudaMalloc failed",
+            "device",
+        ),
         ("terminate called after throwing an instance of 'std::bad_alloc'", "host"),
         ("failed to allocate host buffer", "host"),
         ("mmap: Cannot allocate memory", "host"),
@@ -98,7 +103,9 @@ def test_oom_messages_are_told_apart(message: str, kind: str | None) -> None:
 
 @pytest.mark.req("ORCH-3088", "ORCH-3090")
 def test_capabilities_claim_hard_preemption_only_where_it_was_proven(client) -> None:
-    features = {e["engine"]: e["features"] for e in client.get("/v1/capabilities").json()["engines"]}
+    features = {
+        e["engine"]: e["features"] for e in client.get("/v1/capabilities").json()["engines"]
+    }
     assert features["llamacpp"]["preemption_hard"] is True
     assert features["vllm"]["preemption_hard"] is False  # configured hard, not proven
     assert features["vllm"]["preemption_soft"] is True

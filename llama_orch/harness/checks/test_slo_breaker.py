@@ -59,7 +59,7 @@ def test_batch_work_is_shed_while_the_first_token_slo_is_missed(orch, target) ->
         )
         inter = world.new_task(PROBE, priority="interactive", max_tokens=1)
         assert world.submit(inter).status_code == 202, "the SLO class itself must not be shed"
-        for n in range(RECOVER_BOUND):
+        for _n in range(RECOVER_BOUND):
             _run(world, FAST, 1)
             back, _ = _batch_admitted(world)
             if back:

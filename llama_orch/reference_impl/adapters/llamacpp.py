@@ -101,7 +101,8 @@ class LlamaCppAdapter(SlotCheckpoints, CancelAware):
     `preload_timeout_s`, `cancel_wait_s` (how long cancel() waits for `/slots` to show the
     slot free), `slot_saves` (offer interrupt/resume by slot save and restore: the adapter then
     places each request in a slot itself), `slot_dir` (the server's `--slot-save-path`, to
-    delete slot files once they are restored). `connect_timeout_s`, `idle_timeout_s` and `transport` go to the HTTP client.
+    delete slot files once they are restored). `connect_timeout_s`, `idle_timeout_s` and
+    `transport` go to the HTTP client.
     """
 
     engine = "llamacpp"
@@ -178,15 +179,7 @@ class LlamaCppAdapter(SlotCheckpoints, CancelAware):
         pending: list[int] = []  # ids read since the last piece reached the client
         try:
             async for field, value in lines(response):
-                if field == "error":
-                    raise stream_error(self.engine, value, index)
-                event = parse_json(self.engine, value)
-                if not isinstance(event, dict):
-                    raise AdapterError(
-                        "WORKER_RESET", f"unexpected event {value[:80]!r}", engine=self.engine
-                    )
-                if "error" in event and "content" not in event:
-                    raise stream_error(self.engine, event, index)
+                event = self._event(field, value, index)
                 if isinstance(event.get("id_slot"), int) and event["id_slot"] >= 0:
                     self._slot_of.setdefault(rid, event["id_slot"])
                 text = event.get("content") or ""
@@ -213,11 +206,7 @@ class LlamaCppAdapter(SlotCheckpoints, CancelAware):
             if error is not None:
                 raise error from exc
         finally:
-            interrupted = self.stopped(rid)
-            self.end_run(rid)
-            if not interrupted:  # an interrupt's save still holds the slot
-                self.release(rid)
-            canceled = self.settle(rid) or interrupted
+            canceled = self._close_run(rid)
         measured_ms = int((loop.time() - first_at) * 1000) if first_at is not None else 0
         if final is None and canceled:
             stream.end = StreamEnd(index, FINISH_CANCELED, measured_ms)
@@ -232,6 +221,27 @@ class LlamaCppAdapter(SlotCheckpoints, CancelAware):
                     yield pieces.emit(index, text)
                     index += 1
             stream.end = self._end(final, index, measured_ms)
+
+    def _event(self, field: str, value: str, index: int) -> dict[str, Any]:
+        """One stream line as an event object; a reported failure raises its typed error."""
+        if field == "error":
+            raise stream_error(self.engine, value, index)
+        event = parse_json(self.engine, value)
+        if not isinstance(event, dict):
+            raise AdapterError(
+                "WORKER_RESET", f"unexpected event {value[:80]!r}", engine=self.engine
+            )
+        if "error" in event and "content" not in event:
+            raise stream_error(self.engine, event, index)
+        return event
+
+    def _close_run(self, rid: str) -> bool:
+        """Forget a run whose stream ended; True when cancel() or an interrupt ended it."""
+        interrupted = self.stopped(rid)
+        self.end_run(rid)
+        if not interrupted:  # an interrupt's save still holds the slot
+            self.release(rid)
+        return self.settle(rid) or interrupted
 
     async def _detokenize(self, ids: list[int]) -> str:
         """Text of token ids by `POST /detokenize`; "" when that fails (logged).
