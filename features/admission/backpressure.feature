@@ -9,9 +9,14 @@ Feature: Bounded queues and full-queue policies
   Scenario: A full queue answers 429 with backoff headers and the policy in force
     When I fill replica set queues until one answers 429
     Then the response status is 429
-    And the response carries Retry-After and X-Backoff-Ms that agree
+    And the response carries Retry-After and X-Backoff-Ms
     And the body matches the BackpressureErrorEnvelope schema
     And the policy label names a full-queue policy
+
+  @ORCH-2007
+  Scenario: The backoff headers and body of a 429 agree
+    When I fill replica set queues until one answers 429
+    Then Retry-After is X-Backoff-Ms in whole seconds, rounded up
     And the error is retriable with retry_after_ms equal to X-Backoff-Ms
 
   @ORCH-3005 @OC-CORE-1002 @OC-CORE-1001 @ORCH-3004

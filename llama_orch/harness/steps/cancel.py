@@ -9,6 +9,8 @@ from pytest_bdd import then, when
 
 from llama_orch.engine_sim.directive import parse_directive
 from llama_orch.harness.client import check_stream
+from llama_orch.harness.outcomes import Violation
+from llama_orch.harness.rules import CANCEL, STREAM_FRAMING, STREAM_ORDER
 from llama_orch.harness.sse import SseEvent, StreamRead, iter_events
 from llama_orch.harness.steps.fixtures import P
 from llama_orch.harness.steps.streams import admitted_id
@@ -52,7 +54,8 @@ def cancel_after_tokens(world: World, n: int) -> None:
     try:
         with orch.http.stream("GET", url, timeout=timeout) as response:
             ex.status = response.status_code
-            assert response.status_code == 200, f"stream answered {response.status_code}"
+            if response.status_code != 200:
+                raise Violation(STREAM_FRAMING, f"the stream answered {response.status_code}")
             read = StreamRead(response.status_code, response.headers)
             acked = False
             for event in iter_events(
@@ -74,6 +77,11 @@ def cancel_after_tokens(world: World, n: int) -> None:
         ex.response_body = summary(before + after)
         orch.exchanges.append(ex)
     check_stream(before + after, read.ended)
+    if not acked:
+        precondition(False, f"the stream ended before its token {n}: nothing was canceled")
+    if not any(e.event in ("end", "error") for e in after):
+        why = read.timed_out or "it closed"
+        raise Violation(STREAM_ORDER, f"the canceled stream gave no terminal event: {why}")
     world.events = before + after
     world.extra["after_cancel"] = after
 
@@ -88,14 +96,20 @@ def cancel_holders(world: World) -> None:
 @then(P("the cancel response status is {status:d}"))
 @then(P("every cancel response status is {status:d}"))
 def cancel_status(world: World, status: int) -> None:
+    """A cancel answers 204 (ORCH-2003); for a check of what a cancel does, that is its
+    premise, so a wrong answer fails ORCH-2003 and blocks the check."""
     cancels = world.extra.get("cancels", [])
-    assert cancels, "nothing was canceled"
+    precondition(cancels, "nothing was canceled")
     got = [r.status_code for r in cancels]
-    assert all(s == status for s in got), f"cancel answered {got}, expected {status}"
+    if not all(s == status for s in got):
+        raise Violation(CANCEL, f"cancel answered {got}, expected {status}")
 
 
 @then("no token event arrived after the cancel was acknowledged")
 def no_token_after_cancel(world: World) -> None:
+    cancels = world.extra.get("cancels", [])
+    if not cancels or cancels[-1].status_code != 204:
+        raise Violation(CANCEL, f"the cancel was not acknowledged with 204: {cancels[-1:]}")
     after = world.extra.get("after_cancel", [])
     late = [e.data for e in after if e.event == "token"]
     if not late:
@@ -115,6 +129,14 @@ def no_token_after_cancel(world: World) -> None:
 def fewer_tokens(world: World, n: int) -> None:
     got = sum(e.event == "token" for e in world.events)
     assert got < n, f"{got} tokens were streamed: the cancel did not stop the task"
+
+
+@then("the stream ended soon after the cancel")
+def ended_after_cancel(world: World) -> None:
+    """Stopped, not finished: the directive's 40 tokens 250 ms apart take 10 s."""
+    after = world.extra.get("after_cancel", [])
+    tokens = sum(e.event == "token" for e in after)
+    assert tokens <= 2, f"{tokens} tokens followed the cancel: the task was not stopped"
 
 
 @then(P('task "{label:Q}" ended without any token'))
