@@ -232,7 +232,7 @@ class OrchClient:
         one silence bound (timeouts.stream_gap_s); `read.timed_out` says it happened. With
         `validate`, a stream breaking the basic SSE rules raises a Violation.
         """
-        hdrs = dict(headers or {})
+        hdrs = {"Accept": "text/event-stream", **(headers or {})}
         if last_event_id is not None:
             hdrs["Last-Event-ID"] = last_event_id
         url = f"/v1/tasks/{task_id}/stream"

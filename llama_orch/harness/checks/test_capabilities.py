@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llama_orch.harness.openapi import load_doc
+from llama_orch.harness.outcomes import Violation
 from llama_orch.harness.registry import check
 
 ENGINES = ("llamacpp", "vllm", "tgi", "triton")
@@ -26,7 +27,12 @@ def test_capability_data_lists_engines_with_their_context_limit(target) -> None:
 
 @check("ORCH-3096", "OC-CTRL-2061", "ORCH-3044")
 def test_capability_data_declares_the_contract_version(target) -> None:
-    """api_version equals the OpenAPI info.version this harness checks."""
+    """api_version is stated (ORCH-3044) and equals the OpenAPI info.version this harness
+    checks (ORCH-3096, OC-CTRL-2061)."""
     expected = load_doc("data.yaml")["info"]["version"]
     got = target.capabilities.get("api_version")
-    assert got == expected, f"api_version is {got!r}, the contract is {expected}"
+    assert isinstance(got, str) and got, f"the capability data states no api_version ({got!r})"
+    if got != expected:
+        raise Violation(
+            ("ORCH-3096", "OC-CTRL-2061"), f"api_version is {got!r}, the contract is {expected}"
+        )
