@@ -90,7 +90,7 @@ def test_a_dropped_field_fails_exactly_its_interaction(reference, tmp_path: Path
     [
         ("no-retry-after", "queue-full-backpressure", ("Retry-After", "X-Backoff-Ms")),
         ("no-auth", "capabilities-without-key", ("expected 401 but was 200",)),
-        ("wrong-sse-order", "stream-task", ("event: token",)),
+        ("wrong-event-name", "stream-task", ("event: tok",)),
     ],
 )
 def test_a_faulty_proxy_fails_only_the_interaction_it_breaks(

@@ -17,7 +17,7 @@ from llama_orch.harness.contracts.provider import ContractVerifier
 from llama_orch.harness.outcomes import PreconditionError, Violation
 from llama_orch.harness.plugin import CLIENT_KEY
 from llama_orch.harness.registry import Check
-from llama_orch.harness.rules import AUTH
+from llama_orch.harness.rules import AUTH, STREAM_ORDER, answering
 
 INTERACTIONS = {f"contract::{i.key}": i for i in load_interactions()}
 
@@ -56,6 +56,33 @@ def test_interaction(
         raise PreconditionError(f"provider state cannot be set up: {outcome.state_error}")
     if outcome.harness_error:
         raise VerifierError(outcome.harness_error)
+    if outcome.passed:
+        return
     if interaction.credentials and any(ex.status == 401 for ex in outcome.exchanges):
         raise Violation(AUTH, f"the target refused its own key with 401: {outcome.message()}")
-    assert outcome.passed, outcome.message()
+    if STATE_FAILED_TEXT in " ".join(outcome.problems):
+        raise PreconditionError(f"provider state cannot be set up in time: {outcome.message()}")
+    for ex in outcome.exchanges:
+        broken = _unfinished(interaction, ex)
+        if broken:
+            raise Violation(broken, outcome.message())
+    raise AssertionError(outcome.message())
+
+
+# Pact's verifier says so when the state handler failed or did not answer in time.
+STATE_FAILED_TEXT = "state change handlers has failed"
+
+
+def _unfinished(interaction, ex) -> tuple[str, ...]:
+    """The requirements an exchange that did not finish breaks: the operation's answer when
+    nothing came back, the stream's end when a stream's head came and its end never did."""
+    if ex.error is None and ex.status is not None:
+        return ()
+    if ex.status is None:
+        return answering(interaction.method, interaction.path)
+    ctype = {k.lower(): v for k, v in ex.response_headers.items()}.get("content-type", "")
+    return (
+        STREAM_ORDER
+        if ctype.startswith("text/event-stream")
+        else answering(interaction.method, interaction.path)
+    )

@@ -145,7 +145,7 @@ CASES: tuple[ContractCase, ...] = (
         "capabilities",
         "the capability document states an API version and what each engine offers",
         "getCapabilities",
-        ("ORCH-3095", "ORCH-3044", "OC-CTRL-2060"),
+        ("ORCH-3095", "OC-CTRL-2060"),
         _capabilities,
         _exercise_capabilities,
     ),

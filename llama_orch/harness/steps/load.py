@@ -51,8 +51,9 @@ def free_one_at_a_time(world: World) -> None:
         if resp.status_code != 204:
             raise Violation(CANCEL, f"the cancel of a slot holder answered {resp.status_code}")
         watch = next((w for w in world.watches.values() if w.task_id == holder), None)
-        if watch is not None and not watch.wait_done(5.0):
-            raise Violation(CANCEL, "a canceled slot holder's stream did not end within 5 s")
+        bound = world.orch.timeouts.settle_s
+        if watch is not None and not watch.wait_done(bound):
+            raise Violation(CANCEL, f"a canceled slot holder's stream did not end in {bound:g} s")
         started: list[str] = []
 
         def one_started(waiting: list[str] = waiting, started: list[str] = started) -> bool:

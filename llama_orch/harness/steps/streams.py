@@ -10,7 +10,13 @@ from pytest_bdd import then, when
 from llama_orch.harness.client import SseEvent
 from llama_orch.harness.openapi import SSE_EVENTS
 from llama_orch.harness.outcomes import Violation
-from llama_orch.harness.rules import ERROR_ENVELOPE, STARTED_FIELDS, STREAM_FRAMING, STREAM_ORDER
+from llama_orch.harness.rules import (
+    ERROR_ENVELOPE,
+    STARTED_FIELDS,
+    STREAM_FRAMING,
+    STREAM_JSON,
+    STREAM_ORDER,
+)
 from llama_orch.harness.sse import StreamRead
 from llama_orch.harness.steps.fixtures import P
 from llama_orch.harness.steps.responses import check_envelope, schema_errors
@@ -139,7 +145,7 @@ def framed(world: World) -> None:
         try:
             json.loads(payload)
         except ValueError:
-            raise AssertionError(f"the data line does not hold JSON: {payload!r}") from None
+            raise Violation(STREAM_JSON, f"a data line does not hold JSON: {payload!r}") from None
 
 
 @then("the raw stream uses only the events started, token, metrics, end and error")
