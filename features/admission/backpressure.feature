@@ -1,7 +1,7 @@
 Feature: Bounded queues and full-queue policies
   Every pool's queue has a hard cap. When it is full the pool applies exactly one configured
   policy (reject, drop-lru or shed-low-priority) and a refusal is a 429 that names the policy
-  and says when to retry. Slots and queues are filled with "[[sim tokens=1 hold_ms=30000]]"
+  and says when to retry. Slots and queues are filled with "[[sim tokens=100 itl_ms=300]]"
   tasks, all canceled when the scenario ends; which replica set uses which policy is learned
   from the target's answers.
 

@@ -1,7 +1,7 @@
 """Load steps: busy slots, queued tasks, dispatch order, placement and full queues.
 
-Slots are held by tasks with `[[sim tokens=1 hold_ms=30000]]` (one token at once, then the slot
-stays busy); the world cancels them at the end. A queue is filled until the target pushes
+Slots are held by tasks with `[[sim tokens=100 itl_ms=300]]` (a token every 300 ms for 30 s,
+busy and never idle); the world cancels them at the end. A queue is filled until the target pushes
 back: a `429`, or an eviction, seen as an admitted task whose queue position no longer grows.
 """
 

@@ -33,8 +33,9 @@ from llama_orch.harness.sse import SseEvent
 from llama_orch.harness.steps.watch import StreamWatch
 
 NO_SUCH_POOL = "llorch-compliance-no-such-pool"
-# Holds a slot for 30 s after one token; tasks using it are always canceled at teardown.
-HOLD_PROMPT = "[[sim tokens=1 hold_ms=30000]] hold"
+# Holds a slot for 30 s, a token every 300 ms: busy, never idle (an idle-timeout watchdog
+# would free the slot and pass for a cancel); tasks using it are canceled at teardown.
+HOLD_PROMPT = "[[sim tokens=100 itl_ms=300]] hold"
 
 __all__ = ["Group", "PreconditionError", "World", "poll", "precondition"]
 
