@@ -153,13 +153,14 @@ LEGAL = {
     "retry and comment lines in events": SSE_EXAMPLE.replace(
         "event: token\n", "event: token\n: hi\nretry: 10\n"
     ),
+    "fields the SSE rules ignore": SSE_EXAMPLE.replace("event:", "x-vendor: 1\nevent:"),
     "out of order (not this pattern's business)": SSE_EXAMPLE.replace("started", "metrics", 1),
 }
 ILLEGAL = {
     "an unknown event name": SSE_EXAMPLE.replace("event: metrics", "event: stats"),
     "data before its event line": 'data: {"i":0}\nevent: token\n\n',
     "an event without an event line": "data: {}\n\n",
-    "a line that is no field": SSE_EXAMPLE + "hello\n\n",
+    "an event line without its data line": SSE_EXAMPLE + "event: token\n\n",
 }
 
 

@@ -19,7 +19,7 @@ Feature: Bounded queues and full-queue policies
     Then Retry-After is X-Backoff-Ms in whole seconds, rounded up
     And the error is retriable with retry_after_ms equal to X-Backoff-Ms
 
-  @ORCH-3005 @OC-CORE-1002 @OC-CORE-1001 @ORCH-3004
+  @ORCH-3005 @OC-CORE-1002 @OC-CORE-1001 @ORCH-3004 @stands-on:OC-CTRL-2011
   Scenario: Under reject the newcomer is refused and the queue is left alone
     When I fill the queue of a replica set whose full-queue policy is "reject"
     Then the response status is 429

@@ -45,20 +45,20 @@ Feature: API keys guard both planes
     When I send GET "/v1/replicasets" with that key
     Then the response status is 403
 
-  @ORCH-2006 @OC-CTRL-2030
+  @ORCH-2006 @OC-CTRL-2030 @stands-on:ORCH-3035
   Scenario: A 401 carries a typed error envelope
     When I send GET "/v1/replicasets" without credentials
     Then the answer is an error
     And the body is a typed error envelope
 
-  @ORCH-2006 @OC-CTRL-2030 @needs:data_plane_key
+  @ORCH-2006 @OC-CTRL-2030 @needs:data_plane_key @stands-on:ORCH-3035
   Scenario: A 403 carries a typed error envelope
     Given a data-plane-only API key
     When I send GET "/v1/replicasets" with that key
     Then the answer is an error
     And the body is a typed error envelope
 
-  @OC-CTRL-2041
+  @OC-CTRL-2041 @stands-on:ORCH-3035
   Scenario: An error answer does not repeat the key it was sent
     When I send GET "/v1/replicasets" with the bearer key "llorch-canary-6f1c2a9e4b7d"
     Then the response is a refusal

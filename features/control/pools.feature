@@ -8,7 +8,7 @@ Feature: Pool health, drain and reload
     When I read the health of every pool
     Then every pool health answer is a complete PoolHealth
 
-  @ORCH-2101 @OC-CTRL-2002
+  @ORCH-2101 @OC-CTRL-2002 @stands-on:ORCH-2103
   Scenario: A drained pool takes no new dispatches while running work finishes
     Given a pool that alone serves its replica set
     And a task on the pool that streams 4 tokens over 600 ms is running
@@ -18,14 +18,14 @@ Feature: Pool health, drain and reload
     And a new task for the pool is not dispatched
     And the running task finished normally
 
-  @ORCH-3010 @OC-CORE-1010
+  @ORCH-3010 @OC-CORE-1010 @stands-on:ORCH-2101 @stands-on:ORCH-2103
   Scenario: A pool that is not ready receives no task
     Given a pool that alone serves its replica set
     And the pool is drained
     And the pool reports draining
     Then a new task for the pool is not dispatched
 
-  @ORCH-2102 @OC-CTRL-2003
+  @ORCH-2102 @OC-CTRL-2003 @stands-on:ORCH-2103
   Scenario: A reload switches the pool over and ends the drain
     Given a pool that alone serves its replica set
     And the pool is drained
@@ -34,7 +34,7 @@ Feature: Pool health, drain and reload
     And the pool becomes ready and stops draining within 10 seconds
     And a task for the pool completes within 5 seconds
 
-  @OC-CTRL-2003
+  @OC-CTRL-2003 @stands-on:ORCH-2103
   Scenario: A failed reload keeps the pool on its previous model
     Given a pool that alone serves its replica set
     When I reload the pool with a model that does not exist

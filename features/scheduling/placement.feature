@@ -2,7 +2,7 @@ Feature: Placement on the least-loaded ready replica
   Concurrent tasks of one replica set run side by side on its free slots instead of waiting
   behind each other, and the set's slot counts show it.
 
-  @OC-CORE-1012 @ORCH-3008
+  @OC-CORE-1012 @ORCH-3008 @stands-on:ORCH-2104
   Scenario: Two concurrent tasks on a set with two slots run at once
     Given a replica set with at least 2 slots
     And the replica set is idle

@@ -3,7 +3,7 @@ Feature: Dequeue order
   in arrival order. Slots are freed one at a time, so each freed slot shows which queued task
   the scheduler picks next.
 
-  @OC-CORE-1004 @ORCH-3004
+  @OC-CORE-1004 @ORCH-3004 @stands-on:ORCH-2003 @stands-on:ORCH-2104
   Scenario: Interactive tasks start before batch tasks that queued earlier
     Given a replica set with at least 1 slot
     And all slots of the replica set are busy

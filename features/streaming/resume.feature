@@ -1,4 +1,4 @@
-@feature:sse_resume
+@feature:sse_resume @stands-on:ORCH-2002
 Feature: Resuming a task stream after a lost connection
   A target that claims sse_resume gives every token event an SSE id line equal to its index,
   and a stream request carrying Last-Event-ID continues with the next token, without a second

@@ -30,7 +30,23 @@ INT_RE = r"^[0-9]+$"
 # (OC-CTRL-2022) and `id:` lines (OC-CTRL-2024, only for targets claiming `sse_resume`) are
 # not this interaction's business.
 EOL = r"(?:\r\n|\n|\r)"
-OTHER = rf"(?::[^\r\n]*|id:[^\r\n]*|retry:[^\r\n]*){EOL}"
+CHAR = r"[^:\r\n]"  # a character of a field name
+
+
+def _name_except(*words: str) -> str:
+    """A field name that is none of `words` (the pattern language has no look-ahead)."""
+    firsts = "".join(sorted({w[0] for w in words}))
+    alternatives = [rf"[^:\r\n{firsts}]{CHAR}*"]
+    for word in words:
+        for n in range(1, len(word)):
+            alternatives.append(rf"{word[:n]}(?:[^:\r\n{word[n]}]{CHAR}*)?")
+        alternatives.append(rf"{word}{CHAR}+")
+    return "(?:" + "|".join(alternatives) + ")"
+
+
+# Comment lines, and field lines other than event and data (id, retry, unknown fields: the
+# SSE rules ignore the last kind), with or without a value.
+OTHER = rf"(?::[^\r\n]*|{_name_except('event', 'data')}(?::[^\r\n]*)?){EOL}"
 EVENT = rf"event: ?(?:started|token|metrics|end|error){EOL}"
 DATA = rf"data:[^\r\n]*{EOL}"
 FRAME = rf"(?:{OTHER})*{EVENT}(?:{OTHER})*{DATA}(?:{OTHER})*{EOL}"
