@@ -70,6 +70,7 @@ def cancel_after_tokens(world: World, n: int) -> None:
                 read=read,
             ):
                 (after if acked else before).append(event)
+                check_stream([event], False)  # a broken stream blocks the check at once
                 if sum(e.event == "token" for e in after) >= LATE_TOKENS:
                     break
                 if not acked and sum(e.event == "token" for e in before) == n:

@@ -57,6 +57,9 @@ def free_one_at_a_time(world: World) -> None:
         started: list[str] = []
 
         def one_started(waiting: list[str] = waiting, started: list[str] = started) -> bool:
+            broken = next((world.watches[w] for w in waiting if world.watches[w].violation), None)
+            if broken is not None:
+                raise broken.violation
             started[:] = [w for w in waiting if world.watches[w].tokens()]
             return bool(started)
 
