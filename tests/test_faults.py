@@ -93,3 +93,13 @@ def test_one_wrong_event_name_fails_only_the_event_set_in_a_full_run(
         and "ORCH-2002" in (r["reason"] or "").split(":")[0]
     ]
     assert len(blocked) >= 5, f"the stream readers should be blocked by ORCH-2002: {blocked}"
+
+
+@pytest.mark.slow
+@pytest.mark.req("OC-HARNESS-8113")
+def test_missing_event_ids_are_not_judged_when_resume_is_not_claimed(faulty: Bench) -> None:
+    """The same missing `id:` lines that fail OC-CTRL-2024 for a target claiming sse_resume
+    (the `no-sse-ids` fault) leave a target that does not claim it `not-supported`."""
+    run = faulty.run("no-sse-ids-unclaimed", "--profile", "extended", "--only", "OC-CTRL-2024").run
+    assert run.verdicts()["OC-CTRL-2024"] == "not-supported", run.reasons()["OC-CTRL-2024"]
+    assert not failed(run, profiles=("core", "extended")), run.output[-3000:]
