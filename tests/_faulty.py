@@ -89,6 +89,8 @@ def bench_config(directory: Path) -> Path:
     for pool in config["pools"]:
         if pool.get("queue", {}).get("full_policy") == "reject":
             pool["queue"]["capacity"] = 16
+    for plugin in (config.get("policy") or {}).get("plugins") or []:  # relative to mock.yaml
+        plugin["path"] = str((DEFAULT_CONFIG.parent / plugin["path"]).resolve())
     path = directory / "bench.yaml"
     with path.open("w", encoding="utf-8") as out:
         yaml.dump(config, out)
