@@ -34,7 +34,12 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve_asgi(
-    app: Any, *, port: int | None = None, lifespan: str = "off", what: str = "test server"
+    app: Any,
+    *,
+    port: int | None = None,
+    lifespan: str = "off",
+    what: str = "test server",
+    http: str = "auto",
 ) -> Iterator[str]:
     """Serve an ASGI app with uvicorn on 127.0.0.1 in a daemon thread; yield its base URL.
 
@@ -43,7 +48,7 @@ def serve_asgi(
     """
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, http=http
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=what, daemon=True)

@@ -87,22 +87,23 @@ def test_unknown_ids_and_methods(client) -> None:
 
 @pytest.mark.req("ORCH-3035", "OC-CTRL-2040")
 def test_authentication_401_and_403(server) -> None:
+    AUTH = "ADMISSION_REJECT"  # specs/20 section 5: the ErrorKind of 401 and 403
     with httpx.Client(base_url=server.url, timeout=10) as anon:
-        _envelope(anon.post("/v1/tasks", json=task_body()), 401, code=None)
-        _envelope(anon.get("/v1/capabilities"), 401, code=None)
+        _envelope(anon.post("/v1/tasks", json=task_body()), 401, code=AUTH)
+        _envelope(anon.get("/v1/capabilities"), 401, code=AUTH)
         bad = {"Authorization": "Bearer wrong-key"}
-        _envelope(anon.get("/v1/replicasets", headers=bad), 401, code=None)
+        _envelope(anon.get("/v1/replicasets", headers=bad), 401, code=AUTH)
         assert anon.get("/livez").status_code == 200
         assert anon.get("/metrics").status_code == 200
         tenant = {"Authorization": f"Bearer {TENANT_KEY}"}
-        _envelope(anon.get("/v1/replicasets", headers=tenant), 403, code=None)
+        _envelope(anon.get("/v1/replicasets", headers=tenant), 403, code=AUTH)
         body = task_body()
         assert anon.post("/v1/tasks", json=body, headers=tenant).status_code == 202
         by_header = {"X-API-Key": API_KEY}
         assert anon.post("/v1/tasks", json=task_body(), headers=by_header).status_code == 202
         other = task_body()
         anon.post("/v1/tasks", json=other, headers={"Authorization": f"Bearer {API_KEY}"})
-        _envelope(anon.post(f"/v1/tasks/{other['task_id']}/cancel", headers=tenant), 403, None)
+        _envelope(anon.post(f"/v1/tasks/{other['task_id']}/cancel", headers=tenant), 403, AUTH)
 
 
 @pytest.mark.req("ORCH-2009", "OC-CTRL-2052")

@@ -15,14 +15,12 @@ Feature: Admission of tasks
     And the admission reports queue_position, predicted_start_ms and backoff_ms
 
   @ORCH-2001
-  Scenario: A task without a seed is admitted and served
+  Scenario: A task without a seed is admitted
     Given a task with prompt "[[sim tokens=3]] no seed given"
     And the task has no field "seed"
     When I submit it
     Then the response status is 202
-    When I read its stream
-    Then the stream has 3 token events
-    And the stream ends with end
+    And the admission names the submitted task_id
 
   @ORCH-2008
   Scenario: Every engine the target serves is accepted
@@ -31,7 +29,8 @@ Feature: Admission of tasks
 
   @ORCH-2008
   Scenario Outline: A task naming an engine outside the enum is invalid
-    Given a task with prompt "[[sim tokens=1]] engine"
+    Given a valid task like it is admitted
+    And a task with prompt "[[sim tokens=1]] engine"
     And the task has field "engine" set to <engine>
     When I submit it
     Then the response status is 400

@@ -8,7 +8,8 @@ Feature: Context and token-budget guardrails at admission
 
   @ORCH-3014 @OC-CTRL-2010
   Scenario: A context above the model's limit is refused before queueing
-    Given a task with prompt "[[sim tokens=1]] too wide"
+    Given a valid task like it is admitted
+    And a task with prompt "[[sim tokens=1]] too wide"
     And the task asks for a context one above the engine's ctx_max
     When I submit it
     Then the response status is 400
@@ -16,7 +17,8 @@ Feature: Context and token-budget guardrails at admission
 
   @OC-CORE-1020
   Scenario: A context above the model's limit is refused with INVALID_PARAMS
-    Given a task with prompt "[[sim tokens=1]] too wide"
+    Given a valid task like it is admitted
+    And a task with prompt "[[sim tokens=1]] too wide"
     And the task asks for a context one above the engine's ctx_max
     When I submit it
     Then the response status is 400
@@ -25,7 +27,8 @@ Feature: Context and token-budget guardrails at admission
 
   @ORCH-3015 @OC-CTRL-2010
   Scenario: Prompt plus max_tokens above the context is refused before queueing
-    Given a task with a prompt of 400 characters
+    Given a valid task like it is admitted
+    And a task with a prompt of 400 characters
     And the task has field "ctx" set to 64
     And the task has field "max_tokens" set to 64
     When I submit it
@@ -34,7 +37,8 @@ Feature: Context and token-budget guardrails at admission
 
   @OC-CORE-1021
   Scenario: Prompt plus max_tokens above the context is refused with INVALID_PARAMS
-    Given a task with a prompt of 400 characters
+    Given a valid task like it is admitted
+    And a task with a prompt of 400 characters
     And the task has field "ctx" set to 64
     And the task has field "max_tokens" set to 64
     When I submit it

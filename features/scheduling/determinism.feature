@@ -2,7 +2,7 @@ Feature: Deterministic output within a replica set
   Two tasks with the same prompt, parameters and seed on one replica set stream the same
   tokens.
 
-  @ORCH-3045 @OC-CORE-1030
+  @ORCH-3045 @OC-CORE-1030 @stands-on:ORCH-2002
   Scenario: Same prompt, parameters and seed give the same token stream
     Given any replica set
     And a task "A" with prompt "[[sim tokens=8]] the same words"

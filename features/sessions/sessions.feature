@@ -16,7 +16,7 @@ Feature: Sessions
     And the session reports 1 turn
     And the session's ttl_ms_remaining is positive
 
-  @ORCH-2005
+  @ORCH-2005 @stands-on:ORCH-2004
   Scenario: Deleting a session ends it
     Given a task with prompt "[[sim tokens=1]] to delete"
     When I submit it

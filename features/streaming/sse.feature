@@ -30,10 +30,8 @@ Feature: Task streams over Server-Sent Events
     And every event's data is a JSON object
     And token indices count up from 0 by one
     And exactly one terminal event ends the stream
-    And the stream has 5 token events
-    And the end event reports as many tokens as were streamed
 
-  @ORCH-2002 @OC-CTRL-2022
+  @ORCH-2002
   Scenario: Every payload matches its OrchQueue v1 schema
     Given a task with prompt "[[sim tokens=3]] schemas"
     When I submit it

@@ -16,6 +16,9 @@ _PAIR_RE = re.compile(r"^([a-z_]+)=(.*)$")
 _UINT_RE = re.compile(r"^[0-9]+$")
 INT_MAX = 2_147_483_647
 COUNT_KEYS = ("tokens", "itl_ms", "ttft_ms", "hold_ms", "fail_after", "diverge_at")
+BOOL_KEYS = ("interruptible",)
+OOM_KINDS = ("device", "host")
+KEYS = (*COUNT_KEYS, "overload", *BOOL_KEYS, "oom")
 
 
 class DirectiveError(ValueError):
@@ -28,6 +31,9 @@ class Directive:
 
     `tokens=None` means the request's own token limit (else 16). `overload` is True (always),
     False (never) or N (the first N requests with this exact prompt on one engine instance).
+    `interruptible=False`: the engine cannot save this decode for a later resume (hard
+    preemption is refused for it). `oom`: the generation fails by running out of `device`
+    (GPU) or `host` memory, after `fail_after` tokens (0 when not given).
     """
 
     tokens: int | None = None
@@ -37,6 +43,14 @@ class Directive:
     fail_after: int | None = None
     overload: bool | int = False
     diverge_at: int | None = None
+    interruptible: bool = True
+    oom: str | None = None
+
+    def failure_at(self) -> int | None:
+        """Token index at which the generation fails (fail_after, or 0 for an oom)."""
+        if self.fail_after is not None:
+            return self.fail_after
+        return 0 if self.oom is not None else None
 
     def token_count(self, request_limit: int | None) -> int:
         """Tokens to generate: the directive's count capped by the request's own limit."""
@@ -58,7 +72,7 @@ def parse_directive(prompt: str) -> tuple[Directive | None, str]:
             "malformed or unterminated directive: expected `[[sim key=value ...]]` "
             "with keys separated by spaces"
         )
-    values: dict[str, int | bool] = {}
+    values: dict[str, int | bool | str] = {}
     for item in filter(None, match.group("body").split(" ")):
         pair = _PAIR_RE.match(item)
         if pair is None:
@@ -71,12 +85,19 @@ def parse_directive(prompt: str) -> tuple[Directive | None, str]:
     return Directive(**values), rest[1:] if rest.startswith(" ") else rest  # type: ignore[arg-type]
 
 
-def _convert(key: str, raw: str) -> int | bool:
+def _convert(key: str, raw: str) -> int | bool | str:
+    if key not in KEYS:
+        raise DirectiveError(f"unknown directive key {key!r} (known: {', '.join(KEYS)})")
+    if key in BOOL_KEYS:
+        if raw not in ("true", "false"):
+            raise DirectiveError(f"directive key {key!r} expects true or false, got {raw!r}")
+        return raw == "true"
+    if key == "oom":
+        if raw not in OOM_KINDS:
+            raise DirectiveError(f"directive key 'oom' expects device or host, got {raw!r}")
+        return raw
     if key == "overload" and raw in ("true", "false"):
         return raw == "true"
-    if key not in COUNT_KEYS and key != "overload":
-        known = ", ".join((*COUNT_KEYS, "overload"))
-        raise DirectiveError(f"unknown directive key {key!r} (known: {known})")
     if not _UINT_RE.match(raw):
         expected = "true, false or an integer" if key == "overload" else "a non-negative integer"
         raise DirectiveError(f"directive key {key!r} expects {expected}, got {raw!r}")

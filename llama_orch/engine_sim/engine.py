@@ -27,12 +27,23 @@ class SimOverload(Exception):
     """The directive asked for the engine's own overload answer (no token was produced)."""
 
 
-class SimFailure(Exception):
-    """The directive asked for a mid-stream failure after `produced` tokens."""
+# How an engine words running out of memory (the `oom` directive): the device message is the
+# CUDA allocator's, the host one the C++ allocator's, as llama.cpp, vLLM and TGI print them.
+OOM_MESSAGES = {
+    "device": "CUDA error: out of memory (cudaMalloc failed to allocate the KV cache on device 0)",
+    "host": "failed to allocate host buffer: std::bad_alloc (host memory exhausted)",
+}
 
-    def __init__(self, produced: int) -> None:
-        super().__init__(f"simulated failure after {produced} tokens")
+
+class SimFailure(Exception):
+    """The directive asked for a mid-stream failure after `produced` tokens (`oom`: running
+    out of `device` or `host` memory, worded the way engines word it)."""
+
+    def __init__(self, produced: int, oom: str | None = None) -> None:
+        what = OOM_MESSAGES[oom] if oom else "simulated failure"
+        super().__init__(f"{what} after {produced} tokens")
         self.produced = produced
+        self.oom = oom
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +165,11 @@ class SimEngine:
                 await asyncio.sleep(directive.ttft_ms / 1000)
             self.stats.prompt_seconds += time.perf_counter() - started
             decode_start = time.perf_counter()
+            fail_at = directive.failure_at()
             for i in range(count):
-                if directive.fail_after is not None and i >= directive.fail_after:
+                if fail_at is not None and i >= fail_at:
                     self.stats.failures += 1
-                    raise SimFailure(i)
+                    raise SimFailure(i, directive.oom)
                 if i and directive.itl_ms:
                     await asyncio.sleep(directive.itl_ms / 1000)
                 elif i and i % 64 == 0:

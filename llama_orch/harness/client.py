@@ -19,6 +19,7 @@ import httpx
 from llama_orch.harness.description import Auth
 from llama_orch.harness.outcomes import Violation
 from llama_orch.harness.results import Evidence
+from llama_orch.harness.rules import AUTH, STREAM_FRAMING, STREAM_JSON, STREAM_ORDER
 from llama_orch.harness.sse import TERMINAL, SseEvent, StreamRead, read_stream
 from llama_orch.harness.timeouts import DEFAULT, Timeouts
 
@@ -97,10 +98,6 @@ def redact_headers(
     }
 
 
-STREAM_FRAMING = ("ORCH-2002", "OC-CTRL-2020")  # the event set and its framing
-STREAM_ORDER = ("OC-CTRL-2022",)  # JSON object payloads, in order, one terminal event
-
-
 def check_stream(events: list[SseEvent], ended: bool) -> None:
     """Raise a Violation when a stream breaks the basic SSE rules every check relies on.
 
@@ -110,11 +107,22 @@ def check_stream(events: list[SseEvent], ended: bool) -> None:
     unknown = sorted({e.event for e in events} - set(SSE_EVENT_NAMES))
     if unknown:
         raise Violation(STREAM_FRAMING, f"the stream used event names {unknown}")
-    bad = [e for e in events if not e.is_json_object]
-    if bad:
-        raise Violation(STREAM_ORDER, f"{bad[0].event} data is not one JSON object: {bad[0].raw!r}")
+    for e in events:
+        if e.is_json_object:
+            continue
+        try:
+            json.loads(e.raw)
+        except ValueError:
+            raise Violation(STREAM_JSON, f"{e.event} data is not JSON: {e.raw!r}") from None
+        raise Violation(STREAM_ORDER, f"{e.event} data is JSON but not an object: {e.raw!r}")
     if ended and events and events[-1].event not in TERMINAL:
         raise Violation(STREAM_ORDER, "the stream closed without an end or error event")
+
+
+def refused_own_key(method: str, path: str, status: int) -> None:
+    """A request carrying the target's own key answered 401: the auth rule is broken."""
+    if status == 401:
+        raise Violation(AUTH, f"{method} {path} refused the target's own API key with 401")
 
 
 class OrchClient:
@@ -198,7 +206,15 @@ class OrchClient:
         ex.status = response.status_code
         ex.response_headers = self._redact(response.headers)
         ex.response_body = response.text[:MAX_BODY_CHARS]
+        if auth and self.sends_own_key(request.headers):
+            refused_own_key(method, path, response.status_code)
         return response
+
+    def sends_own_key(self, headers: httpx.Headers | dict[str, str]) -> bool:
+        """Whether a request carries this client's key, as the client's own scheme sends it."""
+        own = self.auth.header_name()
+        expected = self.http.headers.get(own)
+        return expected is not None and httpx.Headers(headers).get(own) == expected
 
     def stream(
         self,
@@ -216,7 +232,7 @@ class OrchClient:
         one silence bound (timeouts.stream_gap_s); `read.timed_out` says it happened. With
         `validate`, a stream breaking the basic SSE rules raises a Violation.
         """
-        hdrs = dict(headers or {})
+        hdrs = {"Accept": "text/event-stream", **(headers or {})}
         if last_event_id is not None:
             hdrs["Last-Event-ID"] = last_event_id
         url = f"/v1/tasks/{task_id}/stream"
@@ -239,6 +255,8 @@ class OrchClient:
         ex.response_body = (read.body or read.raw)[:MAX_BODY_CHARS]
         if read.timed_out:
             ex.error = read.timed_out
+        if self.sends_own_key({**self.http.headers, **hdrs}):
+            refused_own_key("GET", url, read.status)
         if validate and read.status == 200:
             check_stream(read.events, read.ended)
         return read, read.events

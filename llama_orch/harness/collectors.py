@@ -35,6 +35,12 @@ CHECK_MODULES = (
     "llama_orch.harness.checks.test_startup",
     "llama_orch.harness.checks.test_metrics_contract",
     "llama_orch.harness.checks.test_catalog",
+    "llama_orch.harness.checks.test_fairness",
+    "llama_orch.harness.checks.test_tenant_quotas",
+    "llama_orch.harness.checks.test_deadlines",
+    "llama_orch.harness.checks.test_kv_residency",
+    "llama_orch.harness.checks.test_slo_breaker",
+    "llama_orch.harness.checks.test_scheduling_logs",
 )
 # Optional features whose OpenAPI operations (by tag) run only when the target claims them.
 OPTIONAL_TAGS = ("catalog", "artifacts")

@@ -167,8 +167,10 @@ def _refused(resp: httpx.Response, path: str, target: Target) -> TargetError:
     )
 
 
-def _enriched(sets: list[Any], target: Target) -> dict[str, Any] | None:
-    """Capability data built from replica sets that carry it (OC-CTRL-2060), else None."""
+def enriched(sets: list[Any], target: Target) -> dict[str, Any] | None:
+    """Capability data built from replica sets that carry it (OC-CTRL-2060), else None.
+
+    Also used by the capability checks, which read the data afresh when they judge it."""
     engines = []
     versions = set()
     for rs in sets:
@@ -220,15 +222,15 @@ def discover(
             raise TargetError("GET /v1/capabilities did not answer a JSON object")
         target.capabilities, target.capabilities_source = body, "capabilities"
     else:
-        enriched = _enriched(target.replica_sets, target) if sets.status_code == 200 else None
-        if enriched is None:
+        found = enriched(target.replica_sets, target) if sets.status_code == 200 else None
+        if found is None:
             raise TargetError(
                 "the target publishes no capability data (OC-CTRL-2060): "
                 f"GET /v1/capabilities answered {caps.status_code} and GET /v1/replicasets "
                 f"answered {sets.status_code} without capability fields "
                 f"({', '.join(ENRICHMENT_KEYS)})"
             )
-        target.capabilities, target.capabilities_source = enriched, "replicasets"
+        target.capabilities, target.capabilities_source = found, "replicasets"
     if target.description.api_version and not target.capabilities.get("api_version"):
         target.capabilities["api_version"] = target.description.api_version
     version = str(target.capabilities.get("api_version") or "")

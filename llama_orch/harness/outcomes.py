@@ -51,25 +51,49 @@ class Classified:
     outcome: Outcome
     message: str
     blocked_by: tuple[str, ...] = ()
+    # A failure of some of the check's requirements only; for the others it is blocked by them.
+    fails: tuple[str, ...] = ()
 
 
 def _text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip(": ")[:2000]
 
 
+def _broken(requirements: Sequence[str], own: Sequence[str], text: str) -> Classified:
+    """A basic rule of `requirements` broken: a failure of those the check proves (and no
+    others), or, when it proves none of them, an error blocked by them."""
+    mine = tuple(r for r in own if r in set(requirements))
+    if mine:
+        return Classified(Outcome.FAILED, text, fails=mine if len(mine) < len(own) else ())
+    return Classified(Outcome.ERROR, f"blocked: {text}", tuple(requirements))
+
+
+def _unanswered(exc: httpx.TransportError) -> tuple[str, ...]:
+    """The requirements of the operation a transport error happened on, when it is known."""
+    from llama_orch.harness.rules import answering
+
+    try:
+        request = exc.request
+    except RuntimeError:
+        return ()
+    return answering(request.method, request.url.path)
+
+
 def classify(exc: BaseException, own: Sequence[str], *, in_call: bool) -> Classified:
     """The outcome of a check that raised `exc`; `own` are the requirements it proves."""
     if isinstance(exc, Violation):
-        mine = set(exc.requirements) & set(own)
-        if mine:
-            return Classified(Outcome.FAILED, _text(exc))
-        return Classified(Outcome.ERROR, f"blocked: {exc}", exc.requirements)
+        return _broken(exc.requirements, own, _text(exc))
     if isinstance(exc, PreconditionError | CheckTimeout | RunCeiling):
         return Classified(Outcome.ERROR, _text(exc))
     if isinstance(exc, httpx.TransportError) and in_call:
         # The target stopped answering, stalled mid-body or dropped the connection while the
-        # check judged it: that is the target's fault, with the exchange so far as evidence.
-        return Classified(Outcome.FAILED, f"the target did not answer properly: {_text(exc)}")
+        # check judged it: that breaks the requirement of the operation that did not answer
+        # (evidence: the exchange so far); a check of something else is blocked by it.
+        text = f"the target did not answer properly: {_text(exc)}"
+        operation = _unanswered(exc)
+        if operation:
+            return _broken(operation, own, text)
+        return Classified(Outcome.FAILED, text)
     if isinstance(exc, AssertionError) and in_call:
         return Classified(Outcome.FAILED, _text(exc))
     if type(exc).__name__ == "StepDefinitionNotFoundError":

@@ -211,6 +211,7 @@ def _result(item, call, report, check) -> CheckResult:
         round(report.duration, 3),
         outcome.blocked_by,
         check.role.value,
+        outcome.fails,
     )
 
 

@@ -53,3 +53,6 @@ class CheckResult:
     # Requirements whose breakage kept this check from judging its own (outcome `error`).
     blocked_by: tuple[str, ...] = ()
     role: str = "behaviour"  # `shape` checks alone never make a behaviour requirement pass
+    # A failure of only these of its requirements (empty: all); for its other requirements
+    # the check is blocked by these (OC-HARNESS-8111).
+    fails: tuple[str, ...] = ()

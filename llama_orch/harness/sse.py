@@ -202,8 +202,13 @@ def read_stream(
     stop: Callable[[list[SseEvent]], bool] | None = None,
     on_event: Callable[[SseEvent], None] | None = None,
 ) -> StreamRead:
-    """GET an SSE stream and read it until it ends, `stop(events)` holds, or a bound is hit."""
-    timeout = httpx.Timeout(gap_s, connect=min(gap_s, 5.0))
+    """GET an SSE stream and read it until it ends, `stop(events)` holds, or a bound is hit.
+
+    A silent stream is bounded by the shorter of the two bounds: a read of at most `total_s`
+    seconds must not wait `gap_s` for a first chunk that never comes.
+    """
+    silence = min(gap_s, total_s)
+    timeout = httpx.Timeout(silence, connect=min(gap_s, 5.0))
     with http.stream("GET", url, headers=headers or {}, timeout=timeout) as response:
         read = StreamRead(response.status_code, response.headers)
         if response.status_code != 200:
@@ -211,7 +216,7 @@ def read_stream(
             read.body = response.text
             read.ended = True
             return read
-        for event in iter_events(response, gap_s=gap_s, total_s=total_s, read=read):
+        for event in iter_events(response, gap_s=silence, total_s=total_s, read=read):
             if on_event is not None:
                 on_event(event)
             if event.event in TERMINAL or (stop is not None and stop(read.events)):

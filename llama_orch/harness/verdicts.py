@@ -22,13 +22,15 @@ Decisions the spec leaves to the implementation:
   errored behaviour check proves nothing about the behaviour.
 - Root causes (OC-HARNESS-8111): a check that found a more basic requirement broken ends as
   `error` with `blocked_by`; its requirement is `unverified`, "blocked by" that requirement.
+  A check that failed only some of the requirements it proves (`fails`) counts, for each of
+  its other requirements, as an `error` blocked by those.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Literal, Protocol
 
@@ -229,6 +231,14 @@ def _verdict_for(
     return Verdict.UNCOVERED, None
 
 
+def for_requirement(res: CheckResult, req_id: str) -> CheckResult:
+    """The check's outcome as it bears on one of its requirements: a check that failed only
+    others of its requirements is, for this one, an error blocked by those."""
+    if res.outcome is Outcome.FAILED and res.fails and req_id not in res.fails:
+        return replace(res, outcome=Outcome.ERROR, blocked_by=res.fails)
+    return res
+
+
 def _check_inputs(
     known: set[str],
     results: Sequence[CheckResult],
@@ -286,7 +296,7 @@ def compute(
     linked: dict[str, list[CheckResult]] = {r.id: [] for r in requirements}
     for res in results:
         for req_id in dict.fromkeys(res.requirement_ids):
-            linked[req_id].append(res)
+            linked[req_id].append(for_requirement(res, req_id))
 
     out: list[RequirementVerdict] = []
     for req in requirements:

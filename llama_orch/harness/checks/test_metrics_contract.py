@@ -30,7 +30,8 @@ from llama_orch.harness.outcomes import precondition
 from llama_orch.harness.registry import Kind, check
 
 PROMPT = "[[sim tokens=4]] metrics contract load"
-SLOW_PROMPT = "[[sim tokens=40 itl_ms=25]] metrics contract load, canceled"
+SLOW_PROMPT = "[[sim tokens=40 itl_ms=100]] metrics contract load, canceled"
+SLOW_TOKENS = 40
 MAX_TOKENS = 8  # keeps the load small on a real engine that ignores the directive
 SETTLE_S = 3.0
 # Series that every engine with finished tasks shows (counters, latencies, its queue).
@@ -54,7 +55,7 @@ class MetricsRun:
     admitted: int = 0
     engines: list[str] = field(default_factory=list)  # engines with an admitted task
     rejected: bool = False  # the over-limit request was refused with 400
-    canceled: bool = False  # the running task's cancel answered 204
+    canceled: bool = False  # the running task's cancel answered 204 and stopped it
     problems: list[str] = field(default_factory=list)
 
     def exposition(self, name: str) -> Exposition:
@@ -122,14 +123,16 @@ def _cancel_and_reject(client: OrchClient, run: MetricsRun, engine: str, model: 
         engine=engine,
         model_ref=model,
         prompt=SLOW_PROMPT,
-        max_tokens=40,
+        max_tokens=SLOW_TOKENS,
         deadline_ms=client.timeouts.deadline_ms,
     )
     if client.submit(body).status_code == 202:
         run.admitted += 1
         _scrape(client, run, "during")
-        run.canceled = client.cancel(body["task_id"]).status_code == 204
-        client.stream(body["task_id"])
+        acked = client.cancel(body["task_id"]).status_code == 204
+        _, events = client.stream(body["task_id"])
+        tokens = sum(e.event == "token" for e in events)
+        run.canceled = acked and tokens < SLOW_TOKENS  # it was still running: a user cancel
     too_big = task_body(engine=engine, model_ref=model, prompt=PROMPT, ctx=2**31 - 1)
     run.rejected = client.submit(too_big).status_code == 400
 

@@ -9,7 +9,7 @@ from llama_orch.harness.registry import Kind, check
 
 @check("OC-POOL-3030", kind=Kind.METRICS)
 def test_pool_lifecycle_signals_are_exported(orch) -> None:
-    resp = orch.get("/metrics", auth=False)
+    resp = orch.get("/metrics")
     assert resp.status_code == 200, f"GET /metrics answered {resp.status_code}"
     families = {f.name: f for f in text_string_to_metric_families(resp.text)}
     for name in ("pool_preload", "pool_restarts", "host_memory_used_bytes"):

@@ -29,18 +29,24 @@ def test_a_session_failover_reports_kv_not_migrated(orch, target) -> None:
         for _attempt in range(TRIES):
             session = body()["session_id"]
             first = body(session_id=session, prompt="[[sim tokens=1]] turn one")
-            orch.submit(first)
+            admitted = orch.submit(first).status_code
+            precondition(admitted == 202, f"the first turn was not admitted ({admitted})")
             orch.stream(first["task_id"])
             blocker = body(prompt=HOLD)
-            orch.submit(blocker)
-            started.append(blocker["task_id"])
+            if orch.submit(blocker).status_code == 202:
+                started.append(blocker["task_id"])
             second = body(session_id=session, prompt="[[sim tokens=1]] turn two")
-            orch.submit(second)
+            admitted = orch.submit(second).status_code
+            precondition(admitted == 202, f"the second turn was not admitted ({admitted})")
+            started.append(second["task_id"])
             _, events = orch.stream(second["task_id"])
             placed = [
                 e.data
                 for e in events
-                if e.event == "metrics" and "kv_warmth" in e.data and "kv_migrated" in e.data
+                if e.event == "metrics"
+                and isinstance(e.data, dict)
+                and "kv_warmth" in e.data
+                and "kv_migrated" in e.data
             ]
             cold = [m for m in placed if m["kv_warmth"] is False]
             if cold:

@@ -18,20 +18,40 @@ from llama_orch.harness.contracts.interactions import (
     UUID_RE,
     ContractCase,
     client_task,
-    engine_name,
     path_from_state,
     task_request,
 )
 
 INT_RE = r"^[0-9]+$"
-NL = r"\r?\n"
-FRAME = rf"data: \{{.*\}}{NL}{NL}"
-# `started` first; token frames (each with its id line) and metrics frames; one terminal last.
-SSE_RE = (
-    rf"^event: started{NL}{FRAME}"
-    rf"(event: token{NL}id: [0-9]+{NL}{FRAME}|event: metrics{NL}{FRAME})*"
-    rf"event: (end|error){NL}{FRAME}$"
-)
+# The stream of ORCH-2002 / OC-CTRL-2020, in any form the WHATWG event-stream rules allow:
+# lines end in CRLF, LF or CR; `field:value` with or without a space; comment lines (`: ping`
+# keep-alives) and `id:`/`retry:` lines anywhere; blocks holding only comments. Every event
+# names one of the five events and its data line follows its event line. The order of events
+# (OC-CTRL-2022) and `id:` lines (OC-CTRL-2024, only for targets claiming `sse_resume`) are
+# not this interaction's business.
+EOL = r"(?:\r\n|\n|\r)"
+CHAR = r"[^:\r\n]"  # a character of a field name
+
+
+def _name_except(*words: str) -> str:
+    """A field name that is none of `words` (the pattern language has no look-ahead)."""
+    firsts = "".join(sorted({w[0] for w in words}))
+    alternatives = [rf"[^:\r\n{firsts}]{CHAR}*"]
+    for word in words:
+        for n in range(1, len(word)):
+            alternatives.append(rf"{word[:n]}(?:[^:\r\n{word[n]}]{CHAR}*)?")
+        alternatives.append(rf"{word}{CHAR}+")
+    return "(?:" + "|".join(alternatives) + ")"
+
+
+# Comment lines, and field lines other than event and data (id, retry, unknown fields: the
+# SSE rules ignore the last kind), with or without a value.
+OTHER = rf"(?::[^\r\n]*|{_name_except('event', 'data')}(?::[^\r\n]*)?){EOL}"
+EVENT = rf"event: ?(?:started|token|metrics|end|error){EOL}"
+DATA = rf"data:[^\r\n]*{EOL}"
+FRAME = rf"(?:{OTHER})*{EVENT}(?:{OTHER})*{DATA}(?:{OTHER})*{EOL}"
+KEEPALIVE = rf"(?:{OTHER})*{EOL}"
+SSE_RE = rf"^(?:{KEEPALIVE})*{FRAME}(?:{FRAME}|{KEEPALIVE})*(?:{OTHER})*$"
 SSE_EXAMPLE = (
     'event: started\ndata: {"queue_position":0,"predicted_start_ms":0}\n\n'
     'event: token\nid: 0\ndata: {"t":"Hello","i":0}\n\n'
@@ -74,14 +94,7 @@ def _over_ctx(i: HttpInteraction) -> object:
         i.with_request("POST", "/v1/tasks")
         .with_body(task_request(OVER_PROMPT, "ctx_over"), JSON)
         .will_respond_with(400)
-        .with_body(
-            {
-                "code": "INVALID_PARAMS",
-                "message": match.str("ctx 4097 exceeds the model's ctx_max 4096"),
-                "engine": engine_name(),
-            },
-            JSON,
-        )
+        .with_body({"code": "INVALID_PARAMS"}, JSON)
     )
 
 
@@ -102,7 +115,6 @@ def _queue_full(i: HttpInteraction) -> object:
                 "code": match.regex(
                     "ADMISSION_REJECT", regex=r"^(ADMISSION_REJECT|QUEUE_FULL_DROP_LRU)$"
                 ),
-                "message": match.str("queue full"),
                 "retriable": True,
                 "policy_label": match.regex(
                     "reject", regex=r"^(reject|drop-lru|shed-low-priority)$"
@@ -194,7 +206,7 @@ CASES: tuple[ContractCase, ...] = (
         "reject-ctx-over-limit",
         "a task whose ctx exceeds the model's limit is refused with INVALID_PARAMS",
         "createTask",
-        ("ORCH-3014", "OC-CORE-1020", "ORCH-2006", "OC-CTRL-2030"),
+        ("ORCH-3014", "OC-CORE-1020"),
         _over_ctx,
         _exercise_over_ctx,
         SERVED,

@@ -53,6 +53,7 @@ _NOT_FORWARDED = _HOP_BY_HOP | {"content-length", "accept-encoding"}
 _NOT_RETURNED = _HOP_BY_HOP | {"content-length", "content-encoding", "date", "server"}
 _REGEX_META = re.compile(r"([\\.+*?()|\[\]{}^$])")
 UNANSWERED = "no answer before the Pact verifier gave up on the request"
+UNFINISHED = "the body had not ended when the Pact verifier gave up on the request"
 
 
 @dataclass
@@ -139,32 +140,39 @@ class _Handler(BaseHTTPRequestHandler):
         url = f"{self.server.target_url}{self.path}"
         ex = Exchange(self.command, url, redact_headers(headers), text)
         self.server.record(seq, ex)
+        content = b""
         try:
-            resp = self.server.http.request(self.command, self.path, headers=headers, content=body)
+            with self.server.http.stream(
+                self.command, self.path, headers=headers, content=body
+            ) as resp:
+                # The head is evidence as soon as it arrives: a body that then stalls or never
+                # ends is told apart from an operation that never answered.
+                answer = redact_headers(resp.headers)
+                self.server.settle(
+                    ex, status=resp.status_code, response_headers=answer, error=UNFINISHED
+                )
+                for chunk in resp.iter_bytes():
+                    content += chunk
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
-            self.server.settle(ex, error=error)
+            partial = content.decode("utf-8", "replace")[:MAX_BODY_CHARS]
+            self.server.settle(ex, error=error, response_body=partial)
             self._reply(502, [("Content-Type", "text/plain")], f"target: {error}".encode())
             return
-        answer = redact_headers(resp.headers)
-        self.server.settle(
-            ex,
-            status=resp.status_code,
-            response_headers=answer,
-            response_body=resp.text[:MAX_BODY_CHARS],
-        )
+        body_text = content.decode("utf-8", "replace")[:MAX_BODY_CHARS]
+        self.server.settle(ex, response_body=body_text, error=None)
         kept = [(k, v) for k, v in resp.headers.multi_items() if k.lower() not in _NOT_RETURNED]
-        self._reply(resp.status_code, kept, resp.content)
+        self._reply(resp.status_code, kept, content)
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, target_url: str, states: ProviderStates) -> None:
+    def __init__(self, target_url: str, states: ProviderStates, timeout: httpx.Timeout) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.target_url = target_url
         self.states = states
-        self.http = httpx.Client(base_url=target_url, timeout=httpx.Timeout(30.0, connect=5.0))
+        self.http = httpx.Client(base_url=target_url, timeout=timeout)
         self.sequence = 0  # the interaction being verified; handlers tag what they record
         self._lock = threading.Lock()
         self._exchanges: list[tuple[int, Exchange]] = []
@@ -233,7 +241,9 @@ class ContractVerifier:
         self.request_timeout_ms = request_timeout_ms or int(target.timeouts.request_s * 1000)
         self._scrub = Scrubber(target.secrets())
         self._states = ProviderStates(target)
-        self._server = _Server(target.url.rstrip("/"), self._states)
+        bounds = target.timeouts
+        timeout = httpx.Timeout(bounds.stream_gap_s, connect=bounds.connect_s)
+        self._server = _Server(target.url.rstrip("/"), self._states, timeout)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="pact-provider-side", daemon=True
         )

@@ -30,6 +30,7 @@ STEP_MODULES = (
     "llama_orch.harness.steps.artifacts",
     "llama_orch.harness.steps.budgets",
     "llama_orch.harness.steps.policy",
+    "llama_orch.harness.steps.scheduling",
 )
 FIXTURES = ("world", "llorch_memo")
 

@@ -1,7 +1,7 @@
 """Load steps: busy slots, queued tasks, dispatch order, placement and full queues.
 
-Slots are held by tasks with `[[sim tokens=1 hold_ms=30000]]` (one token at once, then the slot
-stays busy); the world cancels them at the end. A queue is filled until the target pushes
+Slots are held by tasks with `[[sim tokens=100 itl_ms=300]]` (a token every 300 ms for 30 s,
+busy and never idle); the world cancels them at the end. A queue is filled until the target pushes
 back: a `429`, or an eviction, seen as an admitted task whose queue position no longer grows.
 """
 
@@ -14,6 +14,8 @@ import httpx
 import pytest
 from pytest_bdd import given, then, when
 
+from llama_orch.harness.outcomes import Violation
+from llama_orch.harness.rules import CANCEL
 from llama_orch.harness.steps.fixtures import P
 from llama_orch.harness.steps.watch import read_events
 from llama_orch.harness.steps.world import HOLD_PROMPT, Group, World, poll, precondition
@@ -43,11 +45,21 @@ def free_one_at_a_time(world: World) -> None:
     holders = list(world.holders)
     order: list[str] = []
     while waiting:
-        assert holders, "no slot holder left to cancel"
-        world.orch.cancel(holders.pop(0))
+        precondition(holders, "no slot holder left to cancel")
+        holder = holders.pop(0)
+        resp = world.orch.cancel(holder)
+        if resp.status_code != 204:
+            raise Violation(CANCEL, f"the cancel of a slot holder answered {resp.status_code}")
+        watch = next((w for w in world.watches.values() if w.task_id == holder), None)
+        bound = world.orch.timeouts.settle_s
+        if watch is not None and not watch.wait_done(bound):
+            raise Violation(CANCEL, f"a canceled slot holder's stream did not end in {bound:g} s")
         started: list[str] = []
 
         def one_started(waiting: list[str] = waiting, started: list[str] = started) -> bool:
+            broken = next((world.watches[w] for w in waiting if world.watches[w].violation), None)
+            if broken is not None:
+                raise broken.violation
             started[:] = [w for w in waiting if world.watches[w].tokens()]
             return bool(started)
 
@@ -79,6 +91,12 @@ def start_tasks(world: World, n: int, prompt: str) -> None:
         world.tasks[f"T{k + 1}"] = body
         world.submit_ok(body, setup=True)
         world.watch(f"T{k + 1}", body["task_id"])
+
+
+@when(P("all of them have streamed their first token within {seconds:d} seconds"))
+def all_started_premise(world: World, seconds: int) -> None:
+    late = [w for w in world.tasks if not world.watches[w].wait_tokens(1, float(seconds))]
+    precondition(not late, f"tasks {late} did not start within {seconds} s")
 
 
 @then(P("all of them stream their first token within {seconds:d} seconds"))
@@ -151,10 +169,11 @@ def fill(world: World, group: Group, priority: str) -> Fill:
         if resp.status_code == 429:
             run.refused = resp
             return run
-        assert resp.status_code == 202, f"fill got {resp.status_code}: {resp.text[:300]}"
+        precondition(resp.status_code == 202, f"fill got {resp.status_code}: {resp.text[:300]}")
         body: dict[str, Any] = resp.json()
         pos = body.get("queue_position")
-        assert isinstance(pos, int), f"admission without queue_position: {body}"
+        if not isinstance(pos, int):
+            raise Violation(("ORCH-2001",), f"an admission without queue_position: {body}")
         run.admitted.append((body["task_id"], pos))
         if prev > 0 and pos <= prev:
             run.plateau = True

@@ -9,6 +9,8 @@ import httpx
 from pytest_bdd import then
 
 from llama_orch.harness.openapi import CORRELATION, ERROR_KINDS, load_doc, validator_at
+from llama_orch.harness.outcomes import Violation, precondition
+from llama_orch.harness.rules import AUTH, BACKPRESSURE, ERROR_ENVELOPE, ERROR_MESSAGE
 from llama_orch.harness.steps.fixtures import P
 from llama_orch.harness.steps.world import World
 
@@ -74,45 +76,70 @@ def every_submission_admitted(world: World) -> None:
 
 
 # -- error envelopes -------------------------------------------------------------------------
+@then("the answer is an error")
+def answer_is_error(world: World) -> None:
+    """The premise of an envelope check: a target that accepted the request gave no error
+    body to judge (whether it should have refused is another requirement's business)."""
+    resp = last(world)
+    precondition(
+        resp.status_code >= 400,
+        f"the target answered {resp.status_code}, not an error: no error body to judge",
+    )
+
+
 @then(P("the error code is {code:W}"))
 def error_code(world: World, code: str) -> None:
     body = envelope(last(world))
     assert body.get("code") == code, f"expected error code {code}, got {body.get('code')!r}"
 
 
-@then(P("the error code is one of {codes}"))
-def error_code_one_of(world: World, codes: str) -> None:
-    allowed = [c.strip() for c in codes.replace(" or ", ",").split(",") if c.strip()]
-    body = envelope(last(world))
-    assert body.get("code") in allowed, f"expected one of {allowed}, got {body.get('code')!r}"
+def check_envelope(body: Any, what: str) -> None:
+    """The typed ErrorEnvelope every error body and SSE `error` event carries (ORCH-2006,
+    OC-CTRL-2030): an object whose `code` is an ErrorKind, spelled exactly, with a message."""
+    if not isinstance(body, dict):
+        raise Violation(ERROR_ENVELOPE, f"{what} is not a JSON object: {body!r}")
+    if body.get("code") not in ERROR_KINDS:
+        raise Violation(ERROR_ENVELOPE, f"{what}: code {body.get('code')!r} is not an ErrorKind")
+    if not isinstance(body.get("message"), str) or not body["message"].strip():
+        raise Violation(ERROR_MESSAGE, f"{what} carries no human-readable message")
 
 
 @then("the body is a typed error envelope")
 def typed_envelope(world: World) -> None:
-    body = envelope(last(world))
-    assert body.get("code") in ERROR_KINDS, f"code {body.get('code')!r} is not an ErrorKind"
-    assert isinstance(body.get("message"), str) and body["message"], "message must be text"
-    assert_schema("ErrorEnvelope", body)
-
-
-@then("the body is an error envelope with a message")
-def plain_envelope(world: World) -> None:
-    """401/403 bodies: the contract's examples carry no code, but any code given must be typed."""
-    body = envelope(last(world))
-    assert isinstance(body.get("message"), str) and body["message"], "message must be text"
-    if "code" in body:
-        assert body["code"] in ERROR_KINDS, f"code {body['code']!r} is not an ErrorKind"
+    resp = last(world)
+    try:
+        body = resp.json()
+    except ValueError:
+        raise Violation(ERROR_ENVELOPE, f"the {resp.status_code} body is not JSON") from None
+    check_envelope(body, f"the {resp.status_code} body")
+    errors = schema_errors("ErrorEnvelope", body)
+    if errors:
+        raise Violation(ERROR_ENVELOPE, f"not a valid ErrorEnvelope: {'; '.join(errors[:5])}")
 
 
 # -- backpressure ----------------------------------------------------------------------------
-@then("the response carries Retry-After and X-Backoff-Ms that agree")
-def backpressure_headers(world: World) -> None:
-    resp = last(world)
+def _backoff(resp: httpx.Response) -> tuple[str, str]:
+    """Both backpressure headers of a 429, as sent (ORCH-2007, OC-CTRL-2011)."""
     retry, backoff = resp.headers.get("Retry-After"), resp.headers.get("X-Backoff-Ms")
-    assert retry is not None, "a 429 must carry Retry-After"
-    assert backoff is not None, "a 429 must carry X-Backoff-Ms"
-    assert retry.isdigit(), f"Retry-After must be whole seconds, got {retry!r}"
-    assert backoff.isdigit(), f"X-Backoff-Ms must be milliseconds, got {backoff!r}"
+    if retry is None or backoff is None:
+        missing = [n for n, v in (("Retry-After", retry), ("X-Backoff-Ms", backoff)) if v is None]
+        raise Violation(BACKPRESSURE, f"the 429 lacks {' and '.join(missing)}")
+    return retry, backoff
+
+
+@then("the response carries Retry-After and X-Backoff-Ms")
+def backpressure_headers(world: World) -> None:
+    retry, backoff = _backoff(last(world))
+    assert retry.strip().isdigit(), f"Retry-After must be whole seconds, got {retry!r}"
+    assert backoff.strip().isdigit(), f"X-Backoff-Ms must be milliseconds, got {backoff!r}"
+
+
+@then("Retry-After is X-Backoff-Ms in whole seconds, rounded up")
+def backpressure_agree(world: World) -> None:
+    retry, backoff = _backoff(last(world))
+    precondition(
+        retry.strip().isdigit() and backoff.strip().isdigit(), "the headers are not numbers"
+    )
     assert int(retry) == math.ceil(int(backoff) / 1000), (
         f"Retry-After {retry} s must equal X-Backoff-Ms {backoff} / 1000, rounded up"
     )
@@ -121,6 +148,7 @@ def backpressure_headers(world: World) -> None:
 @then("the error is retriable with retry_after_ms equal to X-Backoff-Ms")
 def retriable_backoff(world: World) -> None:
     resp = last(world)
+    _backoff(resp)
     body = envelope(resp)
     assert body.get("retriable") is True, "a 429 envelope must say retriable: true"
     assert str(body.get("retry_after_ms")) == resp.headers.get("X-Backoff-Ms"), (
@@ -188,6 +216,15 @@ def correlation_generated(world: World) -> None:
     assert got and got.strip(), f"{resp.status_code} answer carries no {CORRELATION}"
 
 
+@then("the response is a refusal")
+def is_refusal(world: World) -> None:
+    """A key the target does not know must be refused; accepting it breaks the auth rule,
+    and leaves nothing for a check of error bodies to judge."""
+    resp = last(world)
+    if resp.status_code not in (401, 403):
+        raise Violation(AUTH, f"an unknown key was answered {resp.status_code}, not refused")
+
+
 @then("the response does not echo the presented key")
 def no_key_echo(world: World) -> None:
     resp = last(world)
@@ -199,6 +236,8 @@ def no_key_echo(world: World) -> None:
 @then("no error answer of this scenario contains the target's API key")
 def no_secret_in_errors(world: World) -> None:
     key = world.target.api_key
-    for resp in world.responses:
-        if resp.status_code >= 400 and key:
+    errors = [r for r in world.responses if r.status_code >= 400]
+    precondition(errors, "no request of this scenario was answered with an error")
+    for resp in errors:
+        if key:
             assert key not in resp.text, f"a {resp.status_code} body contains the API key"

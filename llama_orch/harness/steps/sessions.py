@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from pytest_bdd import then, when
+from pytest_bdd import given, then, when
 
+from llama_orch.harness.outcomes import Violation
 from llama_orch.harness.steps.fixtures import P
 from llama_orch.harness.steps.responses import json_body
 from llama_orch.harness.steps.world import World
+
+SESSION_INFO = ("ORCH-2004",)  # GET /v1/sessions/{id} answers 200 with a SessionInfo
+TURN_LIMIT = ("ORCH-3021",)
 
 
 def _session_path(world: World) -> str:
@@ -16,6 +20,16 @@ def _session_path(world: World) -> str:
 @when("I read its session")
 def read_session(world: World) -> None:
     world.record(world.orch.get(_session_path(world)))
+
+
+@given("its session exists")
+def session_exists(world: World) -> None:
+    """The positive control of a deletion check: before it, the session is there."""
+    resp = world.orch.get(_session_path(world))
+    if resp.status_code != 200:
+        raise Violation(
+            SESSION_INFO, f"the session of an admitted task answered {resp.status_code}"
+        )
 
 
 @when("I delete its session")
@@ -48,21 +62,24 @@ def session_turns(world: World, n: int) -> None:
 @then("a turn was refused before the limit of the scenario")
 def turn_refused(world: World) -> None:
     refusal = world.extra.get("turn_refusal")
-    assert refusal is not None and 400 <= refusal.status_code < 500, (
-        f"after {world.extra.get('turns_admitted')} admitted turns no turn was refused with a "
-        f"4xx (last answer {getattr(refusal, 'status_code', None)}): no turn limit"
-    )
+    if refusal is None or not 400 <= refusal.status_code < 500:
+        raise Violation(
+            TURN_LIMIT,
+            f"after {world.extra.get('turns_admitted')} admitted turns no turn was refused with "
+            f"a 4xx (last answer {getattr(refusal, 'status_code', None)}): no turn limit",
+        )
 
 
 @then("the session reports as many turns as were admitted")
 def turns_match(world: World) -> None:
     resp = world.orch.get(_session_path(world))
     world.record(resp)
-    assert resp.status_code == 200, f"the session answered {resp.status_code}"
     want = world.extra.get("turns_admitted")
-    assert json_body(resp).get("turns") == want, (
-        f"turns {resp.json().get('turns')}, admitted {want}"
-    )
+    got = json_body(resp).get("turns") if resp.status_code == 200 else None
+    if got != want:
+        raise Violation(
+            SESSION_INFO, f"the session answered {resp.status_code} with turns {got}, not {want}"
+        )
 
 
 @then("the session's ttl_ms_remaining is positive")

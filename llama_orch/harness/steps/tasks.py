@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import pytest
 from pytest_bdd import given, when
 
+from llama_orch.harness.outcomes import Violation
+from llama_orch.harness.rules import AUTH
 from llama_orch.harness.steps.fixtures import P
 from llama_orch.harness.steps.watch import read_events
 from llama_orch.harness.steps.world import NO_SUCH_POOL, Group, World, fresh_uuid, precondition
@@ -81,6 +82,16 @@ def finished_task(world: World, prompt: str) -> None:
     events, ended = read_events(world.orch, world.task["task_id"], within_s=10.0)
     precondition(ended, "a short task did not finish within 10 s")
     world.events = events
+
+
+@given("a valid task like it is admitted")
+def valid_twin_admitted(world: World) -> None:
+    """The positive control of a refusal check: the same task with valid fields (and fresh
+    ids) is admitted, so a target that refuses everything cannot pass it."""
+    twin = world.new_task("[[sim tokens=1]] control")
+    world.submit_ok(twin, setup=True)
+    world.response = None
+    world.responses.clear()
 
 
 # -- submitting ------------------------------------------------------------------------------
@@ -196,22 +207,47 @@ def send_with_x_api_key(world: World, method: str, path: str, key: str) -> None:
     send(world, method, path, headers={"X-API-Key": key}, auth=False)
 
 
+@when(P('I send {method:w} "{path:Q}" with the unknown key "{key:Q}"'))
+def send_with_unknown_key(world: World, method: str, path: str, key: str) -> None:
+    """An unknown key, sent the way the target takes its keys (its auth scheme)."""
+    world.extra["presented_key"] = key
+    send(world, method, path, headers=world.target.headers(key), auth=False)
+
+
+@given(P('the target accepts {method:w} "{path:Q}" with its key'))
+def accepted_with_key(world: World, method: str, path: str) -> None:
+    """The positive control of an auth check: the same request with the target's own key is
+    not refused, so a target that refuses everything cannot pass a "refused without a key"
+    check (a 401 here breaks the auth rule: see `client.refused_own_key`)."""
+    send(world, method, path)
+    resp = world.response
+    precondition(resp.status_code != 403, f"{method} {path} with the target's key answered 403")
+
+
 @given("a data-plane-only API key")
-def data_plane_key(world: World, request: pytest.FixtureRequest) -> None:
-    env = request.config.getoption("tenant_key_env", None)
-    key = os.environ.get(env) if env else request.getfixturevalue("target").tenant_key
-    if not key:
-        pytest.skip(
-            "needs an API key limited to the data plane: pass --tenant-key-env VAR "
-            "naming an environment variable that holds one"
-        )
+def data_plane_key(world: World) -> None:
+    key = world.target.data_plane_key
+    precondition(key, "needs a key limited to the data plane (--data-plane-key-env VAR)")
     world.extra["tenant_key"] = key
+
+
+@given(P('that key is accepted for {method:w} "{path:Q}"'))
+def tenant_key_accepted(world: World, method: str, path: str) -> None:
+    """The positive control of the 403 check: the key works where it is allowed."""
+    key = world.extra["tenant_key"]
+    send(world, method, path, headers=world.target.headers(key), auth=False)
+    resp = world.response
+    if resp.status_code == 401:
+        raise Violation(AUTH, f"the data-plane key was refused with 401 on {method} {path}")
+    precondition(
+        resp.status_code < 400, f"{method} {path} with that key answered {resp.status_code}"
+    )
 
 
 @when(P('I send {method:w} "{path:Q}" with that key'))
 def send_with_tenant_key(world: World, method: str, path: str) -> None:
     key = world.extra["tenant_key"]
-    send(world, method, path, headers={"Authorization": f"Bearer {key}"}, auth=False)
+    send(world, method, path, headers=world.target.headers(key), auth=False)
 
 
 # -- correlation ids -------------------------------------------------------------------------
@@ -231,7 +267,7 @@ OPERATIONS = {
 def call(world: World, operation: str, headers: dict[str, str], auth: bool = True) -> None:
     if operation == "stream a task":
         task = _existing_task(world)
-        resp, events = world.orch.stream(task["task_id"], headers=headers)
+        resp, events = world.orch.stream(task["task_id"], headers=headers, stop=lambda ev: True)
         world.record(resp)
         world.events = events
         return

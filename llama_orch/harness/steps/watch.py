@@ -14,6 +14,7 @@ from collections.abc import Callable
 import httpx
 
 from llama_orch.harness.client import OrchClient, check_stream
+from llama_orch.harness.outcomes import Violation
 from llama_orch.harness.sse import TERMINAL, SseEvent, StreamRead, iter_events
 
 __all__ = ["TERMINAL", "StreamWatch", "read_events", "summary"]
@@ -47,7 +48,7 @@ class StreamWatch:
         self.events: list[tuple[float, SseEvent]] = []
         self.status: int | None = None
         self.error: str | None = None
-        self.violation: AssertionError | None = None
+        self.violation: Violation | None = None
         self._orch = orch
         self._limit_s = limit_s or 2 * orch.timeouts.stream_s
         self._cond = threading.Condition()
@@ -77,12 +78,18 @@ class StreamWatch:
                     for event in iter_events(
                         response, gap_s=orch.timeouts.stream_gap_s, total_s=self._limit_s, read=read
                     ):
+                        try:
+                            check_stream([event], False)  # each event as it arrives
+                        except Violation as exc:
+                            self.violation = exc
+                            break
                         self._on_event(event)
                     self.error = read.timed_out
-                    try:
-                        check_stream(read.events, read.ended)
-                    except AssertionError as exc:
-                        self.violation = exc
+                    if self.violation is None:
+                        try:
+                            check_stream(read.events, read.ended)
+                        except Violation as exc:
+                            self.violation = exc
         except httpx.HTTPError as exc:
             self.error = ex.error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -100,11 +107,17 @@ class StreamWatch:
             return next((t for t, e in self.events if e.event == "token"), None)
 
     def wait(self, check: Callable[[], bool], within_s: float) -> bool:
+        """Wait until `check()` holds; a stream that broke the basic SSE rules raises its
+        Violation here (the waiting check is blocked by it, see `client.check_stream`)."""
         deadline = time.monotonic() + within_s
         with self._cond:
             while not check():
+                if self.violation is not None:
+                    raise self.violation
                 left = deadline - time.monotonic()
                 if left <= 0 or self.done:
+                    if self.violation is not None:
+                        raise self.violation
                     return check()
                 self._cond.wait(left)
             return True

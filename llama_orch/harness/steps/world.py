@@ -2,9 +2,15 @@
 
 A `World` lives for one scenario. It knows the target only through HTTP: replica sets come
 from `GET /v1/replicasets` (grouped by engine and model, the two fields a task uses to pick
-its pool), context limits from `GET /v1/capabilities`. Every task it admits is remembered and
-canceled when the scenario ends, and every pool it drains or reloads is reloaded with its
-original model, so scenarios never leak load or pool state into each other.
+its pool), context limits from the capability data. Every task it admits is remembered and
+canceled when the scenario ends, the replica sets it loaded are waited for (bounded) until
+idle again, and every pool it drains or reloads is reloaded with its original model, so
+scenarios leave the target as they found it and never depend on the order they run in
+(OC-HARNESS-8112).
+
+Reads that a scenario relies on but does not judge raise `Violation` for the rule they rely
+on (`harness.rules`): a replica set list or pool health that does not answer as documented
+blocks the scenario ("blocked by ORCH-2104") instead of failing its own requirement.
 """
 
 from __future__ import annotations
@@ -21,13 +27,15 @@ import pytest
 
 from llama_orch.harness.client import OrchClient, task_body
 from llama_orch.harness.discovery import Group, Target
-from llama_orch.harness.outcomes import PreconditionError, precondition
+from llama_orch.harness.outcomes import PreconditionError, Violation, precondition
+from llama_orch.harness.rules import HEALTH, REPLICA_SETS
 from llama_orch.harness.sse import SseEvent
 from llama_orch.harness.steps.watch import StreamWatch
 
 NO_SUCH_POOL = "llorch-compliance-no-such-pool"
-# Holds a slot for 30 s after one token; tasks using it are always canceled at teardown.
-HOLD_PROMPT = "[[sim tokens=1 hold_ms=30000]] hold"
+# Holds a slot for 30 s, a token every 300 ms: busy, never idle (an idle-timeout watchdog
+# would free the slot and pass for a cancel); tasks using it are canceled at teardown.
+HOLD_PROMPT = "[[sim tokens=100 itl_ms=300]] hold"
 
 __all__ = ["Group", "PreconditionError", "World", "poll", "precondition"]
 
@@ -61,6 +69,7 @@ class World:
     holders: list[str] = field(default_factory=list)
     admitted: list[str] = field(default_factory=list)
     restore: list[PoolRestore] = field(default_factory=list)
+    loaded: dict[tuple[str, str], Group] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     # -- target knowledge -------------------------------------------------------------------
@@ -78,21 +87,43 @@ class World:
     def replica_sets(self) -> list[dict[str, Any]]:
         """A fresh `GET /v1/replicasets` (slot counts change with load)."""
         resp = self.orch.get("/v1/replicasets")
-        precondition(resp.status_code == 200, f"GET /v1/replicasets answered {resp.status_code}")
-        body = resp.json()
-        precondition(isinstance(body, list), "GET /v1/replicasets did not answer a JSON array")
+        if resp.status_code != 200:
+            raise Violation(REPLICA_SETS, f"GET /v1/replicasets answered {resp.status_code}")
+        try:
+            body = resp.json()
+        except ValueError:
+            raise Violation(REPLICA_SETS, "GET /v1/replicasets answered no JSON") from None
+        if not isinstance(body, list):
+            raise Violation(REPLICA_SETS, "GET /v1/replicasets did not answer a JSON array")
         return body
 
     def slots(self, group: Group) -> tuple[int, int]:
         """(free, total) slots over the group's replica sets, read now."""
         free = total = 0
         for rs in self.replica_sets():
-            if str(rs.get("id")) in group.set_ids:
+            if isinstance(rs, dict) and str(rs.get("id")) in group.set_ids:
                 for key in ("slots_total", "slots_free"):
-                    precondition(isinstance(rs.get(key), int), f"replica set {rs} has no {key}")
+                    value = rs.get(key)
+                    if not isinstance(value, int) or isinstance(value, bool):
+                        raise Violation(
+                            ("ORCH-2104",), f"replica set {rs.get('id')!r} has no integer {key}"
+                        )
                 total += rs["slots_total"]
                 free += rs["slots_free"]
         return free, total
+
+    def health(self, pool_id: str) -> dict[str, Any]:
+        """`GET /v1/pools/{id}/health` as a JSON object; a pool the target lists answers 200."""
+        resp = self.orch.get(f"/v1/pools/{pool_id}/health")
+        if resp.status_code != 200:
+            raise Violation(HEALTH, f"health of pool {pool_id} answered {resp.status_code}")
+        try:
+            body = resp.json()
+        except ValueError:
+            raise Violation(HEALTH, f"health of pool {pool_id} is not JSON") from None
+        if not isinstance(body, dict):
+            raise Violation(HEALTH, f"health of pool {pool_id} is not a JSON object")
+        return body
 
     def wait_idle(self, group: Group, within_s: float | None = None) -> int:
         """Wait until every slot of the group is free on two reads in a row; its slot count."""
@@ -110,10 +141,16 @@ class World:
             time.sleep(0.05)
 
     def ctx_max(self, engine: str) -> int:
-        for entry in self.target.capabilities.get("engines", []):
-            if entry.get("engine") == engine and isinstance(entry.get("ctx_max"), int):
-                return entry["ctx_max"]
-        pytest.skip(f"GET /v1/capabilities gives no ctx_max for engine {engine!r}")
+        for entry in self.target.capabilities.get("engines") or []:
+            if not isinstance(entry, dict) or entry.get("engine") != engine:
+                continue
+            ctx = entry.get("ctx_max")
+            if isinstance(ctx, int) and not isinstance(ctx, bool):
+                return ctx
+        raise Violation(
+            ("ORCH-3095", "OC-CTRL-2060"),
+            f"the capability data gives no ctx_max for engine {engine!r}",
+        )
 
     def pool_of(self, group: Group) -> str:
         if len(group.pools) != 1:
@@ -123,6 +160,7 @@ class World:
     # -- tasks ------------------------------------------------------------------------------
     def new_task(self, prompt: str, *, group: Group | None = None, **extra: Any) -> dict[str, Any]:
         g = group or self.current_group()
+        self.used(g)
         extra.setdefault("deadline_ms", self.orch.timeouts.deadline_ms)
         return task_body(engine=g.engine, model_ref=g.model_ref, prompt=prompt, **extra)
 
@@ -182,30 +220,49 @@ class World:
             self.holders.append(body["task_id"])
         return self.holders
 
+    def used(self, group: Group) -> None:
+        """Note a replica set this scenario loads, so that teardown waits until it is idle."""
+        self.loaded.setdefault(group.key, group)
+
     # -- teardown ---------------------------------------------------------------------------
     def cleanup(self) -> None:
-        """Cancel what this scenario admitted; give drained or reloaded pools back."""
-        for task_id in dict.fromkeys(self.admitted):
-            with contextlib.suppress(httpx.HTTPError):
+        """Leave the target as the scenario found it: cancel what it admitted, give drained or
+        reloaded pools back, and wait (bounded) until the replica sets it loaded are idle.
+
+        Best effort and bounded: a target that ignores cancels or hangs costs at most a few
+        bounds here, and whatever goes wrong is not the scenario's outcome.
+        """
+        bound = self.orch.timeouts.settle_s
+        with contextlib.suppress(*CLEANUP_ERRORS):
+            for task_id in dict.fromkeys(self.admitted):
                 self.orch.cancel(task_id)
-        deadline = time.monotonic() + 3.0
+        deadline = time.monotonic() + min(3.0, bound)
         for w in self.watches.values():
             w.join(max(0.0, deadline - time.monotonic()))
         for r in self.restore:
-            self.restore_pool(r)
+            with contextlib.suppress(*CLEANUP_ERRORS):
+                self.restore_pool(r)
+        if self.admitted:
+            if self.group is not None:
+                self.used(self.group)
+            for group in self.loaded.values():
+                with contextlib.suppress(*CLEANUP_ERRORS):
+                    self.wait_idle(group, bound)
 
     def restore_pool(self, r: PoolRestore) -> None:
-        with contextlib.suppress(httpx.HTTPError):
-            self.orch.request(
-                "POST", f"/v1/pools/{r.pool_id}/reload", json_body={"new_model_ref": r.model_ref}
-            )
-            poll(lambda: _settled(self.orch, r.pool_id), self.orch.timeouts.settle_s)
+        self.orch.request(
+            "POST", f"/v1/pools/{r.pool_id}/reload", json_body={"new_model_ref": r.model_ref}
+        )
+
+        def settled() -> bool:
+            body = self.health(r.pool_id)
+            return body.get("ready") is True and body.get("draining") is not True
+
+        poll(settled, self.orch.timeouts.settle_s)
 
 
-def _settled(orch: OrchClient, pool_id: str) -> bool:
-    health = orch.get(f"/v1/pools/{pool_id}/health")
-    body = health.json() if health.status_code == 200 else {}
-    return bool(body.get("ready")) and not body.get("draining")
+# What teardown tolerates from a broken target (it must never hide the scenario's outcome).
+CLEANUP_ERRORS = (httpx.HTTPError, AssertionError, PreconditionError, ValueError)
 
 
 def poll(check: Callable[[], bool], within_s: float, every_s: float = 0.05) -> bool:

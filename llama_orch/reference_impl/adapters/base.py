@@ -7,8 +7,8 @@ surface so that `pool/` and `api/` never import engine-specific code (specs/40, 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Literal, Protocol, get_args, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 AdapterErrorCode = Literal[
     "WORKER_RESET", "DECODE_TIMEOUT", "POOL_UNAVAILABLE", "INVALID_PARAMS", "REPLICA_EXHAUSTED"
@@ -29,8 +29,15 @@ FINISH_STOP = "stop"  # the engine ended on its own (end of sequence, directive 
 FINISH_CANCELED = "canceled"  # cancel() stopped the stream
 
 
+# Where an out-of-memory failure happened (ORCH-3039): GPU memory or host RAM.
+OomKind = Literal["device", "host"]
+
+
 class AdapterError(Exception):
     """A typed engine failure that the core maps to an ErrorKind (and maybe a retry).
+
+    `oom` says the failure was running out of device (VRAM) or host memory, where the engine
+    said so: the pool manager re-estimates a pool's capacity after a device OOM only.
 
     `permanent` marks a failure that no retry or restart can fix, because the engine's
     deployment cannot serve this orchestrator (e.g. a Triton model that declares no seed input
@@ -46,6 +53,7 @@ class AdapterError(Exception):
         retriable: bool | None = None,
         engine: str = "",
         permanent: bool = False,
+        oom: OomKind | None = None,
     ) -> None:
         if code not in ADAPTER_ERROR_CODES:
             raise ValueError(f"unknown adapter error code {code!r}")
@@ -55,6 +63,7 @@ class AdapterError(Exception):
         self.retriable = _DEFAULT_RETRIABLE[code] if retriable is None else retriable
         self.engine = engine
         self.permanent = permanent
+        self.oom = oom
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,25 @@ class SamplerParams:
     top_p: float
     min_p: float
     repeat_penalty: float | None = None
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    """What an interrupted decode needs to go on where it stopped (hard preemption, ORCH-3086).
+
+    `tokens_done` pieces (TokenEvents) had reached the client; `token_ids` are the engine's ids
+    of the tokens those pieces cover, where the engine reports ids; `engine_state` is the
+    adapter's own handle on the saved decode state (e.g. llama.cpp's slot file), opaque above
+    the adapter. The same request resumed with this state continues the output.
+    """
+
+    tokens_done: int
+    token_ids: tuple[int, ...] = ()
+    engine_state: dict[str, Any] = field(default_factory=dict)
+
+    def public(self) -> dict[str, Any]:
+        """What the client is shown as the task's resumable state."""
+        return {"tokens_done": self.tokens_done, "token_ids": len(self.token_ids)}
 
 
 @dataclass(frozen=True)
@@ -85,6 +113,8 @@ class CompletionRequest:
     # Ask the engine for the N most likely alternatives per token (0: none). Only the
     # determinism suite asks, when it replays a divergent case to report the logprob margin.
     top_logprobs: int = 0
+    # Continue an interrupted decode (hard preemption) instead of starting afresh.
+    resume: ResumeState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +231,21 @@ class TokenStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+@runtime_checkable
+class Interruptible(Protocol):
+    """Optional adapter surface of hard preemption (ORCH-3086).
+
+    `interrupt` stops a running stream at its next token boundary and returns the state to
+    resume it from (a `CompletionRequest` with `resume=`), or None when the engine cannot
+    interrupt it (nothing running, or the engine cannot save the decode); it never blocks,
+    and the stream ends as if canceled. Adapters without it never get hard-preempted, and
+    one that has it is used only after it proved the capability at start
+    (pool/preemption_proof.py).
+    """
+
+    def interrupt(self, request_id: str) -> ResumeState | None: ...
 
 
 @runtime_checkable

@@ -22,6 +22,7 @@ from llama_orch.reference_impl.adapters.http_common import (
     error_from_transport,
     sse_data,
 )
+from llama_orch.reference_impl.adapters.oom import classify_oom
 
 # What ends a response body early: a transport failure, or reading a response that cancel()
 # (or close()) already closed.
@@ -51,6 +52,7 @@ def stream_error(engine: str, payload: Any, delivered: int) -> AdapterError:
         "WORKER_RESET",
         f"engine failed mid-stream after {delivered} tokens: {message}",
         engine=engine,
+        oom=classify_oom(message),
     )
 
 

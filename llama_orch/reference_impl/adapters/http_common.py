@@ -31,6 +31,7 @@ from llama_orch.reference_impl.adapters.base import (
     TokenEvent,
     TokenStream,
 )
+from llama_orch.reference_impl.adapters.oom import classify_oom
 
 # How long a stream may take to end its body after its end event (see finish_body).
 DRAIN_TIMEOUT_S = 1.0
@@ -45,7 +46,9 @@ def error_from_status(engine: str, status: int, body: str) -> AdapterError:
         return AdapterError(
             "INVALID_PARAMS", f"engine refused the request: {detail}", engine=engine
         )
-    return AdapterError("WORKER_RESET", f"engine error {status}: {detail}", engine=engine)
+    return AdapterError(
+        "WORKER_RESET", f"engine error {status}: {detail}", engine=engine, oom=classify_oom(detail)
+    )
 
 
 def error_from_transport(engine: str, exc: httpx.HTTPError, *, streaming: bool) -> AdapterError:

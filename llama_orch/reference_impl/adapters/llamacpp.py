@@ -15,7 +15,8 @@ recovered with `/detokenize`. `completion_probabilities` become `TokenEvent.logp
 (`logprobs.llama_entry`: pre-sampling logprobs by default, `post_sampling_probs` read too).
 
 Cancel, in-stream error and preload rules are shared with the vLLM adapter
-(`adapters.cancel_aware`).
+(`adapters.cancel_aware`). Interrupt and resume for hard preemption (slot save/restore) are in
+`adapters.llamacpp_resume`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from llama_orch.reference_impl.adapters.http_common import (
     scrape,
     wait_ready,
 )
+from llama_orch.reference_impl.adapters.llamacpp_resume import SlotCheckpoints
 from llama_orch.reference_impl.adapters.logprobs import TokenLogprob, llama_entry
 from llama_orch.reference_impl.adapters.stops import PieceJoiner
 
@@ -90,7 +92,7 @@ def llama_seed(seed: int) -> int:
     return value - 1 if value == _SEED_MASK else value
 
 
-class LlamaCppAdapter(CancelAware):
+class LlamaCppAdapter(SlotCheckpoints, CancelAware):
     """One `llama-server` replica.
 
     Engine-specific options: `cache_prompt` (False for the determinism suite: prompt caching
@@ -98,7 +100,10 @@ class LlamaCppAdapter(CancelAware):
     `build_info`, e.g. the `--version` output captured at launch), `model_digest` (the
     verified GGUF digest), `samplers` (the chain order sent with every request),
     `preload_timeout_s`, `cancel_wait_s` (how long cancel() waits for `/slots` to show the
-    slot free). `connect_timeout_s`, `idle_timeout_s` and `transport` go to the HTTP client.
+    slot free), `slot_saves` (offer interrupt/resume by slot save and restore: the adapter then
+    places each request in a slot itself), `slot_dir` (the server's `--slot-save-path`, to
+    delete slot files once they are restored). `connect_timeout_s`, `idle_timeout_s` and
+    `transport` go to the HTTP client.
     """
 
     engine = "llamacpp"
@@ -116,6 +121,8 @@ class LlamaCppAdapter(CancelAware):
         samplers: tuple[str, ...] = DEFAULT_SAMPLERS,
         preload_timeout_s: float = 60.0,
         cancel_wait_s: float = 1.0,
+        slot_saves: bool = False,
+        slot_dir: str | None = None,
         **http: Any,
     ) -> None:
         super().__init__(replica_id, base_url, model_ref=model_ref, ctx_max=ctx_max, **http)
@@ -128,6 +135,9 @@ class LlamaCppAdapter(CancelAware):
         self.model_path: str | None = None
         self._slot_of: dict[str, int] = {}
         self._warned_version = False
+        self.slot_saves = slot_saves
+        self.slot_dir = slot_dir
+        self._init_checkpoints()
 
     # -- requests ----------------------------------------------------------------------------
     def completion_body(self, req: CompletionRequest) -> dict[str, Any]:
@@ -159,36 +169,36 @@ class LlamaCppAdapter(CancelAware):
         self, req: CompletionRequest, stream: TokenStream
     ) -> AsyncGenerator[TokenEvent, None]:
         rid = req.request_id
-        response = await self._start(req, "/completion", self.completion_body(req))
+        self.begin_run(req)
+        body = self.placed_body(self.completion_body(req), req, await self.place(req))
+        response = await self._start(req, "/completion", body)
         loop = asyncio.get_running_loop()
         first_at: float | None = None
         index = 0
         final: dict[str, Any] | None = None
         pieces = PieceJoiner()
+        pending: list[int] = []  # ids read since the last piece reached the client
         try:
             rest = lines(response)
             async for field, value in rest:
-                if field == "error":
-                    raise stream_error(self.engine, value, index)
-                event = parse_json(self.engine, value)
-                if not isinstance(event, dict):
-                    raise AdapterError(
-                        "WORKER_RESET", f"unexpected event {value[:80]!r}", engine=self.engine
-                    )
-                if "error" in event and "content" not in event:
-                    raise stream_error(self.engine, event, index)
+                event = self._event(field, value, index)
                 if isinstance(event.get("id_slot"), int) and event["id_slot"] >= 0:
-                    self._slot_of[rid] = event["id_slot"]
+                    self._slot_of.setdefault(rid, event["id_slot"])
                 text = event.get("content") or ""
                 probs = event.get("completion_probabilities")
+                ids = token_ids(event.get("tokens"))
+                pending += ids
                 if text and not probs and not pieces.held:  # the common case, kept cheap
-                    token: TokenEvent | None = TokenEvent(index, text, last_id(event.get("tokens")))
+                    token: TokenEvent | None = TokenEvent(index, text, last_id(ids))
                 else:
-                    ids = token_ids(event.get("tokens"))
                     token = pieces.join(index, text, ids, _probs(probs, req))
                 if token is not None:
+                    if self.stopped(rid):
+                        break  # interrupted (hard preemption): nothing more reaches the client
                     first_at = first_at if first_at is not None else loop.time()
                     yield token
+                    self.emitted(rid, pending)
+                    pending = []
                     index += 1
                 if event.get("stop") is True:
                     final = event
@@ -199,8 +209,7 @@ class LlamaCppAdapter(CancelAware):
             if error is not None:
                 raise error from exc
         finally:
-            self._slot_of.pop(rid, None)
-            canceled = self.settle(rid)
+            canceled = self._close_run(rid)
         measured_ms = int((loop.time() - first_at) * 1000) if first_at is not None else 0
         if final is None and canceled:
             stream.end = StreamEnd(index, FINISH_CANCELED, measured_ms)
@@ -215,6 +224,27 @@ class LlamaCppAdapter(CancelAware):
                     yield pieces.emit(index, text)
                     index += 1
             stream.end = self._end(final, index, measured_ms)
+
+    def _event(self, field: str, value: str, index: int) -> dict[str, Any]:
+        """One stream line as an event object; a reported failure raises its typed error."""
+        if field == "error":
+            raise stream_error(self.engine, value, index)
+        event = parse_json(self.engine, value)
+        if not isinstance(event, dict):
+            raise AdapterError(
+                "WORKER_RESET", f"unexpected event {value[:80]!r}", engine=self.engine
+            )
+        if "error" in event and "content" not in event:
+            raise stream_error(self.engine, event, index)
+        return event
+
+    def _close_run(self, rid: str) -> bool:
+        """Forget a run whose stream ended; True when cancel() or an interrupt ended it."""
+        interrupted = self.stopped(rid)
+        self.end_run(rid)
+        if not interrupted:  # an interrupt's save still holds the slot
+            self.release(rid)
+        return self.settle(rid) or interrupted
 
     async def _detokenize(self, ids: list[int]) -> str:
         """Text of token ids by `POST /detokenize`; "" when that fails (logged).

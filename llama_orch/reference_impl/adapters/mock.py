@@ -9,6 +9,13 @@ token interval and the slot is free when cancel() returns.
 Stop strings are cut from the output with the adapters' shared `stops.StopScanner` (the stream
 ends at the first one, finish reason "stop", `tokens_out` counting the stop token); asked-for
 logprobs come from the harness's `tokens.step`, the same values the engine simulators send.
+
+Hard preemption (`interrupt`, ORCH-3086): a mock imitating an engine whose real adapter can
+save and resume a decode (llama.cpp, `INTERRUPTIBLE_ENGINES`) stops a running stream at a token
+boundary and hands back the index it reached; tokens being a pure function of prompt, seed and
+index, a request resumed from that state continues exactly. A directive `interruptible=false`
+makes the engine refuse; `oom=device|host` fails the stream the way an engine out of GPU or
+host memory does (ORCH-3039).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Iterator
 
 from llama_orch.engine_sim.directive import Directive, DirectiveError, parse_directive
+from llama_orch.engine_sim.engine import OOM_MESSAGES
 from llama_orch.engine_sim.tokens import iter_tokens, step, token_id, token_text
 
 from .base import (
@@ -30,6 +38,7 @@ from .base import (
     AdapterProps,
     CompletionRequest,
     LoadSignals,
+    ResumeState,
     StreamEnd,
     TokenAlt,
     TokenEvent,
@@ -38,6 +47,8 @@ from .base import (
 from .stops import StopScanner
 
 MOCK_CAPABILITIES = frozenset({"stream", "cancel", "seed", "token_ids", "sim_directives"})
+# Engines whose real adapter can interrupt and resume a decode; their mocks can too.
+INTERRUPTIBLE_ENGINES = frozenset({"llamacpp"})
 # At itl_ms=0 the stream hands control back to the event loop every this many tokens, so a
 # long instant stream cannot starve other tasks (and a cancel from another task can land).
 YIELD_EVERY = 64
@@ -48,7 +59,16 @@ _RUNNING, _CANCELED, _RESET = 0, 1, 2
 class _Run:
     """Book-keeping for one request on this instance."""
 
-    __slots__ = ("holding", "request_id", "state", "waiting", "waker")
+    __slots__ = (
+        "done",
+        "holding",
+        "ids",
+        "interruptible",
+        "request_id",
+        "state",
+        "waiting",
+        "waker",
+    )
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
@@ -56,6 +76,17 @@ class _Run:
         self.holding = False  # owns a slot
         self.waiting = False  # queued for a slot
         self.waker: asyncio.Future[None] | None = None  # the timer/slot wait in progress
+        self.done = 0  # tokens handed out so far, resumed ones included
+        self.ids: list[int] = []
+        self.interruptible = False
+
+
+def _finish_reason(run: _Run, scanner: StopScanner, at_limit: bool) -> str:
+    if run.state == _CANCELED:
+        return FINISH_CANCELED
+    if scanner.matched is not None or not at_limit:
+        return FINISH_STOP
+    return FINISH_LENGTH
 
 
 def _wake(fut: asyncio.Future[None]) -> None:
@@ -77,6 +108,7 @@ class MockAdapter:
         engine_version: str = "mock-1.0",
         salt: str | None = None,
         preload_fail: str | None = None,
+        interruptible: bool | None = None,
     ) -> None:
         if slots < 1:
             raise ValueError("a mock replica needs at least one slot")
@@ -88,6 +120,9 @@ class MockAdapter:
         self.engine_version = engine_version
         self.salt = salt
         self.preload_fail = preload_fail
+        self.interruptible = (
+            engine in INTERRUPTIBLE_ENGINES if interruptible is None else interruptible
+        )
         self.model_digest = "sha256:" + hashlib.sha256(model_ref.encode()).hexdigest()
         self._busy = 0
         self._runs: dict[str, _Run] = {}
@@ -164,6 +199,15 @@ class MockAdapter:
         self._stop(run, _CANCELED)
         return True
 
+    def interrupt(self, request_id: str) -> ResumeState | None:
+        """Hard preemption: stop a decode that holds a slot and return where it stopped."""
+        run = self._runs.get(request_id)
+        if run is None or run.state != _RUNNING or not run.holding or not run.interruptible:
+            return None
+        state = ResumeState(run.done, tuple(run.ids), {"mock_index": run.done})
+        self._stop(run, _CANCELED)
+        return state
+
     def _stop(self, run: _Run, state: int) -> None:
         if run.state == _RUNNING:
             run.state = state
@@ -212,29 +256,30 @@ class MockAdapter:
     ) -> AsyncGenerator[TokenEvent, None]:
         directive, ordinary, count = self._plan(req)
         self._runs[req.request_id] = run
+        start = self._begin(req, run, directive)
         try:
             await self._acquire(run)
             loop = asyncio.get_running_loop()
             started = loop.time()
-            if directive.ttft_ms:
+            if directive.ttft_ms and not start:
                 await self._pause(run, directive.ttft_ms)
             itl = directive.itl_ms
-            fail_at = directive.fail_after if directive.fail_after is not None else count
+            fail_at = directive.failure_at()
+            fail_at = count if fail_at is None else fail_at
             scanner = StopScanner(req.stop)
-            index = 0
-            for tid, text, logprob, top in self._tokens(req, directive, ordinary, count):
+            index = start
+            for tid, text, logprob, top in self._tokens(req, directive, ordinary, count, start):
                 if index:
                     await self._pace(run, index, itl)
                 if run.state != _RUNNING:
                     break
                 if index == fail_at:
-                    raise AdapterError(
-                        "WORKER_RESET",
-                        f"mock engine failed after {index} tokens (directive)",
-                        engine=self.engine,
-                    )
+                    raise self._failure(directive, index)
                 for event in scanner.push(text, tid, logprob, top):
                     yield event
+                    if event.token_id is not None:
+                        run.ids.append(event.token_id)
+                    run.done = start + scanner.released  # tokens whose text reached the client
                 index += 1
                 if scanner.matched is not None:
                     break
@@ -245,16 +290,28 @@ class MockAdapter:
                 await self._pause(run, directive.hold_ms)
             if run.state == _RESET:
                 raise AdapterError("WORKER_RESET", "mock engine closed", engine=self.engine)
-            if run.state == _CANCELED:
-                reason = FINISH_CANCELED
-            elif scanner.matched is not None:
-                reason = FINISH_STOP
-            else:
-                reason = FINISH_LENGTH if count == req.max_tokens else FINISH_STOP
+            reason = _finish_reason(run, scanner, count == req.max_tokens)
             decode_ms = int((loop.time() - started) * 1000)
             ts.end = StreamEnd(tokens_out=index, finish_reason=reason, decode_ms=decode_ms)
         finally:
             self._release(run)
+
+    def _begin(self, req: CompletionRequest, run: _Run, directive: Directive) -> int:
+        """Set a run up (from its resume state, if any); the index of its first token."""
+        run.interruptible = self.interruptible and directive.interruptible
+        if req.resume is None:
+            return 0
+        run.done = req.resume.tokens_done
+        run.ids = list(req.resume.token_ids)
+        return run.done
+
+    def _failure(self, directive: Directive, index: int) -> AdapterError:
+        """The directive's mid-stream failure: a worker reset, or running out of memory."""
+        if directive.oom is not None:
+            message = f"{OOM_MESSAGES[directive.oom]} after {index} tokens (directive)"
+            return AdapterError("WORKER_RESET", message, engine=self.engine, oom=directive.oom)
+        message = f"mock engine failed after {index} tokens (directive)"
+        return AdapterError("WORKER_RESET", message, engine=self.engine)
 
     async def _pace(self, run: _Run, index: int, itl_ms: int) -> None:
         """The wait before token `index` > 0: the directive's interval, else a yield to the
@@ -265,17 +322,17 @@ class MockAdapter:
             await asyncio.sleep(0)
 
     def _tokens(
-        self, req: CompletionRequest, directive: Directive, ordinary: str, count: int
+        self, req: CompletionRequest, directive: Directive, ordinary: str, count: int, start: int
     ) -> Iterator[tuple[int, str, float | None, tuple[TokenAlt, ...]]]:
-        """(id, text, logprob, top) per position; logprobs only when the request asks."""
+        """(id, text, logprob, top) per position from `start`; logprobs only when asked."""
         salt, diverge_at = self.salt or "", directive.diverge_at
         if req.top_logprobs <= 0:
-            for tid, text in iter_tokens(
-                ordinary, req.seed, count, salt=salt, diverge_at=diverge_at
-            ):
-                yield tid, text, None, ()
+            tokens = iter_tokens(ordinary, req.seed, count, salt=salt, diverge_at=diverge_at)
+            for i, (tid, text) in enumerate(tokens):
+                if i >= start:
+                    yield tid, text, None, ()
             return
-        for i in range(count):
+        for i in range(start, count):
             at = step(
                 ordinary, req.seed, i, salt=salt, diverge_at=diverge_at, top_n=req.top_logprobs
             )

@@ -79,6 +79,7 @@ from .http_common import (
     wait_ready,
 )
 from .logprobs import last_number, tgi_top
+from .oom import classify_oom
 from .stops import StopScanner
 
 log = logging.getLogger("llama_orch.reference_impl.adapters")
@@ -299,6 +300,7 @@ class TgiAdapter(ClosingAware, HttpEngineAdapter):
             code,  # type: ignore[arg-type]
             f"tgi {kind} error after {index} tokens: {event.get('error')}",
             engine=self.engine,
+            oom=classify_oom(str(event.get("error"))),
         )
 
 

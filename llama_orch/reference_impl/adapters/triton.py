@@ -86,6 +86,7 @@ from .http_common import (
     wait_ready,
 )
 from .logprobs import last_number
+from .oom import classify_oom
 from .stops import StopScanner
 from .triton_model import (
     UNKNOWN,
@@ -376,6 +377,7 @@ class TritonAdapter(ClosingAware, HttpEngineAdapter):
                         f"triton reported an error after {scanner.released} tokens: "
                         f"{event['error']}",
                         engine=self.engine,
+                        oom=classify_oom(str(event["error"])),
                     )
                 responses += 1
                 raw = event.get("text_output")

@@ -35,6 +35,8 @@ class ApiError(Exception):
         super().__init__(message)
         self.status = status
         self.body: dict[str, object] = {"message": message}
+        if code is None and status in (401, 403):  # auth refusals carry a code like any error
+            code = "ADMISSION_REJECT"
         if code is not None:
             self.body["code"] = code
         for key, value in (

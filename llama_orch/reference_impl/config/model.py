@@ -44,7 +44,9 @@ from llama_orch.reference_impl.config.sections import (
     QueueConfig,
     SamplerProfile,
     SessionsConfig,
+    SloBreakerConfig,
     TimeoutsConfig,
+    TopologyConfig,
 )
 from llama_orch.reference_impl.constants import DEFAULT_SAMPLER_PROFILE
 
@@ -180,6 +182,12 @@ class PoolConfig(BaseModel):
     )
     preemption: PreemptionConfig = Field(
         default=PreemptionConfig(), description="Preemption of running work."
+    )
+    slo_breaker: SloBreakerConfig | None = Field(
+        default=None, description="SLO circuit breaker; null leaves the pool without one."
+    )
+    topology: TopologyConfig | None = Field(
+        default=None, description="Topology hints for placement ties; null means none."
     )
     timeouts: TimeoutsConfig | None = Field(
         default=None, description="Watchdog limits for this pool; null uses the top-level ones."

@@ -5,6 +5,7 @@ Field descriptions are the documentation: they become the JSON schema's descript
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Self
 
 from pydantic import BaseModel, Field, model_validator
@@ -325,6 +326,62 @@ class PreemptionConfig(BaseModel):
     hard_requirements: HardPreemptionRequirements = Field(
         default=HardPreemptionRequirements(), description="Guards used when mode is `hard`."
     )
+
+
+class SloBreakerConfig(BaseModel):
+    """SLO circuit breaker (ORCH-3040): shed classes while the first-token SLO keeps failing."""
+
+    model_config = FORBID
+
+    first_token_ms: PositiveU32 = Field(
+        default=900,
+        description="First-token SLO of the watched class, admission to first token, in ms.",
+    )
+    slo_priority: Priority = Field(
+        default=Priority.INTERACTIVE, description="Priority class whose SLO is watched."
+    )
+    window: PositiveU32 = Field(default=8, description="Most recent samples the breaker weighs.")
+    min_samples: PositiveU32 = Field(
+        default=4, description="Fewest fresh samples before the breaker may open."
+    )
+    trip_ratio: StrictFloat = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="Open while at least this fraction of the fresh samples missed the SLO.",
+    )
+    horizon_ms: PositiveU64 = Field(
+        default=30000, description="Samples older than this no longer count, in ms."
+    )
+    shed: list[Priority] = Field(
+        default=[Priority.BATCH],
+        description="Classes refused (429, retriable) while the breaker is open.",
+    )
+
+
+class Interconnect(StrEnum):
+    """How a pool's GPUs are connected."""
+
+    NVLINK = "nvlink"
+    PCIE = "pcie"
+
+
+class TopologyConfig(BaseModel):
+    """Topology hints that break placement ties between otherwise equal pools (ORCH-3092)."""
+
+    model_config = FORBID
+
+    interconnect: Interconnect | None = Field(
+        default=None, description="GPU interconnect; nvlink is preferred over pcie."
+    )
+    numa_node: U32 | None = Field(
+        default=None, description="NUMA node the pool's GPUs hang off; informational."
+    )
+
+    @property
+    def rank(self) -> int:
+        """Lower is better: NVLink 0, PCIe 1, unknown 2."""
+        return {Interconnect.NVLINK: 0, Interconnect.PCIE: 1, None: 2}[self.interconnect]
 
 
 # Flags the pool manager sets itself; passing them in launch.args would fight with it.

@@ -75,13 +75,13 @@ class Room:
     preempted: bool = False
 
 
-def make_room(task: TaskSpec, pool: CorePool) -> Room | Rejected:
+def make_room(task: TaskSpec, pool: CorePool, now: int) -> Room | Rejected:
     """Soft preemption, then the full policy (policies.py); a Rejected when nothing fits."""
     q, spec = pool.queue, pool.spec
     scope = q.full_scope(task.priority)
     if scope is None:
         return Room()
-    victim = preemption_victim(q, spec.preemption, spec.full_policy, task.priority, scope)
+    victim = preemption_victim(pool, task.priority, scope, now)
     if victim is not None:
         return Room(victim, ErrorCode.ADMISSION_REJECT, "preempted", preempted=True)
     victim = policy_victim(q, spec.full_policy, task.priority, scope)

@@ -56,6 +56,7 @@ def end_running(
         replica_id=replica.replica_id if keep_kv else None,
         kv_bytes=context * pool.spec.kv_bytes_per_token,
         warm=entry.warm,
+        kv_capacity=replica.slots_total,
     )
     _forget(state, entry, final)
 

@@ -1,11 +1,15 @@
-"""Replica state and placement (OC-CORE-1010, OC-CORE-1012, OC-CORE-1013, ORCH-3008..3010).
+"""Replica state and placement (OC-CORE-1010, OC-CORE-1012, OC-CORE-1013, ORCH-3008..3010,
+ORCH-3091, ORCH-3092).
 
-Candidates are only the replicas of the task's own pool that are Ready (ready, not failed,
-pool not draining) and have a free slot. Session affinity wins when its replica is such a
-candidate (kv_warmth true); otherwise the least-loaded candidate, load = busy / slots_total,
-ties broken by replica id. (A task pinned to a replica never comes here: it waits in that
-replica's lane, see pools.py.) Each pool has few replicas, so a linear pass over them keeps
-dispatch independent of queue depth.
+The WFQ and EDF signals pick *which* task leaves the queue next (pools.py, queue.py); placement
+then picks *where* it runs. Candidates are only the replicas of the task's own pool that are
+Ready (ready, not failed, pool not draining) and have a free slot. Session affinity wins when
+its replica is such a candidate (kv_warmth true); otherwise the least-loaded candidate by slot
+occupancy, load = busy / slots_total. Candidates otherwise equal go to the better topology
+hint (`ReplicaSpec.topology_rank`, lower first: e.g. NVLink before PCIe), then to the lower
+replica id; with no hints configured every rank is 0 and ties fall to the id. (A task pinned
+to a replica never comes here: it waits in that replica's lane, see pools.py.) Each pool has
+few replicas, so a linear pass over them keeps dispatch independent of queue depth.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ class Replica:
     ready: bool = False
     failed: bool = False
     busy: set[str] = field(default_factory=set)
+    # The adapter proved `interruptible_decode` on this replica (hard preemption may use it).
+    interruptible: bool = False
 
     @property
     def replica_id(self) -> str:
@@ -55,6 +61,11 @@ def slot_counts(replicas: list[Replica]) -> tuple[int, int]:
     return free, total
 
 
+def placement_key(r: Replica) -> tuple[float, int, str]:
+    """Order of candidates: occupancy, then topology hint, then id (smallest wins)."""
+    return (r.load, r.spec.topology_rank, r.replica_id)
+
+
 def choose(replicas: list[Replica], affinity: str | None) -> tuple[Replica, bool] | None:
     """Pick the replica for the next task: (replica, kv_warmth) or None when nothing is free."""
     best: Replica | None = None
@@ -63,6 +74,6 @@ def choose(replicas: list[Replica], affinity: str | None) -> tuple[Replica, bool
             continue
         if r.replica_id == affinity:
             return r, True
-        if best is None or (r.load, r.replica_id) < (best.load, best.replica_id):
+        if best is None or placement_key(r) < placement_key(best):
             best = r
     return (best, False) if best is not None else None

@@ -3,12 +3,13 @@
 Order of decisions when an incoming task finds its queue full (`scope` "class": its class
 queue is at capacity; "pool": the pool total is):
 
-1. Soft preemption (mode `soft`, or `hard`, whose running-task part belongs to the adapter
-   layer): when only the pool total is full and a lower class has queued work, the *newest*
-   task of the lowest such class is evicted with ADMISSION_REJECT, reason "preempted". Newest
-   because it is the lower-class task with the latest ETA and the least time already spent
-   waiting (ETA-aware ahead of LRU, ORCH-3082). Skipped under `shed-low-priority`, whose table
-   row already names the victim (the oldest lower-class task), so the spec table stays exact.
+1. Soft preemption (mode `soft`, or `hard`, whose running-task part is preemption.py): when
+   only the pool total is full and a lower class has queued work, one task of the lowest such
+   class is evicted with ADMISSION_REJECT, reason "preempted". Which one is ETA-aware ahead of
+   LRU (eviction.py, ORCH-3082): a task that will miss its deadline anyway, else the one with
+   the latest predicted finish, ties to the newest. Skipped under `shed-low-priority`, whose
+   table row already names the victim (the oldest lower-class task), so the spec table stays
+   exact.
 2. Otherwise the pool's `full_policy`, exactly as the table in specs/10 section 2:
    - reject: nothing leaves; 429 ADMISSION_REJECT;
    - drop-lru: the longest-waiting task of the full queue (the class queue when that is
@@ -23,6 +24,8 @@ One eviction always suffices: the class queue is checked before the pool total.
 
 from __future__ import annotations
 
+from .eviction import eta_victim
+from .pools import CorePool
 from .queue import PoolQueue, TaskEntry
 from .types import PRIORITY_ORDER, RANK, ErrorCode, FullPolicy, PreemptionMode, Priority
 
@@ -43,19 +46,16 @@ def _lower_classes(incoming: Priority) -> list[Priority]:
 
 
 def preemption_victim(
-    queue: PoolQueue,
-    mode: PreemptionMode,
-    policy: FullPolicy,
-    incoming: Priority,
-    scope: str | None,
+    pool: CorePool, incoming: Priority, scope: str | None, now: int
 ) -> TaskEntry | None:
-    """The queued task soft preemption evicts for `incoming`, if any."""
-    if scope != "pool" or mode is PreemptionMode.DISABLED:
+    """The queued task soft preemption evicts for `incoming`, if any (ETA-aware)."""
+    spec = pool.spec
+    if scope != "pool" or spec.preemption is PreemptionMode.DISABLED:
         return None
-    if policy is FullPolicy.SHED_LOW_PRIORITY:
+    if spec.full_policy is FullPolicy.SHED_LOW_PRIORITY:
         return None
     for p in _lower_classes(incoming):
-        victim = queue.newest(p)
+        victim = eta_victim(pool, p, now)
         if victim is not None:
             return victim
     return None

@@ -113,6 +113,15 @@ class CorePool:
         self.queue.add(entry, flow, self.spec.edf)
         self.group(key[1]).activate(flow)
 
+    def requeue(self, entry: TaskEntry) -> None:
+        """A preempted running task goes back to the head of its flow (never a pinned one:
+        hard preemption does not pick pinned tasks)."""
+        key = entry.flow_key
+        flow = self.queue.flow(key, self.weight(key))
+        self.queue.index(entry)
+        flow.push_front(entry)
+        self.group(key[1]).activate(flow)
+
     def remove_queued(self, entry: TaskEntry) -> None:
         pin = entry.spec.pin_replica
         if pin is not None:

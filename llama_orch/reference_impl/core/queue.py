@@ -49,6 +49,11 @@ class TaskEntry:
     last_progress_ms: int = 0
     tokens_seen: int = 0
     warm: bool = False
+    # Hard preemption (preemption.py): an interrupt is under way; the engine refused one, so
+    # this run is never asked again; times the task was preempted and put back in the queue.
+    preempting: bool = False
+    no_preempt: bool = False
+    resumes: int = 0
 
     @property
     def task_id(self) -> str:
@@ -102,6 +107,19 @@ class Flow:
             entry.flow_seq = self.next_seq  # position among FIFO-lane arrivals
             self.next_seq += 1
             self.fifo[entry.task_id] = entry
+
+    def push_front(self, entry: TaskEntry) -> None:
+        """Put a preempted task back at the head of its lane: it has waited already."""
+        if entry.in_edf:  # its deadline lane position is its deadline: unchanged
+            entry.in_edf = False
+            self.push(entry, True)
+            return
+        head = next(iter(self.fifo.values()), None)
+        entry.flow_seq = head.flow_seq - 1 if head is not None else self.next_seq
+        if head is None:
+            self.next_seq += 1
+        self.fifo[entry.task_id] = entry
+        self.fifo.move_to_end(entry.task_id, last=False)
 
     def pop(self) -> TaskEntry:
         """Remove and return the next task: earliest deadline first, then oldest FIFO task."""

@@ -17,9 +17,14 @@ events. Admission order of checks (each refusal counted in `rejected[(pool, code
    retry_after_ms and the pool's policy_label; then policy plugins (hooks.py), when given:
    the session hook, then the admission hook -> ADMISSION_REJECT with the plugin's
    policy_label (429 with a retry hint, else 400);
-5. deadline infeasible and `reject_infeasible` -> 400 DEADLINE_UNMET;
-6. full queue -> soft preemption, then the full policy (see policies.py).
+5. the pool's SLO circuit breaker is open and sheds the task's class -> 429 ADMISSION_REJECT,
+   retriable (slo.py);
+6. deadline infeasible and `reject_infeasible` -> 400 DEADLINE_UNMET;
+7. full queue -> soft preemption, then the full policy (see policies.py).
 Only when all pass are rate tokens taken, quotas and the session charged, and the task queued.
+
+Hard preemption (preemption.py) is asked for with `preempt_hard`, after dispatch found no free
+slot; the service reports the engine's answer with `requeue` or `preempt_refused`.
 
 Terminal task ids are remembered (bounded, `terminal_memory`, oldest forgotten first) for
 idempotent cancel and duplicate detection.
@@ -35,6 +40,7 @@ from .deadlines import expected_tokens, feasible, on_time_probability
 from .hooks import PolicyHooks, admission_refusal, place
 from .placement import Replica
 from .pools import CorePool
+from .preemption import hard_victims
 from .queue import TaskEntry
 from .snapshot import UNASSIGNED, Counters, Snapshot
 from .state import CoreState
@@ -44,6 +50,7 @@ from .types import (
     Dispatch,
     ErrorCode,
     Eviction,
+    HardPreemption,
     PoolSpec,
     PreemptionMode,
     Priority,
@@ -108,6 +115,7 @@ class Scheduler:
             or pin_refusal(task, state.replicas)
             or live_refusal(task, pool, state.sessions, now)
             or admission_refusal(self._hooks, task, pool, state.sessions, now)
+            or self._slo_refusal(task, pool, now)
         )
         if refusal is not None:
             return self._refuse(task, refusal)
@@ -136,14 +144,21 @@ class Scheduler:
             backoff_ms=max(0, start - BACKOFF_LEAD_MS),
             on_time_probability=on_time_probability(start, decode, task.deadline_ms),
             evicted=room,
+            weight=pool.weight(entry.flow_key),
         )
+
+    def _slo_refusal(self, task: TaskSpec, pool: CorePool, now: int) -> Rejected | None:
+        breaker = self._state.breakers.get(task.pool_id)
+        if breaker is None:
+            return None
+        return breaker.refusal(task.priority, now, pool.spec.full_policy.value)
 
     def _make_room(
         self, task: TaskSpec, pool: CorePool, now: int
     ) -> tuple[Eviction, ...] | Rejected:
         """Evict what `make_room` chose and count it (backpressure / preemptions)."""
         pid, policy = pool.spec.pool_id, pool.spec.full_policy.value
-        room = make_room(task, pool)
+        room = make_room(task, pool, now)
         if isinstance(room, Rejected):
             self.counters.backpressure[(pid, policy)] += 1
             return room
@@ -226,7 +241,49 @@ class Scheduler:
         self._state.shares.observe(entry.flow_key)
         key = (pool.spec.pool_id, replica.replica_id, entry.spec.priority.value)
         self.counters.started[key] += 1
-        return Dispatch(tid, pool.spec.pool_id, replica.replica_id, warm, now - entry.admit_ms)
+        queued = now - entry.admit_ms
+        return Dispatch(tid, pool.spec.pool_id, replica.replica_id, warm, queued, entry.resumes > 0)
+
+    # -- hard preemption (preemption.py) -----------------------------------------------------
+
+    def preempt_hard(self, now_ms: int) -> list[HardPreemption]:
+        """Running tasks to interrupt for urgent queued work, in pools of mode `hard`."""
+        now = self._clock(now_ms)
+        state = self._state
+        out: list[HardPreemption] = []
+        for pid, pool in state.pools.items():
+            if pool.spec.preemption is PreemptionMode.HARD:
+                out += hard_victims(pool, state.running.values(), state.hard_windows[pid], now)
+        return out
+
+    def preempt_refused(self, task_id: str) -> None:
+        """The engine could not interrupt the task: it runs on and is never asked again."""
+        entry = self._state.running.get(task_id)
+        if entry is not None:
+            entry.preempting = False
+            entry.no_preempt = True
+
+    def requeue(self, task_id: str, now_ms: int) -> bool:
+        """An interrupted task gave its slot back with a resumable state: it waits at the
+        head of its flow and is dispatched again as `resumed`. False when it was not being
+        preempted (it ended meanwhile)."""
+        now = self._clock(now_ms)
+        state = self._state
+        entry = state.running.get(task_id)
+        if entry is None or not entry.preempting:
+            return False
+        pool = state.pools[entry.spec.pool_id]
+        state.replicas[entry.replica_id or ""].busy.discard(task_id)
+        pool.running -= 1
+        del state.running[task_id]
+        entry.state = TaskState.QUEUED
+        entry.preempting = False
+        entry.replica_id = None
+        entry.resumes += 1
+        entry.last_progress_ms = now
+        pool.requeue(entry)
+        self.counters.preemptions[(pool.spec.pool_id, PreemptionMode.HARD.value)] += 1
+        return True
 
     # -- task life cycle (the endings themselves: endings.py) --------------------------------
 
@@ -266,6 +323,9 @@ class Scheduler:
         now = self._clock(now_ms)
         entry = self._state.running.get(task_id)
         if entry is not None:
+            breaker = self._state.breakers.get(entry.spec.pool_id)
+            if breaker is not None and entry.tokens_seen == 0:
+                breaker.record(entry.spec.priority, now - entry.admit_ms, now)
             entry.last_progress_ms = now
             entry.tokens_seen += 1
 
@@ -304,10 +364,14 @@ class Scheduler:
         ready: bool,
         slots_total: int | None = None,
         failed: bool | None = None,
+        interruptible: bool | None = None,
     ) -> None:
-        """Pool manager update; `failed` marks a replica that cannot become Ready."""
+        """Pool manager update; `failed` marks a replica that cannot become Ready;
+        `interruptible`: its adapter proved interruptible decode (hard preemption)."""
         replica = self._state.replicas[replica_id]
         replica.ready = ready
+        if interruptible is not None:
+            replica.interruptible = interruptible
         if slots_total is not None:
             replica.slots_total = max(0, slots_total)
         if failed is not None:

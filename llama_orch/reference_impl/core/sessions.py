@@ -16,6 +16,8 @@ Rules (time always passed in):
 - cost budget: every task that ran costs its used tokens times the rate per thousand; a task
   fits while some is left;
 - a session's budgets are those of the tenant that opened it (`SessionPolicy.budgets`).
+- KV residency (kv_residency.py): a replica holds the KV of at most as many sessions as it has
+  slots, least recently used out first; a session that loses its KV loses its affinity too.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from .kv_residency import KvResidency
 from .types import SessionBudgets, SessionPolicy
 
 
@@ -55,6 +58,7 @@ class SessionStore:
     def __init__(self, policy: SessionPolicy) -> None:
         self.policy = policy
         self._by_id: OrderedDict[str, Session] = OrderedDict()
+        self.kv = KvResidency()
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -76,17 +80,21 @@ class SessionStore:
             if s.inflight:
                 self._touch(s, now_ms)
             else:
-                del self._by_id[s.session_id]
+                self._forget(s.session_id)
 
     def get(self, session_id: str, now_ms: int) -> Session | None:
         s = self._by_id.get(session_id)
         if s is not None and self._expired(s, now_ms):
-            del self._by_id[session_id]
+            self._forget(session_id)
             return None
         return s
 
     def _budgets(self, s: Session) -> SessionBudgets:
         return self.policy.budgets(s.tenant)
+
+    def _forget(self, session_id: str) -> None:
+        del self._by_id[session_id]
+        self.kv.drop(session_id)
 
     def refusal(self, session_id: str, tokens: int, now_ms: int, tenant: str = "") -> str | None:
         """Why the session cannot take a task needing `tokens`, or None when it can."""
@@ -128,8 +136,10 @@ class SessionStore:
         replica_id: str | None = None,
         kv_bytes: int = 0,
         warm: bool = False,
+        kv_capacity: int = 1,
     ) -> None:
-        """Settle a task of the session; `replica_id` (on success) sets the affinity."""
+        """Settle a task of the session; `replica_id` (on success) sets the affinity and
+        places its KV there, evicting the least recently used KV beyond `kv_capacity`."""
         s = self._by_id.get(session_id)
         if s is None:  # deleted while the task was in flight
             return
@@ -144,6 +154,10 @@ class SessionStore:
         if replica_id is not None:
             s.replica_id = replica_id
             s.kv_bytes = kv_bytes
+            for evicted in self.kv.place(replica_id, session_id, kv_capacity):
+                lost = self._by_id.get(evicted)
+                if lost is not None:
+                    lost.replica_id, lost.kv_bytes = None, 0
         self._touch(s, now_ms)
 
     def affinity(self, session_id: str) -> str | None:
@@ -153,7 +167,7 @@ class SessionStore:
     def delete(self, session_id: str, now_ms: int) -> bool:
         if self.get(session_id, now_ms) is None:
             return False
-        del self._by_id[session_id]
+        self._forget(session_id)
         return True
 
     def remaining(

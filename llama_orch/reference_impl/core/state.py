@@ -16,8 +16,10 @@ from .deadlines import MetWindow
 from .fairness import ShareTracker
 from .placement import Replica
 from .pools import CorePool
+from .preemption import RateWindow
 from .queue import TaskEntry
 from .sessions import SessionStore
+from .slo import BreakerState
 from .types import PRIORITY_ORDER, PoolSpec, Priority, ReplicaSpec, SessionPolicy, TaskState
 
 
@@ -38,6 +40,8 @@ class CoreState:
     ended: OrderedDict[str, TaskState] = field(default_factory=OrderedDict)
     shares: ShareTracker = field(default_factory=ShareTracker)
     met: dict[Priority, MetWindow] = field(default_factory=_met_windows)
+    hard_windows: dict[str, RateWindow] = field(default_factory=dict)  # pool -> interrupts
+    breakers: dict[str, BreakerState] = field(default_factory=dict)  # pool -> SLO breaker
 
     @classmethod
     def build(
@@ -62,4 +66,9 @@ class CoreState:
             replica = Replica(rs, slots_total=rs.slots_total)
             by_id[rs.replica_id] = replica
             by_pool[rs.pool_id].replicas.append(replica)
-        return cls(by_pool, by_id, SessionStore(sessions), terminal_memory)
+        state = cls(by_pool, by_id, SessionStore(sessions), terminal_memory)
+        for pid, pool in by_pool.items():
+            state.hard_windows[pid] = RateWindow()
+            if pool.spec.slo_breaker is not None:
+                state.breakers[pid] = BreakerState(pool.spec.slo_breaker)
+        return state

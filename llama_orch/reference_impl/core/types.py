@@ -115,6 +115,29 @@ class TenantQuota:
     max_memory_bytes: int | None = None
 
 
+def _protected() -> frozenset[Priority]:
+    return frozenset({Priority.INTERACTIVE})
+
+
+@dataclass(frozen=True)
+class SloBreaker:
+    """An SLO circuit breaker of one pool (ORCH-3040): sheds classes while the SLO is missed.
+
+    It watches the admission-to-first-token latency of `slo_priority` tasks: over the last
+    `window` samples no older than `horizon_ms`, once at least `min_samples` exist and a
+    fraction of at least `trip_ratio` missed `first_token_ms`, new tasks of the `shed` classes
+    are refused (429, retriable) until that fraction falls below `trip_ratio` again.
+    """
+
+    first_token_ms: int = 900
+    slo_priority: Priority = Priority.INTERACTIVE
+    window: int = 8
+    min_samples: int = 4
+    trip_ratio: float = 0.5
+    horizon_ms: int = 30_000
+    shed: frozenset[Priority] = frozenset({Priority.BATCH})
+
+
 @dataclass(frozen=True)
 class PoolSpec:
     """One pool's scheduling settings, built by the API layer from the config."""
@@ -134,6 +157,11 @@ class PoolSpec:
     edf: bool = True
     reject_infeasible: bool = True
     preemption: PreemptionMode = PreemptionMode.SOFT
+    # Guards of hard preemption (ORCH-3089): the most per rolling minute (None: no cap) and
+    # the classes whose running tasks are never interrupted.
+    hard_max_per_min: int | None = None
+    hard_protect: frozenset[Priority] = field(default_factory=_protected)
+    slo_breaker: SloBreaker | None = None
     wall_ms: int = 60_000
     idle_ms: int = 5_000
     max_tokens_budget: int | None = None
@@ -194,6 +222,9 @@ class ReplicaSpec:
     device_mask: frozenset[int] = frozenset()
     # Operator labels (policy.replica_labels) that placement plugins see; sorted pairs.
     labels: tuple[tuple[str, str], ...] = ()
+    # Topology hint for placement ties (ORCH-3092): lower is better (e.g. NVLink-connected
+    # devices 0, PCIe 1, unknown 2); only decides between otherwise equal candidates.
+    topology_rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -237,6 +268,7 @@ class Admitted:
     backoff_ms: int
     on_time_probability: float
     evicted: tuple[Eviction, ...] = ()
+    weight: int = 1  # the WFQ weight of the task's flow (class weight x tenant weight)
 
 
 @dataclass(frozen=True)
@@ -254,13 +286,24 @@ class Rejected:
 
 @dataclass(frozen=True)
 class Dispatch:
-    """A task handed to a replica slot; decode starts now."""
+    """A task handed to a replica slot; decode starts now (`resumed`: after a preemption)."""
 
     task_id: str
     pool_id: str
     replica_id: str
     kv_warmth: bool
     queue_time_ms: int
+    resumed: bool = False
+
+
+@dataclass(frozen=True)
+class HardPreemption:
+    """A running task the core wants interrupted so that `for_priority` work can start."""
+
+    task_id: str
+    pool_id: str
+    replica_id: str
+    for_priority: Priority
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from llama_orch.reference_impl.config import PoolConfig
+from llama_orch.reference_impl.config import PoolConfig, PreemptionMode
 from llama_orch.reference_impl.constants import DEFAULT_CTX
 from llama_orch.reference_impl.pool.determinism import DeterminismSettings, determinism_settings
+from llama_orch.reference_impl.pool.launch import slot_dir
 
 UNLOADABLE_PREFIX = "repo:mock/unloadable"
 _UNSET: Any = object()
@@ -92,4 +93,8 @@ def make_adapter(
         kwargs["cache_prompt"] = bool(det.request.get("cache_prompt", True)) if det else True
         if pool.model_sha256 is not None:  # verified against the file before the load
             kwargs["model_digest"] = f"sha256:{pool.model_sha256}"
+        if pool.preemption.mode is PreemptionMode.HARD:  # interrupt by slot save/restore
+            kwargs["slot_saves"] = True
+            if pool.launch is not None:
+                kwargs["slot_dir"] = slot_dir(pool)  # its slot files are deleted once restored
     return cls(replica_id, url, **kwargs)

@@ -23,13 +23,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from llama_orch.reference_impl.config import AdapterKind, OrchestratorConfig, PoolConfig
+from llama_orch.reference_impl.adapters.base import OomKind
+from llama_orch.reference_impl.config import (
+    AdapterKind,
+    OrchestratorConfig,
+    PoolConfig,
+    PreemptionMode,
+)
 from llama_orch.reference_impl.constants import DEFAULT_CTX
 from llama_orch.reference_impl.pool.backoff import BackoffPolicy, BreakerPolicy, RestartGovernor
 from llama_orch.reference_impl.pool.catalog import DigestCache
 from llama_orch.reference_impl.pool.determinism import DeterminismSettings, slot_cap
 from llama_orch.reference_impl.pool.devices import DeviceRegistry, host_free_bytes
 from llama_orch.reference_impl.pool.launch import launch_spec
+from llama_orch.reference_impl.pool.oom import apply_oom
+from llama_orch.reference_impl.pool.preemption_proof import Proof, prove_all
 from llama_orch.reference_impl.pool.preflight import PoolFault, Preflight, preflight
 from llama_orch.reference_impl.pool.retire import Retirements
 from llama_orch.reference_impl.pool.runtime import HEARTBEAT_S, PoolRuntime, gather_or_raise
@@ -55,6 +63,7 @@ class _Loaded:
     adapter: Any
     props: Any
     process: EngineProcess | None
+    proof: Proof | None = None
 
 
 class PoolManager:
@@ -97,6 +106,7 @@ class PoolManager:
                 ctx_max=pc.ctx or DEFAULT_CTX,
                 quant=pc.quant,
                 sampler_profile_version=pc.sampler_profile_version,
+                topology_rank=pc.topology.rank if pc.topology is not None else 2,
             )
             for n in range(pc.replicas):
                 rid = f"{pc.id}-r{n}"
@@ -259,6 +269,8 @@ class PoolManager:
             for handle, proc in zip(pool.replicas, procs, strict=True):
                 created.append(self._make_adapter(pc, handle.replica_id, model_ref, proc, det))
             raise_on_failure(await self._self_tests.run(pool, created, shared=shared))
+            hard = pc.preemption.mode is PreemptionMode.HARD and not shared
+            proofs = await prove_all(created, hard)
             props = await gather_or_raise([a.props() for a in created])
         except BaseException as exc:
             await asyncio.gather(*(a.close() for a in created), return_exceptions=True)
@@ -266,7 +278,10 @@ class PoolManager:
             if isinstance(exc, EngineStartError):
                 raise PoolFault(str(exc)) from exc
             raise
-        loaded = [_Loaded(a, p, proc) for a, p, proc in zip(created, props, procs, strict=True)]
+        loaded = [
+            _Loaded(a, p, proc, proof)
+            for a, p, proc, proof in zip(created, props, procs, proofs, strict=True)
+        ]
         return loaded, pre
 
     def _make_adapter(
@@ -313,6 +328,8 @@ class PoolManager:
             handle.adapter, handle.process = item.adapter, item.process
             handle.ready = True
             handle.slots_total = slot_cap(pre.determinism, item.props.slots_total)
+            handle.interruptible = item.proof is not None and item.proof.proven
+            handle.proof = item.proof.reason if item.proof is not None else None
         pool.engine_version = loaded[0].props.engine_version
         pool.model_digest = pre.model_digest or loaded[0].props.model_digest
         pool.cpu_inference = pre.placement is not None and pre.placement.cpu
@@ -327,6 +344,14 @@ class PoolManager:
             self._rt[pool_id].fault(proc.describe_exit())
 
     # -- operations --------------------------------------------------------------------
+    def out_of_memory(self, replica_id: str, kind: OomKind, detail: str) -> None:
+        """An engine ran out of device or host memory (pool/oom.py)."""
+        handle = self._replicas.get(replica_id)
+        if handle is not None:
+            pool = self.pools[handle.pool_id]
+            apply_oom(pool, handle, kind, detail)
+            self._on_change(pool)
+
     def drain(self, pool_id: str, deadline_s: float) -> bool:
         """Stop new dispatches to the pool; returns False if it was already draining."""
         pool = self.pools[pool_id]

@@ -30,6 +30,10 @@ class ReplicaHandle:
     ready: bool = False
     slots_total: int = 1
     process: Any = None  # the supervised engine process (pool `launch`), else None
+    # Hard preemption may interrupt this replica: its adapter proved interruptible decode
+    # (pool/preemption_proof.py); `proof` says why not, when the pool asked and it failed.
+    interruptible: bool = False
+    proof: str | None = None
 
 
 @dataclass
@@ -58,6 +62,8 @@ class PoolState:
     next_retry_at: float | None = None  # when the next automatic attempt starts
     breaker_open: bool = False  # circuit open: no automatic restart until breaker_until
     breaker_until: float | None = None
+    topology_rank: int = 2  # placement tie-break hint, lower first (config `topology`)
+    oom_events: dict[str, int] = field(default_factory=dict)  # "device"/"host" -> count
 
     @property
     def live(self) -> bool:

@@ -67,7 +67,8 @@ def pick_pool(pools: Iterable[PoolState], task: NewTask, load: Callable[[str], f
                 return pool
     if len(matching) == 1:
         return matching[0]
-    return min(matching, key=lambda p: (not p.ready, load(p.pool_id), p.pool_id))
+    # Least loaded Ready pool; equal ones by topology hint (ORCH-3092), then by id.
+    return min(matching, key=lambda p: (not p.ready, load(p.pool_id), p.topology_rank, p.pool_id))
 
 
 def estimate_tokens(pool: PoolState, prompt: str) -> int:
@@ -105,10 +106,12 @@ def admission_log(task: NewTask, pool: PoolState, decision: core.Admitted) -> di
         "pool_id": pool.pool_id,
         "model_id": pool.model_ref,
         "priority": task.priority,
+        "weight": decision.weight,
         "ctx": task.ctx,
         "deadline_ms": task.deadline_ms,
         "queue_position": decision.queue_position,
         "predicted_start_ms": decision.predicted_start_ms,
         "on_time_probability": decision.on_time_probability,
+        "preempted": False,
         "correlation_id": task.correlation_id,
     }

@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from llama_orch.reference_impl import core
-from llama_orch.reference_impl.config import OrchestratorConfig, PoolConfig, SessionBudgetsConfig
+from llama_orch.reference_impl.config import (
+    OrchestratorConfig,
+    PoolConfig,
+    SessionBudgetsConfig,
+    SloBreakerConfig,
+)
 from llama_orch.reference_impl.constants import DEFAULT_CTX
 from llama_orch.reference_impl.pool.manager import PoolManager
 
@@ -43,8 +48,25 @@ def core_pool(pc: PoolConfig, config: OrchestratorConfig) -> core.PoolSpec:
         edf=pc.deadlines.edf,
         reject_infeasible=pc.deadlines.reject_infeasible,
         preemption=pc.preemption.mode,
+        hard_max_per_min=pc.preemption.hard_requirements.max_preemptions_per_min,
+        hard_protect=frozenset(pc.preemption.hard_requirements.protect_priorities),
+        slo_breaker=slo_breaker(pc.slo_breaker),
         wall_ms=timeouts.wall_ms,
         idle_ms=timeouts.idle_ms,
+    )
+
+
+def slo_breaker(cfg: SloBreakerConfig | None) -> core.SloBreaker | None:
+    if cfg is None:
+        return None
+    return core.SloBreaker(
+        first_token_ms=cfg.first_token_ms,
+        slo_priority=cfg.slo_priority,
+        window=cfg.window,
+        min_samples=cfg.min_samples,
+        trip_ratio=cfg.trip_ratio,
+        horizon_ms=cfg.horizon_ms,
+        shed=frozenset(cfg.shed),
     )
 
 
@@ -64,6 +86,7 @@ def core_replicas(
             slots_total=h.slots_total,
             device_mask=h.devices,
             labels=tuple(sorted(labels.get(h.replica_id, {}).items())),
+            topology_rank=p.topology_rank,
         )
         for p in pools.pools.values()
         for h in p.replicas

@@ -21,7 +21,7 @@ from llama_orch.reference_impl.policy import PolicyMetrics, host_for
 from llama_orch.reference_impl.pool.manager import AdapterFactory, PoolManager
 from llama_orch.reference_impl.pool.requests import AdapterError, CompletionRequest, SamplerParams
 from llama_orch.reference_impl.pool.state import PoolState, PreloadState
-from llama_orch.reference_impl.service import lifecycle, views
+from llama_orch.reference_impl.service import lifecycle, preemption, views
 from llama_orch.reference_impl.service.admission import (
     Refused,
     admission_log,
@@ -208,7 +208,7 @@ class Orchestrator:
                 self.scheduler.complete(d.task_id, self.now_ms(), 0, False)
                 continue
             rec.replica_id = d.replica_id
-            rec.dispatched_at = self._clock()
+            rec.dispatched_at = rec.dispatched_at or self._clock()
             rec.extra["kv_warmth"] = d.kv_warmth
             pool = self.pools.pools[d.pool_id]
             self.metrics.child(
@@ -222,9 +222,12 @@ class Orchestrator:
                     "kv_warmth": d.kv_warmth,
                     "kv_migrated": False,
                     "replica_id": d.replica_id,
+                    **({"resumed": True} if d.resumed else {}),
                 },
             )
             rec.runner = asyncio.get_running_loop().create_task(self._run(rec, d, pool))
+        for decision in self.scheduler.preempt_hard(self.now_ms()):  # no free slot was left
+            preemption.interrupt(self, decision)
 
     async def _run(self, rec: TaskRecord, d: core.Dispatch, pool: PoolState) -> None:
         adapter = self.pools.replica(d.replica_id).adapter
@@ -242,6 +245,7 @@ class Orchestrator:
             ),
             sampler_profile_version=rec.sampler_profile_version,
             stop=rec.task.stop,
+            resume=preemption.resume_state(self, rec, d),
         )
         labels = (pool.engine, pool.engine_version, pool.pool_id, d.replica_id)
         priority = rec.task.priority
@@ -259,11 +263,15 @@ class Orchestrator:
                 if stream.tokens % METRICS_EVERY_TOKENS == 0:
                     self._report_tokens(rec)
                     stream.emit("metrics", self._planning(rec, None))
+            if preemption.after_run(self, rec):
+                return  # hard-preempted: queued again, to resume from its state
             finish = gen.end.finish_reason if gen.end is not None else None
             self._report_tokens(rec)  # counted before a reader can see `end`
             if stream.end(self._clock(), finish):
                 self._finished(rec, "done", ok=True)
         except AdapterError as exc:
+            if exc.oom is not None:  # VRAM vs host OOM (ORCH-3039)
+                self.pools.out_of_memory(d.replica_id, exc.oom, exc.message)
             self._terminate(rec, exc.code, exc.message, None, engine=pool.engine)
         except asyncio.CancelledError:
             pass  # cancel, watchdog or drain already closed the stream and freed the slot
@@ -385,6 +393,7 @@ class Orchestrator:
                 ready=handle.ready and pool.ready,
                 slots_total=handle.slots_total,
                 failed=_cannot_serve_now(pool),
+                interruptible=handle.interruptible,
             )
         for evicted in self.scheduler.set_draining(pool.pool_id, pool.draining):
             self._evicted(evicted)

@@ -91,5 +91,6 @@ class TaskRecord:
             "decode_time_ms": decode_ms,
             "tokens_in": self.prompt_tokens,
             "tokens_out": stream.tokens,
+            "preempted": self.extra.get("preemptions", 0) > 0,
             "correlation_id": self.task.correlation_id,
         }

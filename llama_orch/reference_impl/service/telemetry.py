@@ -126,7 +126,6 @@ def _gauges(snap: Snapshot, ident) -> Iterator[Metric]:
         ["priority"],
         (([p.value], r) for p, r in snap.deadlines_met_ratio.items() if r is not None),
     )
-    yield _family(G, "model_state", "Catalog lifecycle state.", ["model_id", "state"], ())
 
 
 def _pool_families(orch: Orchestrator) -> Iterator[Metric]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llama_orch.reference_impl import core
-from llama_orch.reference_impl.config import OrchestratorConfig
+from llama_orch.reference_impl.config import OrchestratorConfig, PoolConfig
 from llama_orch.reference_impl.pool.manager import PoolManager
 from llama_orch.reference_impl.pool.state import PoolState
 from llama_orch.reference_impl.service.build import budgets_configured
@@ -183,6 +183,7 @@ def capabilities(
                     "sessions": True,
                     "cpu_inference": False,
                     "preemption_soft": False,
+                    "preemption_hard": False,
                     "deadlines": False,
                     "replica_pinning": True,
                     "stop_sequences": True,
@@ -191,21 +192,48 @@ def capabilities(
                     "artifacts": config.artifacts.enabled,
                     "budgets": budgets_configured(config),
                     "policy_host": policy_host,  # specs/50
+                    "session_affinity": True,
+                    "wfq": False,
+                    "quotas": False,
+                    "rate_limits": False,
+                    "slo_breaker": False,
                 },
             },
         )
-        entry["ctx_max"] = max(entry["ctx_max"], pools.pools[pc.id].ctx_max)
+        pool = pools.pools[pc.id]
+        entry["ctx_max"] = max(entry["ctx_max"], pool.ctx_max)
         entry["queue_capacity"][pc.id] = pc.queue.capacity
         features = entry["features"]
         features["cpu_inference"] |= pc.allow_cpu_inference
-        features["preemption_soft"] |= pc.preemption.mode is core.PreemptionMode.SOFT
-        features["deadlines"] |= pc.deadlines.reject_infeasible
+        features.update({k: features[k] or v for k, v in scheduling_features(pc, pool).items()})
     return [
         EngineCapabilities(
             engine, e["ctx_max"], SERVED_WORKLOADS, e["queue_capacity"], e["features"]
         )
         for engine, e in engines.items()
     ]
+
+
+def scheduling_features(pc: PoolConfig, pool: PoolState) -> dict[str, bool]:
+    """The optional scheduling features one pool offers (or-ed over an engine's pools).
+
+    Hard preemption counts only where every replica proved interruptible decode; a pool set
+    to `hard` whose engine could not prove it offers soft preemption only (ORCH-3088). Quotas
+    and rate limits are claimed where some tenant has one configured, so that a check can
+    find them.
+    """
+    mode = pc.preemption.mode
+    tenants = pc.admission.fairness.tenants
+    proven = bool(pool.replicas) and all(h.interruptible for h in pool.replicas)
+    return {
+        "preemption_soft": mode is not core.PreemptionMode.DISABLED,
+        "preemption_hard": mode is core.PreemptionMode.HARD and proven,
+        "deadlines": pc.deadlines.reject_infeasible,
+        "wfq": pc.admission.fairness.kind.value == "wfq",
+        "quotas": any(t.max_concurrent is not None or t.rps is not None for t in tenants),
+        "rate_limits": any(t.rps is not None for t in tenants),
+        "slo_breaker": pc.slo_breaker is not None,
+    }
 
 
 def task_view(records: dict[str, TaskRecord], task_id: str, tenant: str | None) -> TaskView:
