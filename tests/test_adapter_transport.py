@@ -1,10 +1,12 @@
 """The engine adapters' network path (issue 16): aiohttp under the httpx surface.
 
-Streams read to their end give their connection back for the next request; a cancelled one
-closes it (that is how the engine learns the request was abandoned); transport failures keep
-the typed errors the adapters had with httpcore; the SSE splitter yields the same fields however
-the bytes are cut into network chunks. Everything here runs over real loopback sockets, since
-the default transport is only used when no test transport is injected.
+Streams read to their end give their connection back for the next request, except on
+llama.cpp, whose server closes the connection after every stream (so the adapter asks for
+`Connection: close` rather than race the server's close); a cancelled one closes it (that is
+how the engine learns the request was abandoned); transport failures keep the typed errors the
+adapters had with httpcore; the SSE splitter yields the same fields however the bytes are cut
+into network chunks. Everything here runs over real loopback sockets, since the default
+transport is only used when no test transport is injected.
 """
 
 from __future__ import annotations
@@ -60,10 +62,12 @@ class _Connections:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.ports: list[int] = []
+        self.connection: list[bytes | None] = []  # each stream request's Connection header
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].endswith(STREAM_PATHS):
             self.ports.append(scope["client"][1])
+            self.connection.append(dict(scope["headers"]).get(b"connection"))
         await self.app(scope, receive, send)
 
 
@@ -98,7 +102,7 @@ async def collect(adapter: Any, req: CompletionRequest) -> list[str]:
         return [event.text async for event in stream]
 
 
-@pytest.mark.parametrize("protocol", per_protocol("vllm", "llamacpp", "tgi", "triton"))
+@pytest.mark.parametrize("protocol", per_protocol("vllm", "tgi", "triton"))
 def test_streams_read_to_the_end_reuse_one_connection(protocol: str) -> None:
     with recorded_sim(protocol) as (url, metrics, recorder, _engine):
 
@@ -114,6 +118,32 @@ def test_streams_read_to_the_end_reuse_one_connection(protocol: str) -> None:
     assert len(recorder.ports) == 6
     # One keep-alive connection served all six (before issue 16: a new one per stream).
     assert len(set(recorder.ports)) == 1, recorder.ports
+    assert recorder.connection == [None] * 6
+
+
+@pytest.mark.req("OC-ADAPT-5001")
+def test_llamacpp_streams_ask_for_connection_close() -> None:
+    """llama-server closes the connection after each stream (tests/test_real_engine_transport.py
+    shows it on the real engine): each stream asks for `Connection: close`, so it is never
+    pooled, and the control call right after it gets a fresh connection."""
+    with recorded_sim("llamacpp") as (url, metrics, recorder, _engine):
+
+        async def go() -> tuple[list[list[str]], list[int]]:
+            adapter = make("llamacpp", url, metrics)
+            try:
+                outputs, health = [], []
+                for n in range(4):
+                    outputs.append(await collect(adapter, request(n)))
+                    health.append((await adapter.client.get("/health")).status_code)
+                return outputs, health
+            finally:
+                await adapter.close()
+
+        outputs, health = asyncio.run(go())
+    assert all(len(tokens) == 4 for tokens in outputs), outputs
+    assert health == [200] * 4
+    assert recorder.connection == [b"close"] * 4
+    assert len(set(recorder.ports)) == 4, recorder.ports
 
 
 @pytest.mark.parametrize("protocol", per_protocol("vllm", "llamacpp"))

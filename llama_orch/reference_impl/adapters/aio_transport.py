@@ -32,6 +32,9 @@ import httpx
 _DEFAULT_LIMIT = 256
 _DEFAULT_TIMEOUT = 5.0
 _JSON_HEADERS = {"Content-Type": "application/json"}
+# `Connection: close` on the request: the connection is not pooled after the response (for an
+# engine that closes it itself once a stream ends; reusing it would race the server's FIN).
+_JSON_CLOSE_HEADERS = {"Content-Type": "application/json", "Connection": "close"}
 
 
 class AioBody(httpx.AsyncByteStream):
@@ -116,11 +119,19 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
 
     async def stream(
-        self, method: str, url: str, body: bytes, timeouts: dict[str, float | None]
+        self,
+        method: str,
+        url: str,
+        body: bytes,
+        timeouts: dict[str, float | None],
+        *,
+        keep_alive: bool = True,
     ) -> httpx.Response:
         """The engine adapters' streaming request, without httpx's request machinery: a JSON
-        `body` to `url`; the answer as an httpx.Response whose body is still unread."""
-        return await self._send(method, url, _JSON_HEADERS, body, timeouts, request=None)
+        `body` to `url`; the answer as an httpx.Response whose body is still unread. Without
+        `keep_alive` the connection is closed after this response instead of pooled."""
+        headers = _JSON_HEADERS if keep_alive else _JSON_CLOSE_HEADERS
+        return await self._send(method, url, headers, body, timeouts, request=None)
 
     async def _send(
         self,

@@ -162,6 +162,9 @@ class HttpEngineAdapter:
     """Base of the HTTP adapters: client, request tracking, cancel, error mapping."""
 
     engine = ""
+    # Whether a stream's connection may serve the next request once its body was read to the
+    # end. False for an engine that closes the connection itself after every stream.
+    stream_keep_alive = True
 
     def __init__(
         self,
@@ -228,10 +231,15 @@ class HttpEngineAdapter:
             if self._aio is not None:
                 content = orjson.dumps(body)
                 response = await self._aio.stream(
-                    method, self.base_url + path, content, self._timeouts
+                    method,
+                    self.base_url + path,
+                    content,
+                    self._timeouts,
+                    keep_alive=self.stream_keep_alive,
                 )
             else:
-                request = self.client.build_request(method, path, json=body)
+                headers = None if self.stream_keep_alive else {"Connection": "close"}
+                request = self.client.build_request(method, path, json=body, headers=headers)
                 response = await self.client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise error_from_transport(self.engine, exc, streaming=False) from exc

@@ -107,6 +107,10 @@ class LlamaCppAdapter(SlotCheckpoints, CancelAware):
     """
 
     engine = "llamacpp"
+    # llama-server closes the connection after every streamed response (its chunked provider
+    # ends the exchange; measured on the pinned build, issue 16): a stream's connection is not
+    # pooled, or the next request could be sent into the closing socket ("Server disconnected").
+    stream_keep_alive = False
 
     def __init__(
         self,
@@ -202,7 +206,7 @@ class LlamaCppAdapter(SlotCheckpoints, CancelAware):
                     index += 1
                 if event.get("stop") is True:
                     final = event
-                    await finish_body(rest)  # the connection goes back to the pool
+                    await finish_body(rest)  # a clean end for the server (no broken pipe)
                     break
         except STREAM_BREAKS as exc:
             error = self.broken(req, exc)
