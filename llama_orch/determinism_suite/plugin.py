@@ -3,7 +3,7 @@
 `llorch determinism` runs on its own (it needs replicas of one replica set and minutes on a
 real engine) and writes a report; a compliance run counts that report's cases as checks of
 kind `determinism` (specs/80 §5.4). This plugin registers those checks and turns the report
-into their results through the harness's `llorch_checks` / `llorch_results` hooks, so the
+into their results through the harness's `pytest_llorch_checks` / `pytest_llorch_results` hooks, so the
 harness itself never imports this package.
 """
 
@@ -52,12 +52,12 @@ def determinism_checks() -> list[Check]:
 
 
 @pytest.hookimpl
-def llorch_checks() -> list[Check]:
+def pytest_llorch_checks() -> list[Check]:
     return determinism_checks()
 
 
 @pytest.hookimpl
-def llorch_results(config: pytest.Config, target, known: set[str]) -> list:
+def pytest_llorch_results(config: pytest.Config, target, known: set[str]) -> list:
     """The report's cases as results; without a report every case is an `error` saying so."""
     option = config.getoption("determinism_report", None)
     path = Path(option) if option else None

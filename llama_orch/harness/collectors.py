@@ -2,7 +2,7 @@
 
 Each collector reads its source statically (no target, no pytest session): Gherkin features,
 the Pact file, the OpenAPI operations, the plain check modules, and, in a checkout, the
-reference's white-box tests. Other packages add theirs through the `llorch_checks` hook (the
+reference's white-box tests. Other packages add theirs through the `pytest_llorch_checks` hook (the
 determinism suite registers one check per corpus case that way).
 """
 

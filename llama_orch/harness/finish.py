@@ -1,7 +1,7 @@
 """The two ends of a run inside pytest: set it up (registry, target) and finish it.
 
 Finishing turns every check result (pytest items, the determinism suite's results through the
-`llorch_results` hook, the reference's white-box results) into one verdict per requirement,
+`pytest_llorch_results` hook, the reference's white-box results) into one verdict per requirement,
 writes the four reports and gives the exit code — the same for `llorch check` and for plain
 `pytest -p llorch`.
 """
@@ -78,7 +78,7 @@ def new_state(config: pytest.Config) -> RunState:
     """The run's registry, requirements and selection; a broken input stops the run (2)."""
     try:
         requirements = load_requirements(data_path("requirements"))
-        extra = config.hook.llorch_checks()
+        extra = config.hook.pytest_llorch_checks()
         registry = build_registry(extra)
         desc = options.description(config)
         known = {r.id for r in requirements}
@@ -122,7 +122,7 @@ def _outside_results(config: pytest.Config, state: RunState) -> list:
     path = config.getoption("whitebox_results")
     path = Path(path) if path else whitebox.DEFAULT_RESULTS
     try:
-        hooked = config.hook.llorch_results(config=config, target=target, known=known)
+        hooked = config.hook.pytest_llorch_results(config=config, target=target, known=known)
         wb = state.registry.of_kind(Kind.WHITE_BOX)
         results = whitebox.results_for(wb, path, target.embedded, known)
     except (ValueError, KeyError, TypeError) as exc:

@@ -2,7 +2,8 @@
 
 The determinism suite implements both: its corpus cases are registered checks, and their
 results come from a `llorch determinism` report rather than from pytest items. So the harness
-never imports the determinism suite; the suite plugs into the harness.
+never imports the determinism suite; the suite plugs into the harness. The names carry the
+`pytest_` prefix because pytest reads no other name as a hook implementation.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import pytest
 
 
 @pytest.hookspec
-def llorch_checks() -> list:
+def pytest_llorch_checks() -> list:
     """Checks (`harness.registry.Check`) a package adds to the registry."""
 
 
 @pytest.hookspec
-def llorch_results(config: pytest.Config, target, known: set[str]) -> list:
+def pytest_llorch_results(config: pytest.Config, target, known: set[str]) -> list:
     """Results (`harness.results.CheckResult`) of registered checks that ran outside pytest."""

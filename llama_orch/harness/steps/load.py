@@ -7,6 +7,7 @@ back: a `429`, or an eviction, seen as an admitted task whose queue position no 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,13 +160,33 @@ class Fill:
         return POLICY_BY_EVICTION.get(self.evicted_code or "")
 
 
+def _advised_wait_s(resp: httpx.Response) -> float:
+    """The backoff a 429 advises (X-Backoff-Ms, else Retry-After), within 0.05..5 s."""
+    for header, scale in (("X-Backoff-Ms", 0.001), ("Retry-After", 1.0)):
+        value = resp.headers.get(header, "").strip()
+        if value.isdigit():
+            return min(max(int(value) * scale, 0.05), 5.0)
+    return 1.0
+
+
 def fill(world: World, group: Group, priority: str) -> Fill:
     """Submit hold tasks until a 429, or until queue positions stop growing (an eviction)."""
     total = world.wait_idle(group)
     run = Fill(group, total)
     prev = -1
+    patience = time.monotonic() + world.orch.timeouts.settle_s
     for _ in range(FILL_BOUND):
         resp = world.submit(world.new_task(HOLD_PROMPT, group=group, priority=priority))
+        if resp.status_code == 429 and not run.admitted:
+            # Refused with nothing of ours queued: not a full queue but a pause the target
+            # asked for (a breaker, a rate limit). Honour its backoff and try again.
+            precondition(
+                time.monotonic() < patience,
+                f"replica set {group.label} refuses work while none of the fill is queued: "
+                f"{resp.text[:300]}",
+            )
+            time.sleep(_advised_wait_s(resp))
+            continue
         if resp.status_code == 429:
             run.refused = resp
             return run
