@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -56,9 +57,12 @@ def litellm_binary(venv: Path) -> Path:
 
 @contextlib.contextmanager
 def litellm_proxy(venv: Path, engine: bench_engine.Engine, model: str):
-    """LiteLLM's proxy, one worker, forwarding `/v1/completions` to the engine."""
+    """LiteLLM's proxy, one worker, forwarding `/v1/completions` to the engine; yields (url,
+    pids, version, master key). Recent releases refuse to start without a master key, so a
+    fresh one is made (auth on, as a deployment runs it); it never leaves this process tree."""
     binary = litellm_binary(venv)
     port = bench_engine.free_port()
+    master_key = "sk-" + secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="llorch-litellm-") as tmp:
         config = Path(tmp) / "litellm.yaml"
         config.write_text(
@@ -77,7 +81,12 @@ def litellm_proxy(venv: Path, engine: bench_engine.Engine, model: str):
         argv += ["--host", "127.0.0.1"]
         with log.open("w") as out:
             proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=tmp,
+                env=os.environ | {"LITELLM_MASTER_KEY": master_key},
             )
         url = f"http://127.0.0.1:{port}"
         try:
@@ -92,7 +101,7 @@ def litellm_proxy(venv: Path, engine: bench_engine.Engine, model: str):
                 text=True,
                 check=False,
             ).stdout.strip()
-            yield url, tuple(pids_listening(port)), version
+            yield url, tuple(pids_listening(port)), version, master_key
         finally:
             bench_engine.stop_process(proc)
 
@@ -177,8 +186,8 @@ async def _run(args, plan, template, engine, refs, peer):
                 Side(name, OrchQueueTarget(client, template), ref.url, ref.pids, engine.pids)
             )
         if peer is not None:
-            url, pids, _version = peer
-            client = await session(url, None)
+            url, pids, _version, master_key = peer
+            client = await session(url, master_key)
             peer_request = engine_request(
                 "vllm",
                 prompt=template.prompt,
