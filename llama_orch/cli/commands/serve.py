@@ -94,6 +94,7 @@ def serve(
                 insecure_no_auth=insecure_no_auth,
                 shutdown_deadline_s=shutdown_deadline,
                 log_level=log_level.upper(),
+                freeze_gc=True,
             )
 
     click.echo(f"llorch serve: http://{host}:{port} (config {config_path})", err=True)

@@ -14,6 +14,7 @@ from llama_orch.reference_impl.constants import DEFAULT_TENANT
 from llama_orch.reference_impl.service.admission import Refused
 from llama_orch.reference_impl.service.orchestrator import Orchestrator
 from llama_orch.reference_impl.service.records import NewTask
+from llama_orch.reference_impl.service.streams import FRAME
 from llama_orch.reference_impl.service.views import (
     SERVED_WORKLOADS,
     NoSuchTask,
@@ -129,7 +130,7 @@ class TaskStream:
                 if batch is None:
                     yield None  # ping comment; lets the server notice a gone client
                 else:  # every event ready now, in one write
-                    yield _Frames(b"".join([e.frame for e in batch]))
+                    yield _Frames(b"".join([e[FRAME] for e in batch]))
 
         resp.sse = events()
 
