@@ -16,6 +16,8 @@ import asyncio
 import aiohttp
 import pytest
 
+from llama_orch.harness.loadgen.client import make_client
+from llama_orch.harness.loadgen.engines import EngineTarget, engine_request
 from llama_orch.reference_impl.adapters.base import CompletionRequest, SamplerParams
 from llama_orch.reference_impl.adapters.llamacpp import LlamaCppAdapter
 from tests._engine import llama_server
@@ -65,3 +67,20 @@ def test_streams_and_control_calls_back_to_back_never_hit_a_closing_connection()
         lengths, statuses = asyncio.run(go())
     assert lengths == [4] * 6
     assert statuses == [200] * 6
+
+
+@pytest.mark.req("OC-ADAPT-5001")
+def test_the_bench_engine_baseline_runs_back_to_back_llamacpp_tasks_without_errors() -> None:
+    """`llorch bench`'s engine-alone side against llama-server (same closing connections)."""
+    with llama_server("--parallel", "1") as url:
+
+        async def go() -> list[str]:
+            req = engine_request(
+                "llamacpp", prompt="The capital of France is", max_tokens=4, seed=0, model=None
+            )
+            async with make_client(url, api_key=None, max_connections=1) as client:
+                target = EngineTarget(client, req)
+                return [(await target.run_task(n)).outcome for n in range(8)]
+
+        errors = asyncio.run(go())
+    assert errors == ["ok"] * 8

@@ -85,12 +85,15 @@ def _triton(data: str) -> Step:
 class EngineRequest:
     """The method-less shape of one protocol: path, body and how to read its stream.
     `ends_on_close`: the stream has no end marker of its own (Triton), so the body's end is
-    the end of the task."""
+    the end of the task. `headers`: extra request headers (llama.cpp: `Connection: close`,
+    since llama-server closes the connection after every stream anyway, and a client that
+    pools it may send the next request into the closing socket)."""
 
     path: str
     body: dict[str, Any]
     parse: Callable[[str], Step]
     ends_on_close: bool = False
+    headers: dict[str, str] | None = None
 
 
 def engine_request(
@@ -111,7 +114,7 @@ def engine_request(
         body = {"prompt": prompt, "n_predict": max_tokens, "stream": True}
         if seed is not None:
             body["seed"] = seed
-        return EngineRequest("/completion", body, _llamacpp)
+        return EngineRequest("/completion", body, _llamacpp, headers={"Connection": "close"})
     if protocol == "tgi":
         params: dict[str, Any] = {"max_new_tokens": max_tokens, "details": True}
         if seed is not None:
@@ -154,7 +157,8 @@ class EngineTarget:
         timer = TaskTimer(task_no)
         req = self.request
         try:
-            async with self.client.post(req.path.lstrip("/"), json=req.body) as resp:
+            post = self.client.post(req.path.lstrip("/"), json=req.body, headers=req.headers)
+            async with post as resp:
                 if resp.status != 200:
                     await resp.read()
                     return timer.finish(f"HTTP_{resp.status}")
