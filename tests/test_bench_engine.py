@@ -148,6 +148,21 @@ def test_cli_direct_baseline_against_a_simulator(tmp_path) -> None:
     assert side["engine_pids"] == [os.getpid()]  # the in-process simulator listens here
 
 
+def test_cli_direct_body_reaches_the_engine_and_bad_json_is_refused(tmp_path) -> None:
+    """`--direct-body` fields are merged into each engine-alone request (same sampler work as
+    the orchestrator's requests); a value that is not a JSON object is a usage error."""
+    with running_sim_ports(SimConfig("llamacpp", slots=4)) as (url, _m, engine):
+        base = ["--direct", url, "--engine", "llamacpp", "--requests", "2", "--prompt", PROMPT]
+        body = '{"top_k": 1, "samplers": ["top_k"]}'
+        out = CliRunner().invoke(bench, [*base, "--direct-body", body, "-q"])
+        assert out.exit_code == 0, out.output
+        sent = engine.last_request
+        refused = CliRunner().invoke(bench, [*base, "--direct-body", "[1]", "-q"])
+    assert sent["top_k"] == 1 and sent["samplers"] == ["top_k"] and sent["n_predict"] == 16
+    assert refused.exit_code == 2 and "--direct-body" in refused.output
+    assert "must be a JSON object" in refused.output
+
+
 @pytest.mark.slow
 def test_default_mode_runs_reference_and_engine_side_by_side(tmp_path) -> None:
     """No --target: a simulator and the reference are started, measured, and stopped."""

@@ -362,6 +362,7 @@ def _run(
                 timeouts=timeouts,
                 progress=printer,
                 interval=interval,
+                direct_body=opts["direct_body"],
             )
         )
         settings = {

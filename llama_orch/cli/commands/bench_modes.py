@@ -7,6 +7,7 @@ options, checks which of them exclude each other, and sizes and runs the ORCH-30
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -103,6 +104,14 @@ _ENGINE = [
         "--direct-model",
         metavar="NAME",
         help="Model name the --direct requests carry [vllm: the first of /v1/models].",
+    ),
+    click.option(
+        "--direct-body",
+        metavar="JSON",
+        help="A JSON object merged into every engine-alone request body, e.g. the sampler "
+        'fields the orchestrator sends (\'{"top_k": 1, "samplers": ["top_k"]}\'), so that '
+        "both sides ask the engine for the same work.",
+        callback=lambda _ctx, _param, value: json_object(value),
     ),
     click.option(
         "--rounds",
@@ -273,3 +282,16 @@ def check_modes(ctx: click.Context, opts: dict[str, Any]) -> PriorityMix | None:
         return PriorityMix.parse(opts["priority_mix"], seed=opts["seed"] or 0)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+
+
+def json_object(text: str | None) -> dict[str, Any] | None:
+    """An option's JSON object; a clear usage error when it is not one."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object")
+    return value

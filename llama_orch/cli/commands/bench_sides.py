@@ -74,6 +74,7 @@ async def measure(
     timeouts: tuple[float, float],
     progress: ProgressFn | None,
     interval: float,
+    direct_body: dict[str, Any] | None = None,
 ) -> list[SideResult]:
     """Build the sides (orchestrator, then the baseline: engine alone or the mock adapter)
     and run them interleaved for `rounds` rounds."""
@@ -117,6 +118,7 @@ async def measure(
                 max_tokens=template.max_tokens,
                 seed=template.seed,
                 model=model,
+                extra=direct_body,
             )
             where = f"{engine.protocol} engine at {_redact(engine.url)}"
             sides.append(

@@ -97,9 +97,26 @@ class EngineRequest:
 
 
 def engine_request(
-    protocol: str, *, prompt: str, max_tokens: int, seed: int | None, model: str | None
+    protocol: str,
+    *,
+    prompt: str,
+    max_tokens: int,
+    seed: int | None,
+    model: str | None,
+    extra: dict[str, Any] | None = None,
 ) -> EngineRequest:
-    """The streaming request `protocol`'s server expects for one task."""
+    """The streaming request `protocol`'s server expects for one task; `extra` fields are
+    merged into the top level of its body (e.g. the sampler fields an orchestrator sends, so
+    that both sides of a comparison ask the engine for the same work)."""
+    request = _request(protocol, prompt, max_tokens, seed, model)
+    if extra:
+        request.body.update(extra)
+    return request
+
+
+def _request(
+    protocol: str, prompt: str, max_tokens: int, seed: int | None, model: str | None
+) -> EngineRequest:
     if protocol == "vllm":
         body: dict[str, Any] = {
             "model": model or "",
