@@ -5,7 +5,8 @@ Usage: `.venv/bin/python bench/sse_memory.py --engine vllm --streams 2000` start
 simulator and the reference in front of it (as `llorch bench` does by default); or start a
 server yourself and give `--url` and `--pid <worker pid>` (API key in LLORCH_API_KEY). Each task
 holds its stream open (slow tokens, or queued); the script reads the worker's RSS from /proc
-before and while all streams are open, then cancels every task.
+before and while all streams are open, then cancels every task. `--tree before=/tmp/base`
+starts another checkout's server instead (PYTHONPATH for that process only).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ if __name__ == "__main__":
     parser.add_argument("--pid", type=int, help="pid of the server worker (with --url)")
     parser.add_argument("--engine", default="vllm", help="engine of the tasks / simulator")
     parser.add_argument("--streams", type=int, default=2000)
+    parser.add_argument("--tree", metavar="LABEL=PATH", help="start another checkout's server")
     args = parser.parse_args()
     if args.url is not None:
         key = os.environ["LLORCH_API_KEY"]
@@ -87,7 +89,11 @@ if __name__ == "__main__":
     else:
         from llama_orch.cli.commands import bench_engine
 
+        env = None
+        if args.tree:
+            env = {"PYTHONPATH": str(Path(args.tree.partition("=")[2]).resolve())}
+        os.environ.pop("PYTHONPATH", None)
         with bench_engine.simulator(args.engine, 256) as sim:
-            with bench_engine.reference(sim, TaskTemplate.model_ref, 4096, 256) as ref:
+            with bench_engine.reference(sim, TaskTemplate.model_ref, 4096, 256, env=env) as ref:
                 print(f"reference {ref.url}, worker {ref.worker}, {args.engine} simulator")
                 asyncio.run(main(ref.url, ref.worker, args.streams, ref.api_key, args.engine))
