@@ -7,9 +7,9 @@ paths hold it). py-spy is a profiling tool, not a project dependency: install it
 venv for this (`.venv/bin/pip install py-spy`).
 
     .venv/bin/python bench/profile_hot_path.py --engine vllm --concurrency 64 --seconds 15
-    PYTHONPATH=/tmp/base .venv/bin/python bench/profile_hot_path.py ...   # an older tree
+    .venv/bin/python bench/profile_hot_path.py ... --tree /tmp/base   # an older tree
 
-With PYTHONPATH set, only the reference process runs that tree (the bench keeps its own).
+With `--tree`, only the reference process runs that checkout (PYTHONPATH for it alone).
 """
 
 from __future__ import annotations
@@ -94,11 +94,12 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--prompt", default="[[sim tokens=16]] bench")
     parser.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks here")
+    parser.add_argument("--tree", type=Path, help="profile another checkout's reference")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
         sys.exit("py-spy is missing: .venv/bin/pip install py-spy")
-    extra = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else None
+    extra = {"PYTHONPATH": str(args.tree.resolve())} if args.tree else None
     os.environ.pop("PYTHONPATH", None)
     raw = args.raw or Path(tempfile.mkstemp(suffix=".txt", prefix="pyspy-")[1])
     with bench_engine.simulator(args.engine, 256) as engine:
