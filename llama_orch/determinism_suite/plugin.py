@@ -3,8 +3,8 @@
 `llorch determinism` runs on its own (it needs replicas of one replica set and minutes on a
 real engine) and writes a report; a compliance run counts that report's cases as checks of
 kind `determinism` (specs/80 §5.4). This plugin registers those checks and turns the report
-into their results through the harness's `pytest_llorch_checks` / `pytest_llorch_results` hooks, so the
-harness itself never imports this package.
+into their results through the harness's `pytest_llorch_checks` / `pytest_llorch_results`
+hooks, so the harness itself never imports this package.
 """
 
 from __future__ import annotations
