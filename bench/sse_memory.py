@@ -1,11 +1,12 @@
 """Memory cost of many open SSE streams in one server worker (issue 3 target: 2,000 streams,
 growth <= 100 MB).
 
-Usage: start `llorch serve --config bench/mock-bench.yaml --port 18080`, then
-`LLORCH_API_KEY=... .venv/bin/python bench/sse_memory.py --url http://127.0.0.1:18080
---pid <worker pid> --streams 2000`. Each task holds its stream open (slow tokens or queued);
-the script reads the worker's RSS from /proc before and while all streams are open, then
-cancels every task.
+Usage: `.venv/bin/python bench/sse_memory.py --engine vllm --streams 2000` starts the engine
+simulator and the reference in front of it (as `llorch bench` does by default); or start a
+server yourself and give `--url` and `--pid <worker pid>` (API key in LLORCH_API_KEY). Each task
+holds its stream open (slow tokens, or queued); the script reads the worker's RSS from /proc
+before and while all streams are open, then cancels every task. `--tree before=/tmp/base`
+starts another checkout's server instead (PYTHONPATH for that process only).
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-async def main(url: str, pid: int, streams: int) -> None:
-    headers = {"Authorization": f"Bearer {os.environ['LLORCH_API_KEY']}"}
-    template = TaskTemplate(prompt="[[sim tokens=1000 itl_ms=2000]] hold", max_tokens=1000)
+async def main(url: str, pid: int, streams: int, key: str, engine: str) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+    template = TaskTemplate(
+        prompt="[[sim tokens=1000 itl_ms=2000]] hold", max_tokens=1000, engine=engine
+    )
     connector = aiohttp.TCPConnector(limit=streams + 10)
     timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
     async with aiohttp.ClientSession(
@@ -74,8 +77,23 @@ async def main(url: str, pid: int, streams: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="http://127.0.0.1:18080")
-    parser.add_argument("--pid", type=int, required=True, help="pid of the server worker")
+    parser.add_argument("--url", help="a running server (else one is started)")
+    parser.add_argument("--pid", type=int, help="pid of the server worker (with --url)")
+    parser.add_argument("--engine", default="vllm", help="engine of the tasks / simulator")
     parser.add_argument("--streams", type=int, default=2000)
+    parser.add_argument("--tree", metavar="LABEL=PATH", help="start another checkout's server")
     args = parser.parse_args()
-    asyncio.run(main(args.url, args.pid, args.streams))
+    if args.url is not None:
+        key = os.environ["LLORCH_API_KEY"]
+        asyncio.run(main(args.url, args.pid, args.streams, key, args.engine))
+    else:
+        from llama_orch.cli.commands import bench_engine
+
+        env = None
+        if args.tree:
+            env = {"PYTHONPATH": str(Path(args.tree.partition("=")[2]).resolve())}
+        os.environ.pop("PYTHONPATH", None)
+        with bench_engine.simulator(args.engine, 256) as sim:
+            with bench_engine.reference(sim, TaskTemplate.model_ref, 4096, 256, env=env) as ref:
+                print(f"reference {ref.url}, worker {ref.worker}, {args.engine} simulator")
+                asyncio.run(main(ref.url, ref.worker, args.streams, ref.api_key, args.engine))

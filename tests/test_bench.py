@@ -331,8 +331,10 @@ def test_cli_help_and_option_checks() -> None:
     assert out.exit_code == 0 and "--direct-mock" in out.output and "--rate" in out.output
     both = runner.invoke(bench, ["--target", "http://x", "--concurrency", "2", "--rate", "1"])
     assert both.exit_code == 2 and "exclude each other" in both.output
-    neither = runner.invoke(bench, [])
-    assert neither.exit_code == 2
+    two = runner.invoke(bench, ["--target", "http://x", "--direct", "http://y", "--direct-mock"])
+    assert two.exit_code == 2 and "--direct and --direct-mock exclude" in two.output
+    stray = runner.invoke(bench, ["--target", "http://x", "--engine-url", "http://y"])
+    assert stray.exit_code == 2 and "default mode" in stray.output
 
 
 @pytest.mark.req("OC-HARNESS-8601")

@@ -40,12 +40,14 @@ def embedded_reference(
     log_path: Path | None = None,
     *,
     extra_env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ):
     """Start the reference orchestrator on a free loopback port; always stop it.
 
     Its JSON-lines log goes to `log_path` (a temporary file when None), so checks of the
     log contract can read it and a failed start can say why. `extra_env` adds variables the
-    config reads (the catalog's test CA root).
+    config reads (the catalog's test CA root). `cwd` runs it from another checkout (the bench
+    compares trees that way; `python -m` puts the working directory first on sys.path).
     """
     port = _free_port()
     owned = log_path is None
@@ -72,7 +74,7 @@ def embedded_reference(
             "--log-level",
             "info",
         ],
-        cwd=DATA_ROOT,
+        cwd=cwd or DATA_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=log,

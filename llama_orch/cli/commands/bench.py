@@ -11,133 +11,42 @@ runs the ORCH-3051 load test (harness.loadgen.inversion) and prints its verdict.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import itertools
+import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
-from llama_orch.cli.commands import bench_modes
+from llama_orch.cli.commands import bench_engine, bench_modes, bench_sides
 from llama_orch.cli.commands.bench_modes import redact as _redact
 from llama_orch.harness.loadgen import inversion
-from llama_orch.harness.loadgen.client import OrchQueueTarget, TaskTemplate, make_client
-from llama_orch.harness.loadgen.load import (
-    DirectStreamTarget,
-    LoadPlan,
-    ProgressFn,
-    StreamFn,
-    run_load,
-)
+from llama_orch.harness.loadgen.client import TaskTemplate
+from llama_orch.harness.loadgen.load import LoadPlan
 from llama_orch.harness.loadgen.mix import PRIORITIES, PriorityMix
+from llama_orch.harness.loadgen.procstat import pids_listening
 from llama_orch.harness.loadgen.report import ProgressPrinter, compare, format_table, to_json
-from llama_orch.harness.loadgen.stats import RunSummary, summarize
+from llama_orch.harness.loadgen.rounds import (
+    SideResult,
+    format_rounds,
+    rounds_json,
+)
+from llama_orch.harness.loadgen.stats import RunSummary
 
 ENGINES = ("llamacpp", "vllm", "tgi", "triton")
 _RATE_MODE_CONNECTIONS = 256
 _DEFAULT_REQUESTS = 100
 
 
-def _direct_mock(template: TaskTemplate, slots: int) -> tuple[StreamFn, Any]:
-    """A stream function over the reference mock adapter (no orchestrator in front) and the
-    adapter itself, which the caller preloads and closes."""
-    try:
-        from llama_orch.reference_impl.adapters.base import CompletionRequest, SamplerParams
-        from llama_orch.reference_impl.adapters.mock import MockAdapter
-    except ImportError as exc:
-        raise click.UsageError(f"--direct-mock needs the reference mock adapter: {exc}") from exc
-    adapter = MockAdapter(
-        template.engine,
-        "bench-direct-0",
-        model_ref=template.model_ref,
-        ctx_max=template.ctx,
-        slots=slots,
-    )
-    # The built-in `v1` profile; the mock's output does not depend on it.
-    sampler = SamplerParams(temperature=0.7, top_k=40, top_p=0.95, min_p=0.05)
-    profile = template.sampler_profile_version or "v1"
-    numbers = itertools.count()
-
-    async def stream(prompt: str, max_tokens: int, seed: int | None) -> AsyncIterator[str]:
-        request = CompletionRequest(
-            request_id=f"bench-direct-{next(numbers)}",
-            prompt=prompt,
-            max_tokens=max_tokens,
-            seed=0 if seed is None else seed,
-            sampler=sampler,
-            sampler_profile_version=profile,
-        )
-        async with adapter.stream(request) as tokens:
-            async for event in tokens:
-                yield event.text
-
-    return stream, adapter
-
-
-async def _bench(
-    *,
-    target_url: str | None,
-    api_key: str | None,
-    direct: tuple[StreamFn, Any, str] | None,
-    template: TaskTemplate,
-    plan: LoadPlan,
-    mix: PriorityMix | None,
-    max_connections: int,
-    timeouts: tuple[float, float],
-    progress: ProgressFn | None,
-    interval: float,
-) -> list[tuple[RunSummary, str]]:
-    runs: list[tuple[RunSummary, str]] = []
-    shape = None
-    if mix is not None:
-        shapes = {p: dataclasses.replace(template, priority=p) for p, _ in mix.weights}
-        shape = lambda n: shapes[mix.priority_of(n)]  # noqa: E731
-    if target_url is not None:
-        async with make_client(
-            target_url,
-            api_key=api_key,
-            max_connections=max_connections,
-            connect_timeout=timeouts[0],
-            read_timeout=timeouts[1],
-        ) as client:
-            http_target = OrchQueueTarget(client, template, shape=shape)
-            result = await run_load(
-                http_target,
-                plan,
-                name="orchestrator",
-                progress=progress,
-                progress_interval=interval,
-            )
-        runs.append((summarize(result, per_priority=mix is not None), _redact(target_url)))
-    if direct is not None:
-        stream, adapter, where = direct
-        direct_target = DirectStreamTarget(
-            stream, prompt=template.prompt, max_tokens=template.max_tokens, seed=template.seed
-        )
-        await adapter.preload()
-        try:
-            result = await run_load(
-                direct_target,
-                plan,
-                name="direct-mock",
-                progress=progress,
-                progress_interval=interval,
-            )
-        finally:
-            await adapter.close()
-        runs.append((summarize(result), where))
-    return runs
-
-
 def _emit(
     opts: dict[str, Any],
     doc: dict[str, Any],
+    text: str,
     runs: list[tuple[RunSummary, str]],
-    comparison: dict[str, float | None] | None,
     verdict: inversion.Verdict | None,
 ) -> None:
     """Write the JSON file, print the report (and a scenario's verdict line), set the exit
@@ -151,13 +60,30 @@ def _emit(
         if verdict is not None:
             click.echo(verdict.line, err=True)
     else:
-        click.echo(format_table(runs, comparison), nl=False)
+        click.echo(text, nl=False)
         if verdict is not None:
             click.echo("\n" + verdict.line)
     if all(summary.tasks_ok == 0 for summary, _ in runs):
         raise SystemExit(1)
     if verdict is not None and verdict.exit_code:
         raise SystemExit(verdict.exit_code)
+
+
+def _report(
+    settings: dict[str, Any], results: list[SideResult]
+) -> tuple[dict[str, Any], str, list[tuple[RunSummary, str]]]:
+    """JSON document, text and the last round's runs. `runs` and `added_latency` describe the
+    last round (the only one unless --rounds); `rounds` holds the medians over all rounds."""
+    runs = [(r.rounds[-1].summary, r.side.where) for r in results]
+    baseline = len(results) - 1 if len(results) > 1 else None
+    comparison = compare(runs[0][0], runs[-1][0]) if baseline is not None else None
+    doc = to_json(settings, runs, comparison)
+    doc["rounds"] = rounds_json(results, baseline)
+    blocks = []
+    if len(results[0].rounds) == 1:
+        blocks.append(format_table(runs, comparison))
+    blocks.append(format_rounds(results, baseline))
+    return doc, "\n".join(blocks), runs
 
 
 @click.command("bench")
@@ -226,7 +152,8 @@ def _emit(
 @click.option(
     "--direct-mock",
     is_flag=True,
-    help="Also run the reference mock adapter directly; with --target, report the difference.",
+    help="Micro-benchmark baseline: the reference's in-process mock adapter, no HTTP engine "
+    "(not what a deployment runs); with --target, report the difference.",
 )
 @click.option(
     "--direct-slots",
@@ -247,15 +174,26 @@ def _emit(
     show_default=True,
     help="What to print on stdout.",
 )
+@bench_modes.engine_options
 @bench_modes.scenario_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def bench(**opts: Any) -> None:
-    """Load a target with tasks and report latency percentiles and throughput.
+    """Load a target with tasks and report latency percentiles, throughput and CPU cost.
+
+    Default (no --target, no --direct-mock): start the engine simulator of --engine (or the
+    real llama-server with --real-llamacpp, or use --engine-url) and the reference
+    orchestrator in front of it, and measure both side by side: the orchestrator, and the same
+    tasks sent to the engine alone, interleaved over --rounds. With --target URL, measure that
+    orchestrator; --direct ENGINE_URL adds the engine-alone baseline. --direct-mock is the
+    micro-benchmark baseline of the in-process mock adapter.
 
     Each task is POST /v1/tasks followed by its SSE stream. TTFT runs from sending the POST to
-    the first `token` event, ITL is the gap between token events, E2E runs to `end`; latency
-    figures cover successful tasks. Failures are counted by the ErrorEnvelope or SSE `error`
-    code, HTTP_<status> without one, or TRANSPORT_<error>. Exits 1 when no task succeeded.
+    the first `token` event (engine alone: from the request to the first event with text), ITL
+    is the gap between token events, E2E runs to `end`; latency figures cover successful
+    tasks. CPU ms/task is the CPU time (user + system, from /proc) the orchestrator's processes
+    spent in the measured phase, divided by the tasks that completed. Failures are counted by
+    the ErrorEnvelope or SSE `error` code, HTTP_<status> without one, or TRANSPORT_<error>.
+    Exits 1 when no task succeeded.
 
     Per-class queue wait (with --priority-mix or --scenario) runs to the first `metrics`
     event naming a `replica_id`, which the reference sends at dispatch; other targets show
@@ -270,12 +208,87 @@ def bench(**opts: Any) -> None:
     formed or a class had no successful task.
     """
     mix = bench_modes.check_modes(click.get_current_context(), opts)
-    if opts["target_url"] is None and not opts["direct_mock"]:
-        raise click.UsageError("give --target URL, --direct-mock, or both")
+    if opts["real_llamacpp"]:
+        opts["engine"] = "llamacpp"
+    managed = opts["target_url"] is None and not opts["direct_mock"] and not opts["direct_url"]
+    if opts["scenario"] is not None and opts["target_url"] is None:
+        raise click.UsageError(f"--scenario {opts['scenario']} needs --target URL")
     if opts["requests"] is None and opts["duration"] is None:
         opts["requests"] = _DEFAULT_REQUESTS
     if opts["rate"] is None and opts["concurrency"] is None:
         opts["concurrency"] = 1
+    if managed:
+        with contextlib.ExitStack() as stack:
+            try:
+                engine = stack.enter_context(_managed_engine(opts))
+                ref = stack.enter_context(
+                    bench_engine.reference(
+                        engine, opts["model_ref"], opts["ctx"], opts["sim_slots"]
+                    )
+                )
+            except RuntimeError as exc:
+                raise click.ClickException(str(exc)) from exc
+            _run(
+                opts,
+                mix,
+                target_url=ref.url,
+                api_key=ref.api_key,
+                proxy_pids=ref.pids,
+                engine=engine,
+            )
+        return
+    api_key = None
+    if opts["target_url"] is not None:
+        api_key = os.environ.get(opts["api_key_env"]) or None
+        if api_key is None:
+            click.echo(
+                f"warning: ${opts['api_key_env']} is not set; no Authorization sent", err=True
+            )
+    proxy_pids: tuple[int, ...] = tuple(opts["proxy_pids"])
+    if opts["target_url"] is not None and not proxy_pids:
+        proxy_pids = _local_pids(opts["target_url"])
+    engine = None
+    if opts["direct_url"] is not None:
+        engine = bench_engine.external(opts["direct_url"], opts["engine"], opts["direct_model"])
+    _run(
+        opts,
+        mix,
+        target_url=opts["target_url"],
+        api_key=api_key,
+        proxy_pids=proxy_pids,
+        engine=engine,
+    )
+
+
+@contextlib.contextmanager
+def _managed_engine(opts: dict[str, Any]) -> Iterator[bench_engine.Engine]:
+    if opts["engine_url"]:
+        yield bench_engine.external(opts["engine_url"], opts["engine"], opts["direct_model"])
+    elif opts["real_llamacpp"]:
+        with bench_engine.llama_server(tuple(opts["engine_args"])) as engine:
+            yield engine
+    else:
+        with bench_engine.simulator(opts["engine"], opts["sim_slots"]) as engine:
+            yield engine
+
+
+def _local_pids(url: str) -> tuple[int, ...]:
+    """The processes listening on a loopback target's port (none for a remote one)."""
+    parts = urlsplit(url)
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1") or parts.port is None:
+        return ()
+    return tuple(pids_listening(parts.port))
+
+
+def _run(
+    opts: dict[str, Any],
+    mix: PriorityMix | None,
+    *,
+    target_url: str | None,
+    api_key: str | None,
+    proxy_pids: tuple[int, ...],
+    engine: bench_engine.Engine | None,
+) -> None:
     plan = LoadPlan(
         concurrency=opts["concurrency"],
         rate=opts["rate"],
@@ -301,14 +314,10 @@ def bench(**opts: Any) -> None:
     direct = None
     if opts["direct_mock"]:
         slots = opts["direct_slots"] or sized or 64
-        direct = (*_direct_mock(template, slots), f"reference mock adapter, {slots} slots")
-    api_key = None
-    if opts["target_url"] is not None:
-        api_key = os.environ.get(opts["api_key_env"]) or None
-        if api_key is None:
-            click.echo(
-                f"warning: ${opts['api_key_env']} is not set; no Authorization sent", err=True
-            )
+        direct = (
+            *bench_sides.direct_mock(template, slots),
+            f"reference mock adapter, {slots} slots",
+        )
     printer = None if opts["quiet"] else ProgressPrinter(sys.stderr)
     interval = 0.5 if printer is not None and printer.tty else 5.0
     timeouts = (opts["connect_timeout"], opts["read_timeout"])
@@ -317,7 +326,7 @@ def bench(**opts: Any) -> None:
     if opts["scenario"] is not None:
         scenario, summary, verdict = asyncio.run(
             bench_modes.run_inversion(
-                target_url=opts["target_url"],
+                target_url=target_url,
                 api_key=api_key,
                 template=template,
                 opts=opts,
@@ -326,7 +335,7 @@ def bench(**opts: Any) -> None:
                 interval=interval,
             )
         )
-        runs = [(summary, _redact(opts["target_url"]))]
+        runs = [(summary, _redact(target_url))]
         task["priority"] = "<per-class>"
         settings: dict[str, Any] = {
             "mode": "scenario",
@@ -335,19 +344,25 @@ def bench(**opts: Any) -> None:
             "api_key_env": opts["api_key_env"],
             "task": task,
         }
+        text = format_table(runs)
+        doc = to_json(settings, runs)
     else:
-        runs = asyncio.run(
-            _bench(
-                target_url=opts["target_url"],
+        results = asyncio.run(
+            bench_sides.measure(
+                target_url=target_url,
                 api_key=api_key,
+                proxy_pids=proxy_pids,
                 direct=direct,
+                engine=engine,
                 template=template,
                 plan=plan,
+                rounds=opts["rounds"],
                 mix=mix,
                 max_connections=max_connections,
                 timeouts=timeouts,
                 progress=printer,
                 interval=interval,
+                direct_body=opts["direct_body"],
             )
         )
         settings = {
@@ -358,12 +373,14 @@ def bench(**opts: Any) -> None:
             "requests": plan.requests,
             "duration_s": plan.duration_s,
             "warmup": plan.warmup,
-            "max_connections": max_connections if opts["target_url"] else None,
+            "rounds": opts["rounds"],
+            "max_connections": max_connections if target_url else None,
             "api_key_env": opts["api_key_env"] if opts["target_url"] else None,
+            "load_average": list(os.getloadavg()),
             "task": task,
         }
         if mix is not None:
             task["priority"] = "<per-task>"
             settings["priority_mix"] = {"weights": dict(mix.weights), "seed": mix.seed}
-    comparison = compare(runs[0][0], runs[1][0]) if len(runs) == 2 else None
-    _emit(opts, to_json(settings, runs, comparison), runs, comparison, verdict)
+        doc, text, runs = _report(settings, results)
+    _emit(opts, doc, text, runs, verdict)

@@ -7,6 +7,7 @@ options, checks which of them exclude each other, and sizes and runs the ORCH-30
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +23,14 @@ from llama_orch.harness.loadgen.stats import RunSummary, summarize
 
 F = TypeVar("F", bound=Callable[..., Any])
 _LOOP_OPTIONS = ("concurrency", "rate", "requests", "duration", "warmup")
+_NOT_WITH_SCENARIO = (
+    "priority",
+    "priority_mix",
+    "direct_mock",
+    "direct_url",
+    "rounds",
+    "engine_url",
+)
 _SCENARIO_OPTIONS = ("backlog", "probes", "probe_rate", "batch_prompt", "class_weights", "ratio")
 
 _MIX_OPTION = click.option(
@@ -80,6 +89,81 @@ _SCENARIO = [
         help="Scenario: interactive p95 TTFT must not exceed this times batch p95 TTFT.",
     ),
 ]
+
+
+_ENGINE = [
+    click.option(
+        "--direct",
+        "direct_url",
+        metavar="URL",
+        help="Engine-alone baseline: run the same tasks straight against the engine at URL "
+        "(speaking --engine's protocol; an OpenAI-compatible proxy with --engine vllm), "
+        "interleaved with the orchestrator's rounds.",
+    ),
+    click.option(
+        "--direct-model",
+        metavar="NAME",
+        help="Model name the --direct requests carry [vllm: the first of /v1/models].",
+    ),
+    click.option(
+        "--direct-body",
+        metavar="JSON",
+        help="A JSON object merged into every engine-alone request body, e.g. the sampler "
+        'fields the orchestrator sends (\'{"top_k": 1, "samplers": ["top_k"]}\'), so that '
+        "both sides ask the engine for the same work.",
+        callback=lambda _ctx, _param, value: json_object(value),
+    ),
+    click.option(
+        "--rounds",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Run orchestrator and baseline alternately this many times; the side-by-side "
+        "table shows medians over rounds.",
+    ),
+    click.option(
+        "--proxy-pid",
+        "proxy_pids",
+        type=int,
+        multiple=True,
+        metavar="PID",
+        help="Processes whose CPU time is the orchestrator's [those listening on --target's "
+        "port, when local].",
+    ),
+    click.option(
+        "--engine-url",
+        metavar="URL",
+        help="Default mode (no --target): put the reference in front of the engine at URL "
+        "instead of starting a simulator.",
+    ),
+    click.option(
+        "--real-llamacpp",
+        is_flag=True,
+        help="Default mode: start the real llama-server (`make engine`) with the test model "
+        "instead of a simulator (sets --engine llamacpp).",
+    ),
+    click.option(
+        "--engine-arg",
+        "engine_args",
+        multiple=True,
+        metavar="ARG",
+        help="Extra llama-server argument for --real-llamacpp (repeatable).",
+    ),
+    click.option(
+        "--sim-slots",
+        type=click.IntRange(min=1),
+        default=256,
+        show_default=True,
+        help="Default mode: slots of the simulator it starts.",
+    ),
+]
+
+
+def engine_options(f: F) -> F:
+    """Decorator adding the engine-baseline, rounds and default-mode options."""
+    for option in reversed(_ENGINE):
+        f = option(f)
+    return f
 
 
 def mix_option(f: F) -> F:
@@ -172,7 +256,7 @@ def check_modes(ctx: click.Context, opts: dict[str, Any]) -> PriorityMix | None:
     else:
         clash = [
             f"--{n.replace('_', '-')}"
-            for n in (*_LOOP_OPTIONS, "priority", "priority_mix", "direct_mock")
+            for n in (*_LOOP_OPTIONS, *_NOT_WITH_SCENARIO)
             if _given(ctx, n)
         ]
         if clash:
@@ -182,9 +266,32 @@ def check_modes(ctx: click.Context, opts: dict[str, Any]) -> PriorityMix | None:
             )
         if opts["target_url"] is None:
             raise click.UsageError(f"--scenario {opts['scenario']} needs --target URL")
+    if opts["direct_url"] is not None and opts["direct_mock"]:
+        raise click.UsageError("--direct and --direct-mock exclude each other")
+    managed = [n for n in ("engine_url", "real_llamacpp") if opts[n]]
+    if managed and (opts["target_url"] is not None or opts["direct_mock"]):
+        raise click.UsageError(
+            f"--{managed[0].replace('_', '-')} is for the default mode (no --target, "
+            "no --direct-mock)"
+        )
+    if opts["engine_url"] and opts["real_llamacpp"]:
+        raise click.UsageError("--engine-url and --real-llamacpp exclude each other")
     if opts["priority_mix"] is None:
         return None
     try:
         return PriorityMix.parse(opts["priority_mix"], seed=opts["seed"] or 0)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+
+
+def json_object(text: str | None) -> dict[str, Any] | None:
+    """An option's JSON object; a clear usage error when it is not one."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object")
+    return value

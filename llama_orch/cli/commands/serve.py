@@ -77,7 +77,7 @@ def serve(
             for key, value in {
                 "bind": f"{host}:{port}",
                 "workers": str(workers),
-                "worker_class": "uvicorn.workers.UvicornWorker",
+                "worker_class": "llama_orch.cli.commands.serve_worker.OrchWorker",
                 "graceful_timeout": str(int(shutdown_deadline + 5)),
                 "timeout": "0",
                 "loglevel": log_level,
@@ -94,6 +94,7 @@ def serve(
                 insecure_no_auth=insecure_no_auth,
                 shutdown_deadline_s=shutdown_deadline,
                 log_level=log_level.upper(),
+                freeze_gc=True,
             )
 
     click.echo(f"llorch serve: http://{host}:{port} (config {config_path})", err=True)

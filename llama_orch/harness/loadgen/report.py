@@ -72,7 +72,7 @@ def _signed(value: float | None) -> str:
     return "-" if value is None else f"{value:+.2f}"
 
 
-def _aligned(rows: list[list[str]]) -> list[str]:
+def aligned(rows: list[list[str]]) -> list[str]:
     """Rows as text: the first column left-aligned, the rest right-aligned, two-space gaps."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
@@ -94,7 +94,7 @@ def format_classes(classes: dict[str, ClassSummary]) -> list[str]:
             figures.append(_fmt(getattr(dist, stat) if dist else None))
         rows.append([name, str(c.tasks_total), str(c.tasks_ok), str(c.tasks_total - c.tasks_ok)])
         rows[-1].extend(figures)
-    lines = _aligned(rows)
+    lines = aligned(rows)
     for name, c in classes.items():
         if c.errors:
             codes = ", ".join(f"{k} {v}" for k, v in sorted(c.errors.items()))
@@ -113,7 +113,7 @@ def format_run(summary: RunSummary, where: str) -> str:
     rows = [["latency ms", *_COLS]]
     for key, dist in summary.latency_ms.items():
         rows.append([_LABELS.get(key, key), *(_fmt(getattr(dist, c)) for c in _COLS)])
-    lines.extend(_aligned(rows))
+    lines.extend(aligned(rows))
     if summary.errors:
         width = max(len(code) for code in summary.errors)
         lines.append("  errors")

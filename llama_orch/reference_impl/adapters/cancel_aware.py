@@ -84,11 +84,14 @@ async def decode_one(adapter: Any) -> None:
         ) from exc
 
 
-async def lines(response: httpx.Response | None) -> AsyncIterator[tuple[str, str]]:
+def lines(response: httpx.Response | None) -> AsyncIterator[tuple[str, str]]:
     """`sse_data` of a response; nothing when cancel() aborted the request before it."""
-    if response is not None:
-        async for item in sse_data(response):
-            yield item
+    return sse_data(response) if response is not None else _no_lines()
+
+
+async def _no_lines() -> AsyncIterator[tuple[str, str]]:
+    return
+    yield  # an async generator that yields nothing
 
 
 class CancelAware(HttpEngineAdapter):

@@ -20,8 +20,10 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from llama_orch.reference_impl.adapters.aio_transport import AioBody, AiohttpTransport
 from llama_orch.reference_impl.adapters.base import (
     AdapterError,
     AdapterHealth,
@@ -30,6 +32,9 @@ from llama_orch.reference_impl.adapters.base import (
     TokenStream,
 )
 from llama_orch.reference_impl.adapters.oom import classify_oom
+
+# How long a stream may take to end its body after its end event (see finish_body).
+DRAIN_TIMEOUT_S = 1.0
 
 
 def error_from_status(engine: str, status: int, body: str) -> AdapterError:
@@ -58,16 +63,75 @@ def error_from_transport(engine: str, exc: httpx.HTTPError, *, streaming: bool) 
 
 
 async def sse_data(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
-    """(field, value) of each `data:` or `error:` line; comments (pings) and blanks skipped."""
-    async for line in response.aiter_lines():
-        if not line or line.startswith(":"):
+    """(field, value) of each `data:` or `error:` line; comments (pings) and blanks skipped.
+
+    Reads the raw body and splits it itself: one pass over each network chunk instead of
+    httpx's byte, text and line decoders per chunk. Lines end in LF, CRLF or CR (SSE's line
+    rule); values are UTF-8 (a line never splits a character: the split is at ASCII bytes).
+    A body with a Content-Encoding (or one already read into memory) goes through
+    `aiter_bytes`.
+    """
+    chunks: AsyncIterator[bytes]
+    if response.is_stream_consumed or "content-encoding" in response.headers:
+        chunks = response.aiter_bytes()
+    elif isinstance(response.stream, AioBody):
+        chunks = response.stream.__aiter__()  # straight from aiohttp
+    else:
+        chunks = response.aiter_raw()
+    pending = b""
+    async for chunk in chunks:
+        if pending:
+            chunk = pending + chunk
+        if b"\r" in chunk:
+            # CR LF split over two chunks must stay one line end: keep a trailing CR pending.
+            held = chunk.endswith(b"\r")
+            body = chunk[:-1] if held else chunk
+            chunk = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n") + (b"\r" if held else b"")
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            pending = chunk
             continue
-        field, _, value = line.partition(":")
-        if field in ("data", "error"):
-            yield field, value[1:] if value.startswith(" ") else value
+        pending = chunk[cut + 1 :]
+        for item in _fields(chunk[:cut]):
+            yield item
+    if pending.rstrip(b"\r"):
+        for item in _fields(pending.rstrip(b"\r")):
+            yield item
+
+
+def _fields(block: bytes) -> list[tuple[str, str]]:
+    """The `data`/`error` fields of complete lines (LF-separated, no CR left)."""
+    out = []
+    for line in block.split(b"\n"):
+        if not line or line[0] == 58:  # blank line, or ":" comment
+            continue
+        name, _, value = line.partition(b":")
+        if name == b"data" or name == b"error":
+            if value[:1] == b" ":
+                value = value[1:]
+            out.append((name.decode(), value.decode("utf-8", "replace")))
+    return out
+
+
+async def finish_body(rest: AsyncIterator[Any], timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+    """Read what is left of a stream after its end event, so that the connection can go back
+    to the pool (a response closed before its end closes the connection). An engine ends the
+    body right after the end event; one that does not within `timeout_s` is left to close."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for _ in rest:
+                pass
+    except (TimeoutError, httpx.HTTPError, httpx.StreamError):
+        pass
 
 
 def parse_json(engine: str, text: str) -> Any:
+    """The JSON value of `text` (orjson; the standard parser for what orjson refuses but JSON
+    parsers commonly accept, such as NaN or integers over 64 bits)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(text)
     except ValueError as exc:
@@ -98,6 +162,9 @@ class HttpEngineAdapter:
     """Base of the HTTP adapters: client, request tracking, cancel, error mapping."""
 
     engine = ""
+    # Whether a stream's connection may serve the next request once its body was read to the
+    # end. False for an engine that closes the connection itself after every stream.
+    stream_keep_alive = True
 
     def __init__(
         self,
@@ -118,13 +185,18 @@ class HttpEngineAdapter:
         self.metrics_url = metrics_url or "/metrics"
         self.model_ref = model_ref
         self.ctx_max = ctx_max
+        timeout = httpx.Timeout(
+            connect=connect_timeout_s, read=idle_timeout_s, write=10.0, pool=10.0
+        )
+        # aiohttp underneath unless a test injects a transport (see aio_transport); streaming
+        # requests then go to it directly, the rest through httpx.
+        self._aio = AiohttpTransport(limit=256) if transport is None else None
+        self._timeouts = timeout.as_dict()
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
-            timeout=httpx.Timeout(
-                connect=connect_timeout_s, read=idle_timeout_s, write=10.0, pool=10.0
-            ),
+            timeout=timeout,
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-            transport=transport,
+            transport=transport if transport is not None else self._aio,
         )
         self._live: dict[str, httpx.Response] = {}
         self._close_tasks: set[asyncio.Task] = set()  # closes started by aclose() hooks
@@ -156,8 +228,19 @@ class HttpEngineAdapter:
     ) -> httpx.Response:
         """Send a streaming request; raise the typed error for a non-success status."""
         try:
-            request = self.client.build_request(method, path, json=body)
-            response = await self.client.send(request, stream=True)
+            if self._aio is not None:
+                content = orjson.dumps(body)
+                response = await self._aio.stream(
+                    method,
+                    self.base_url + path,
+                    content,
+                    self._timeouts,
+                    keep_alive=self.stream_keep_alive,
+                )
+            else:
+                headers = None if self.stream_keep_alive else {"Connection": "close"}
+                request = self.client.build_request(method, path, json=body, headers=headers)
+                response = await self.client.send(request, stream=True)
         except httpx.HTTPError as exc:
             raise error_from_transport(self.engine, exc, streaming=False) from exc
         if response.status_code >= 400:

@@ -54,6 +54,7 @@ from llama_orch.reference_impl.adapters.http_common import (
     digest_for,
     error_from_status,
     error_from_transport,
+    finish_body,
     parse_json,
     scrape,
     wait_ready,
@@ -106,6 +107,10 @@ class LlamaCppAdapter(SlotCheckpoints, CancelAware):
     """
 
     engine = "llamacpp"
+    # llama-server closes the connection after every streamed response (its chunked provider
+    # ends the exchange; measured on the pinned build, issue 16): a stream's connection is not
+    # pooled, or the next request could be sent into the closing socket ("Server disconnected").
+    stream_keep_alive = False
 
     def __init__(
         self,
@@ -178,7 +183,8 @@ class LlamaCppAdapter(SlotCheckpoints, CancelAware):
         pieces = PieceJoiner()
         pending: list[int] = []  # ids read since the last piece reached the client
         try:
-            async for field, value in lines(response):
+            rest = lines(response)
+            async for field, value in rest:
                 event = self._event(field, value, index)
                 if isinstance(event.get("id_slot"), int) and event["id_slot"] >= 0:
                     self._slot_of.setdefault(rid, event["id_slot"])
@@ -200,6 +206,7 @@ class LlamaCppAdapter(SlotCheckpoints, CancelAware):
                     index += 1
                 if event.get("stop") is True:
                     final = event
+                    await finish_body(rest)  # a clean end for the server (no broken pipe)
                     break
         except STREAM_BREAKS as exc:
             error = self.broken(req, exc)

@@ -58,6 +58,7 @@ from llama_orch.reference_impl.adapters.http_common import (
     digest_for,
     error_from_status,
     error_from_transport,
+    finish_body,
     parse_json,
     wait_ready,
 )
@@ -174,11 +175,13 @@ class VllmAdapter(CancelAware):
         done = False
         pieces = PieceJoiner()
         try:
-            async for field, value in lines(response):
+            rest = lines(response)
+            async for field, value in rest:
                 if field == "error":
                     raise stream_error(self.engine, value, index)
                 if value.strip() == "[DONE]":
                     done = True
+                    await finish_body(rest)  # the connection goes back to the pool
                     break
                 chunk = parse_json(self.engine, value)
                 if not isinstance(chunk, dict) or "error" in chunk:

@@ -55,11 +55,12 @@ def create_app(
     *,
     max_body: int = MAX_BODY_BYTES,
     shutdown_deadline_s: float = 10.0,
+    freeze_gc: bool = False,
 ) -> falcon.asgi.App:
     app = falcon.asgi.App(
         middleware=[
             CorrelationId(),
-            Lifespan(orch, shutdown_deadline_s),
+            Lifespan(orch, shutdown_deadline_s, freeze_gc=freeze_gc),
             BodyLimit(max_body),
             Authentication(authenticator),
         ],

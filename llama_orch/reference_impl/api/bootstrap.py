@@ -21,7 +21,9 @@ def build_app(
     insecure_no_auth: bool = False,
     shutdown_deadline_s: float = 10.0,
     log_level: str = "INFO",
+    freeze_gc: bool = False,
 ) -> falcon.asgi.App:
+    """The app of `config_path`; `freeze_gc` for a server process (see `Lifespan`)."""
     config = load_config(Path(config_path))
     authenticator = Authenticator.from_config(config, insecure_no_auth=insecure_no_auth)
     configure_logging(log_level, secrets=authenticator.secrets)
@@ -34,4 +36,6 @@ def build_app(
                 extra={"pool_id": pool.id, "engine": pool.engine.value},
             )
     orch = build_orchestrator(config)
-    return create_app(orch, authenticator, shutdown_deadline_s=shutdown_deadline_s)
+    return create_app(
+        orch, authenticator, shutdown_deadline_s=shutdown_deadline_s, freeze_gc=freeze_gc
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import threading
 import uuid
@@ -66,15 +67,25 @@ class BodyLimit:
 
 
 class Lifespan:
-    """Start the orchestrator (preload pools) on ASGI startup; drain and stop on shutdown."""
+    """Start the orchestrator (preload pools) on ASGI startup; drain and stop on shutdown.
 
-    def __init__(self, orchestrator, shutdown_deadline_s: float) -> None:
+    With `freeze_gc` (the server process, not an app embedded in tests), what start-up built
+    (modules, config, app, pools: ~50,000 objects) is moved out of the garbage collector's
+    sight once the pools are up (`gc.freeze`): it lives as long as the process, and every full
+    collection used to walk it, 30-140 ms each under load (issue 16).
+    """
+
+    def __init__(self, orchestrator, shutdown_deadline_s: float, *, freeze_gc: bool = False):
         self._orch = orchestrator
         self._deadline = shutdown_deadline_s
+        self._freeze_gc = freeze_gc
 
     async def process_startup(self, scope, event) -> None:
         await self._orch.start()
         self._chain_signals(asyncio.get_running_loop())
+        if self._freeze_gc:
+            gc.collect()
+            gc.freeze()
 
     async def process_shutdown(self, scope, event) -> None:
         await self._orch.stop(self._deadline)

@@ -14,6 +14,7 @@ from llama_orch.reference_impl.constants import DEFAULT_TENANT
 from llama_orch.reference_impl.service.admission import Refused
 from llama_orch.reference_impl.service.orchestrator import Orchestrator
 from llama_orch.reference_impl.service.records import NewTask
+from llama_orch.reference_impl.service.streams import FRAME
 from llama_orch.reference_impl.service.views import (
     SERVED_WORKLOADS,
     NoSuchTask,
@@ -125,13 +126,26 @@ class TaskStream:
             resp.set_header(name, value)
 
         async def events():
-            async for event in task.events.follow(last):
-                if event is None:
+            async for batch in task.events.follow(last):
+                if batch is None:
                     yield None  # ping comment; lets the server notice a gone client
-                else:
-                    yield SSEvent(data=event.data, event=event.name, event_id=event.event_id)
+                else:  # every event ready now, in one write
+                    yield _Frames(b"".join([e[FRAME] for e in batch]))
 
         resp.sse = events()
+
+
+class _Frames(SSEvent):
+    """Several SSE events already in wire form (service.streams builds each block once);
+    Falcon sends what `serialize` returns as one body chunk."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def serialize(self, handler: object = None) -> bytes:
+        return self._body
 
 
 class TaskCancel:

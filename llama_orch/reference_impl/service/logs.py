@@ -13,6 +13,8 @@ import sys
 import time
 from collections.abc import Iterable
 
+import orjson
+
 # Attributes every LogRecord has; anything else on a record came in through `extra=`.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 REDACTED = "[REDACTED]"
@@ -37,7 +39,10 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        line = json.dumps(payload, default=str, ensure_ascii=False)
+        try:  # orjson: several times faster; the standard encoder for what it refuses
+            line = orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:
+            line = json.dumps(payload, default=str, ensure_ascii=False)
         for secret in self._secrets:
             line = line.replace(secret, REDACTED)
         return line

@@ -9,6 +9,7 @@ exposed at scrape time by `service.telemetry`, so it can never drift from the co
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import Metric
@@ -35,6 +36,7 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.failed = Counter(
             "tasks_failed",
@@ -69,6 +71,15 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, remembered: the hot path asks for the same few children
+        (pools x replicas x priorities) for every task, and `labels()` validates and locks."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def add_producer(self, produce: Callable[[], Iterable[Metric]]) -> None:
         """Register a scrape-time producer of metric families (state-mirroring metrics)."""

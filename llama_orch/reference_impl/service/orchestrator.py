@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -42,7 +43,11 @@ log = logging.getLogger("llama_orch.reference_impl.service")
 
 WATCHDOG_PERIOD_S = 0.05
 METRICS_EVERY_TOKENS = 64
+# Finished streams stay replayable (resume, late readers) this long, and at most this many of
+# them: at high throughput the count bounds memory (~6.5 KB per 16-token stream, issue 16),
+# the oldest going first.
 STREAM_RETENTION_S = 120.0
+MAX_FINISHED_STREAMS = 4096
 
 
 class Orchestrator:
@@ -71,6 +76,8 @@ class Orchestrator:
             hooks=self.policy,
         )
         self.records: dict[str, TaskRecord] = {}
+        self.max_finished = MAX_FINISHED_STREAMS
+        self._finished_order: deque[tuple[float, str]] = deque()  # (finished at, task id)
         self._kick_pending = False
         self._background: list[asyncio.Task] = []
         self._shutdown: asyncio.Task | None = None
@@ -204,8 +211,8 @@ class Orchestrator:
             rec.dispatched_at = rec.dispatched_at or self._clock()
             rec.extra["kv_warmth"] = d.kv_warmth
             pool = self.pools.pools[d.pool_id]
-            self.metrics.tokens_in.labels(
-                pool.engine, pool.engine_version, pool.pool_id, d.replica_id
+            self.metrics.child(
+                self.metrics.tokens_in, pool.engine, pool.engine_version, pool.pool_id, d.replica_id
             ).inc(rec.prompt_tokens)
             # KV never moves between replicas (ORCH-3023): a cold placement says so explicitly.
             rec.stream.emit(
@@ -241,24 +248,25 @@ class Orchestrator:
             resume=preemption.resume_state(self, rec, d),
         )
         labels = (pool.engine, pool.engine_version, pool.pool_id, d.replica_id)
-        tokens_out = self.metrics.tokens_out.labels(*labels)
+        priority = rec.task.priority
+        rec.tokens_out = self.metrics.child(self.metrics.tokens_out, *labels)
         stream = rec.stream
         gen = adapter.stream(request)
         try:
             async for event in gen:
                 if not stream.token(event.text, self._clock(), event.token_id):
                     break
-                tokens_out.inc()
                 if stream.tokens == 1:
-                    self.metrics.first_token.labels(*labels[:3], rec.task.priority).observe(
-                        self._clock() - rec.admitted_at
-                    )
+                    first = self.metrics.child(self.metrics.first_token, *labels[:3], priority)
+                    first.observe(self._clock() - rec.admitted_at)
                 self.scheduler.progress(rec.task_id, self.now_ms())
                 if stream.tokens % METRICS_EVERY_TOKENS == 0:
+                    self._report_tokens(rec)
                     stream.emit("metrics", self._planning(rec, None))
             if preemption.after_run(self, rec):
                 return  # hard-preempted: queued again, to resume from its state
             finish = gen.end.finish_reason if gen.end is not None else None
+            self._report_tokens(rec)  # counted before a reader can see `end`
             if stream.end(self._clock(), finish):
                 self._finished(rec, "done", ok=True)
         except AdapterError as exc:
@@ -271,16 +279,26 @@ class Orchestrator:
             log.exception("task run failed", extra={"job_id": rec.task_id})
             self._terminate(rec, "INTERNAL", f"internal error: {exc.__class__.__name__}", None)
         finally:
+            self._report_tokens(rec)
             await gen.aclose()
             if stream.first_token_at is not None and stream.finished_at is not None:
-                self.metrics.decode.labels(*labels[:3], rec.task.priority).observe(
-                    stream.finished_at - stream.first_token_at
-                )
+                decode = self.metrics.child(self.metrics.decode, *labels[:3], priority)
+                decode.observe(stream.finished_at - stream.first_token_at)
+
+    @staticmethod
+    def _report_tokens(rec: TaskRecord) -> None:
+        """Add the stream's tokens not yet counted to `tokens_out` (one increment per batch
+        instead of one per token; always before the terminal event is appended)."""
+        fresh = rec.stream.tokens - rec.tokens_reported
+        if fresh and rec.tokens_out is not None:
+            rec.tokens_out.inc(fresh)
+            rec.tokens_reported += fresh
 
     def _finished(self, rec: TaskRecord, outcome: str, *, ok: bool) -> None:
         if rec.outcome is not None:
             return
         rec.outcome = outcome
+        self._retain(rec)
         self.scheduler.complete(rec.task_id, self.now_ms(), rec.stream.tokens, ok)
         log.info("task finished", extra=rec.finish_log(self.pools.pools[rec.pool_id], outcome))
         self._kick()
@@ -296,6 +314,7 @@ class Orchestrator:
     ) -> None:
         """End a task with an `error` event (or `end` for a user cancel) and free its slot."""
         pool = self.pools.pools[rec.pool_id]
+        self._report_tokens(rec)
         if cancel_reason == "user":
             rec.stream.end(self._clock(), "canceled")
         else:
@@ -304,7 +323,7 @@ class Orchestrator:
                 {"code": code, "message": message, "engine": engine or pool.engine},
                 self._clock(),
             )
-            self.metrics.failed.labels(pool.engine, rec.task.priority, code).inc()
+            self.metrics.child(self.metrics.failed, pool.engine, rec.task.priority, code).inc()
         runner = rec.runner
         if runner is not None and not runner.done() and runner is not asyncio.current_task():
             runner.cancel()
@@ -341,17 +360,29 @@ class Orchestrator:
                         self.scheduler.cancel(rec.task_id, self.now_ms())
                         self._terminate(rec, "POOL_UNAVAILABLE", "pool drained", None)
 
+    def _retain(self, rec: TaskRecord) -> None:
+        """Queue a finished task for reaping; past `max_finished`, reap the oldest now."""
+        order = self._finished_order
+        order.append((rec.stream.finished_at or self._clock(), rec.task_id))
+        while len(order) > self.max_finished:
+            self._reap(order.popleft()[1])
+
+    def _reap(self, task_id: str) -> None:
+        rec = self.records.get(task_id)
+        if rec is not None and rec.outcome is not None:
+            del self.records[task_id]
+
+    def reap(self, now: float) -> None:
+        """Forget the streams that finished more than STREAM_RETENTION_S before `now`."""
+        horizon = now - STREAM_RETENTION_S
+        order = self._finished_order
+        while order and order[0][0] < horizon:
+            self._reap(order.popleft()[1])
+
     async def _reaper_loop(self) -> None:
         while True:
             await asyncio.sleep(5.0)
-            horizon = self._clock() - STREAM_RETENTION_S
-            done = [
-                k
-                for k, r in self.records.items()
-                if r.stream.finished_at is not None and r.stream.finished_at < horizon
-            ]
-            for key in done:
-                del self.records[key]
+            self.reap(self._clock())
 
     # -- pools -------------------------------------------------------------------------
     def _pool_changed(self, pool: PoolState) -> None:

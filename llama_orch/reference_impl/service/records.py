@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from llama_orch.reference_impl.constants import DEFAULT_TENANT
 from llama_orch.reference_impl.core import Priority
@@ -49,6 +50,10 @@ class TaskRecord:
     dispatched_at: float | None = None
     outcome: str | None = None
     extra: dict = field(default_factory=dict)
+    # The `tokens_out` counter of the replica it runs on, and how many of the stream's tokens
+    # it already holds: the orchestrator adds them in batches (Orchestrator._report_tokens).
+    tokens_out: Any = None
+    tokens_reported: int = 0
 
     @property
     def task_id(self) -> str:
