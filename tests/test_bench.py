@@ -273,7 +273,11 @@ def test_http_target_records_ttft_itl_and_e2e(server_url: str) -> None:
     for r in run.results:
         assert r.tokens == 4 and len(r.itl_ms) == 3
         assert r.admit_ms is not None and r.admit_ms <= r.ttft_ms
-        assert r.ttft_ms >= 4.0 and min(r.itl_ms) >= 4.0
+        # The stand-in waits TOKEN_GAP_S before each token; a busy client may read two tokens
+        # in one go, so only the arrival of the last token is bounded below, not each gap.
+        gap_ms = TOKEN_GAP_S * 1000 * 0.8
+        assert r.ttft_ms >= gap_ms and min(r.itl_ms) >= 0.0
+        assert r.ttft_ms + sum(r.itl_ms) >= 4 * gap_ms
         assert r.e2e_ms >= r.ttft_ms + sum(r.itl_ms) - 0.01
     s = summarize(run)
     assert s.tokens_total == 24 and s.latency_ms["itl"].count == 18

@@ -47,7 +47,6 @@ from llama_orch.harness.client import (
     Exchange,
     OrchClient,
     redact_headers,
-    task_body,
 )
 from llama_orch.harness.collectors import collect_operations
 from llama_orch.harness.discovery import Target
@@ -70,11 +69,10 @@ from llama_orch.harness.rules import (
     STREAM_JSON,
     STREAM_ORDER,
 )
-from llama_orch.harness.signing import model_entry
+from llama_orch.harness.schema_live import Live, live_kwargs
 from llama_orch.harness.sse import SseDecoder
-from llama_orch.harness.steps.catalog import CATALOG, retire
+from llama_orch.harness.steps.catalog import retire
 from llama_orch.harness.steps.responses import schema_errors
-from llama_orch.harness.steps.world import poll
 
 CHECKS = [
     not_a_server_error,
@@ -89,8 +87,6 @@ SSE_CHECKS = [c for c in CHECKS if c is not response_schema_conformance]
 EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 8}
 MISSING_POOL = "llorch-schema-check-no-such-pool"
 POOL_CHANGING = frozenset({"drainPool", "reloadPool"})
-PROMPT = "[[sim tokens=4]] schema check"
-SLOW_PROMPT = "[[sim tokens=40 itl_ms=25]] schema check, canceled"
 
 
 def _params() -> list:
@@ -101,120 +97,6 @@ def _params() -> list:
 def _schema(doc: str):
     """The contract document, with schemathesis defaults (no project config is discovered)."""
     return schemathesis.openapi.from_path(OPENAPI_DIR / doc, config=SchemathesisConfig())
-
-
-# -- live resources ---------------------------------------------------------------------
-
-
-@dataclass
-class Live:
-    """The target, and resources on it that stateful operations are pointed at.
-
-    Tracebacks print the arguments of failing frames, so the target stays out of the repr.
-    """
-
-    target: Target = field(repr=False)
-    client: OrchClient = field(repr=False)
-    engine: str | None = None
-    model: str | None = None
-    pool: str | None = None
-    models: list[str] = field(default_factory=list)  # catalog entries to retire at the end
-
-    def model_entry(self) -> dict[str, Any] | None:
-        """A catalog entry the target's trust policy accepts; None without a test CA."""
-        registry = self.target.description.catalog.registry
-        if self.target.authority is None or not registry:
-            return None
-        entry = model_entry(registry, signer=self.target.authority.issue())
-        self.models.append(entry["id"])
-        return entry
-
-    def catalogued(self) -> str | None:
-        """The id of an entry registered for the live request; None when none could be."""
-        entry = self.model_entry()
-        if entry is None:
-            return None
-        resp = self.client.request("POST", CATALOG, json_body=entry)
-        return entry["id"] if resp.status_code == 201 else None
-
-    def artifact(self) -> str | None:
-        body = {"kind": "trace", "content": {"schema check": True}, "tags": ["llorch"]}
-        resp = self.client.request("POST", "/v1/artifacts", json_body=body)
-        return resp.json().get("id") if resp.status_code == 201 else None
-
-    def body(self, prompt: str, **extra: Any) -> dict[str, Any]:
-        assert self.engine and self.model
-        return task_body(
-            engine=self.engine,
-            model_ref=self.model,
-            prompt=prompt,
-            deadline_ms=self.client.timeouts.deadline_ms,
-            **extra,
-        )
-
-    def task(self, prompt: str = PROMPT, *, run: bool = True) -> dict[str, Any] | None:
-        """An admitted task (streamed to its end when `run`); None when none can be admitted."""
-        if self.engine is None or self.model is None:
-            return None
-        body = self.body(prompt, max_tokens=8)
-        if self.client.submit(body).status_code != 202:
-            return None
-        if run:
-            self.client.stream(body["task_id"], validate=False)
-        return body
-
-    def settle_pool(self) -> None:
-        """Give a drained or reloaded pool back: reload its own model, wait until Ready."""
-        if self.pool is None or self.model is None:
-            return
-        self.client.reload(self.pool, self.model)
-
-        def ready() -> bool:
-            resp = self.client.pool_health(self.pool)
-            if resp.status_code != 200:
-                return True  # no health to wait for: a target that cannot say is not waited on
-            body = resp.json()
-            return body.get("ready") is True and body.get("draining") is not True
-
-        poll(ready, self.client.timeouts.settle_s, 0.1)
-
-
-def _live_kwargs(op_id: str, live: Live) -> dict[str, Any] | None:
-    """Fixed parts of a request that points the operation at a live resource."""
-    if op_id == "createTask" and live.engine and live.model:
-        return {"body": live.body(PROMPT)}
-    if op_id in ("streamTask", "cancelTask", "getSession", "deleteSession"):
-        task = live.task(
-            SLOW_PROMPT if op_id == "cancelTask" else PROMPT, run=op_id != "cancelTask"
-        )
-        if task is None:
-            return None
-        key = "session_id" if "Session" in op_id else "task_id"
-        return {"path_parameters": {"id": task[key]}}
-    if op_id == "getPoolHealth" and live.pool:
-        return {"path_parameters": {"id": live.pool}}
-    if op_id == "drainPool" and live.pool:
-        return {"path_parameters": {"id": live.pool}, "body": {"deadline_ms": 1000}}
-    if op_id == "reloadPool" and live.pool and live.model:
-        return {"path_parameters": {"id": live.pool}, "body": {"new_model_ref": live.model}}
-    return _live_extended(op_id, live)
-
-
-def _live_extended(op_id: str, live: Live) -> dict[str, Any] | None:
-    """Live requests of the catalog and artifact operations (extended profile)."""
-    if op_id == "createCatalogModel":
-        entry = live.model_entry()
-        return {"body": entry} if entry is not None else None
-    if op_id in ("getCatalogModel", "verifyCatalogModel", "setCatalogModelState"):
-        model_id = live.catalogued()
-        if model_id is None:
-            return None
-        extra = {"body": {"state": "Active"}} if op_id == "setCatalogModelState" else {}
-        return {"path_parameters": {"id": model_id}, **extra}
-    if op_id == "getArtifact":
-        artifact_id = live.artifact()
-        return {"path_parameters": {"id": artifact_id}} if artifact_id else None
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -448,9 +330,9 @@ def test_operation_conforms_to_the_contract(check: Check, live: Live, orch) -> N
     try:
         for mode, examples in EXAMPLES.items():
             _exercise(operation, mode, examples, live, run, **fixed)
-        live_kwargs = _live_kwargs(op_id, live)
-        if live_kwargs is not None:
-            _exercise(operation, GenerationMode.POSITIVE, 1, live, run, **live_kwargs)
+        fixed_live = live_kwargs(op_id, live)
+        if fixed_live is not None:
+            _exercise(operation, GenerationMode.POSITIVE, 1, live, run, **fixed_live)
     finally:
         if op_id in POOL_CHANGING:
             live.settle_pool()

@@ -152,9 +152,12 @@ def host_memory_used_bytes() -> int | None:
     return None if mem is None else mem[0] - mem[1]
 
 
-def estimate_footprint(model_bytes: int, ctx: int) -> int:
-    """Expected memory of a loaded model: the file plus a KV cache for `ctx` tokens."""
-    return model_bytes + ctx * KV_BYTES_PER_TOKEN
+def estimate_footprint(model_bytes: int, ctx: int, draft_bytes: int = 0) -> int:
+    """Expected memory of a loaded model: the file plus a KV cache for `ctx` tokens, and for
+    speculative decoding the draft model's file and its own `ctx`-token KV cache (ORCH-3020;
+    the same per-token estimate, which over-counts a smaller draft rather than under-counts)."""
+    draft = draft_bytes + ctx * KV_BYTES_PER_TOKEN if draft_bytes else 0
+    return model_bytes + ctx * KV_BYTES_PER_TOKEN + draft
 
 
 # Split pools keep this much free on every device beyond their share of the footprint: each
@@ -195,6 +198,16 @@ class PlacementRefused(Exception):
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+def _host_fits(need: int, host_free: int | None, cache: int) -> None:
+    """Refuse (retryably: memory may free up) when `need` bytes exceed the free host RAM."""
+    if host_free is None or need <= host_free:
+        return
+    of_which = f" (of which prompt cache {_gib(cache)})" if cache else ""
+    raise PlacementRefused(
+        f"insufficient host RAM: need {_gib(need)}{of_which}, free {_gib(host_free)}"
+    )
 
 
 def _gib(n: float) -> str:
@@ -249,23 +262,28 @@ def place_pool(
     model_bytes: int | None = None,
     ctx: int = 0,
     host_free: int | None = None,
+    draft_bytes: int = 0,
+    host_cache_bytes: int = 0,
 ) -> Placement:
     """Decide where a pool may run, or raise PlacementRefused with a one-line cause.
 
     With `model_bytes`, the engine has to fit: on the host for a CPU pool, on its one device
     for an unsplit pool (weights plus a `ctx`-token KV cache), and on every device of a split
     for the weights plus `MIN_KV_TOKENS` of context; above that a split pool's context is
-    capped (`kv_cap_tokens`) rather than refused, so the smallest share cannot run out."""
+    capped (`kv_cap_tokens`) rather than refused, so the smallest share cannot run out.
+    Memory that speculative decoding and prefix caching add is counted too (ORCH-3020): a
+    draft model (`draft_bytes`) where the weights live, a prompt cache in host RAM
+    (`host_cache_bytes`) on the host whatever the devices."""
     cpu = Placement(cpu=True, devices=(), shares=(), explicit_split=False)
-    footprint = None if model_bytes is None else estimate_footprint(model_bytes, ctx)
+    footprint = None if model_bytes is None else estimate_footprint(model_bytes, ctx, draft_bytes)
     if not inventory.gpus or not devices:
         if devices and not allow_cpu_inference:
             raise PlacementRefused(NO_GPU, permanent=True)
-        if footprint is not None and host_free is not None and footprint > host_free:
-            raise PlacementRefused(
-                f"insufficient host RAM: need {_gib(footprint)}, free {_gib(host_free)}"
-            )
+        if footprint is not None:
+            _host_fits(footprint + host_cache_bytes, host_free, host_cache_bytes)
         return cpu
+    if model_bytes is not None:
+        _host_fits(host_cache_bytes, host_free, host_cache_bytes)
     seen = ", ".join(str(i) for i in sorted(inventory.gpus))
     for d in devices:
         if d not in inventory.gpus:
@@ -276,6 +294,12 @@ def place_pool(
     )
     if model_bytes is None:
         return placed
+    if draft_bytes and len(devices) > 1:
+        raise PlacementRefused(
+            "speculative decoding on a pool split across GPUs is not accounted for: "
+            "give the draft model a single-device pool",
+            permanent=True,
+        )
     if len(devices) == 1:
         free = inventory.gpus[devices[0]].memory_free
         if footprint is not None and footprint > free:

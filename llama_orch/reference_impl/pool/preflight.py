@@ -5,7 +5,8 @@ a pool in determinism mode has readable settings for its engine (read once per a
 carried in the result, so nothing loads them later), the model file's SHA-256 must match
 (ORCH-3037), a pool that asks for GPUs gets them or does not start (no CPU fallback,
 ORCH-1101), and a launched engine must fit the free VRAM of every device in its mask, or the
-free host RAM for a CPU carve-out pool (ORCH-3003). A launched engine split across GPUs gets
+free host RAM for a CPU carve-out pool (ORCH-3003), counting what speculative decoding and
+the prompt cache add (ORCH-3020). A launched engine split across GPUs gets
 its context capped so the smallest share of the KV cache fits (ORCH-3052); an operator's own
 `--ctx-size` above that cap is refused instead, since we do not rewrite their flags.
 """
@@ -34,6 +35,13 @@ from llama_orch.reference_impl.pool.devices import (
 )
 
 log = logging.getLogger("llama_orch.reference_impl.pool")
+
+# Speculative decoding and prefix caching take memory of their own (ORCH-3020): a draft model
+# with its KV cache, and llama-server's prompt cache in host RAM, which is on by default with
+# an 8192 MiB bound in the pinned build (`llama-server --help`: `-cram, --cache-ram N`).
+DRAFT_FLAGS = ("--model-draft", "-md", "--spec-draft-model")
+PROMPT_CACHE_FLAGS = ("--cache-ram", "-cram")
+DEFAULT_PROMPT_CACHE_MIB = 8192
 
 
 class PoolFault(Exception):
@@ -86,11 +94,14 @@ async def preflight(
         return Preflight(path, digest, None, det, ctx)  # mock device indices are virtual
     model_bytes = None
     operator_ctx = None
+    draft_bytes = cache_bytes = 0
     if pc.launch is not None and path is not None:
         # Only an engine we start ourselves still has to fit; an endpoint has loaded already.
         model_bytes = path.stat().st_size
         operator_ctx = ctx_flag(pc.launch.args, pc.id)
         ctx = operator_ctx if operator_ctx is not None else ctx
+        draft_bytes = draft_model_bytes(pc.launch.args, pc.id)
+        cache_bytes = prompt_cache_bytes(pc.launch.args, pc.id)
     inventory = await asyncio.to_thread(devices.inventory)
     try:
         placement = place_pool(
@@ -102,6 +113,8 @@ async def preflight(
             model_bytes=model_bytes,
             ctx=ctx,
             host_free=host_free() if model_bytes is not None else None,
+            draft_bytes=draft_bytes,
+            host_cache_bytes=cache_bytes,
         )
     except PlacementRefused as exc:
         raise PoolFault(str(exc), permanent=exc.permanent) from exc
@@ -128,23 +141,59 @@ async def preflight(
     return Preflight(path, digest, placement, det, cap, cap < ctx)
 
 
-def ctx_flag(args: Sequence[str], pool_id: str) -> int | None:
-    """The context an operator set in `launch.args` (`--ctx-size N`, `-c N`, `--ctx-size=N`);
-    a value that is not a whole number is a permanent fault naming the pool."""
+def _flag(args: Sequence[str], names: tuple[str, ...]) -> tuple[str, str] | None:
+    """(flag, value) of the first of `names` in `launch.args` (`--f V` or `--f=V`)."""
     for i, arg in enumerate(args):
         flag, eq, value = arg.partition("=")
-        if flag not in ("--ctx-size", "-c"):
-            continue
-        if not eq:
-            value = args[i + 1] if i + 1 < len(args) else ""
-        try:
-            return int(value)
-        except ValueError:
-            raise PoolFault(
-                f"pool {pool_id}: launch.args {flag} needs a whole number, got {value!r}",
-                permanent=True,
-            ) from None
+        if flag in names:
+            return flag, value if eq else (args[i + 1] if i + 1 < len(args) else "")
     return None
+
+
+def _whole(args: Sequence[str], names: tuple[str, ...], pool_id: str) -> int | None:
+    """A whole-number flag; anything else is a permanent fault naming the pool."""
+    found = _flag(args, names)
+    if found is None:
+        return None
+    flag, value = found
+    try:
+        return int(value)
+    except ValueError:
+        raise PoolFault(
+            f"pool {pool_id}: launch.args {flag} needs a whole number, got {value!r}",
+            permanent=True,
+        ) from None
+
+
+def ctx_flag(args: Sequence[str], pool_id: str) -> int | None:
+    """The context an operator set in `launch.args` (`--ctx-size N`, `-c N`, `--ctx-size=N`)."""
+    return _whole(args, ("--ctx-size", "-c"), pool_id)
+
+
+def prompt_cache_bytes(args: Sequence[str], pool_id: str) -> int:
+    """Host RAM llama-server's prompt cache may take (ORCH-3020): `--cache-ram MiB`, else its
+    default; 0 turns it off. An unbounded cache (-1) cannot be accounted for: refused."""
+    mib = _whole(args, PROMPT_CACHE_FLAGS, pool_id)
+    mib = DEFAULT_PROMPT_CACHE_MIB if mib is None else mib
+    if mib < 0:
+        raise PoolFault(
+            f"pool {pool_id}: launch.args --cache-ram {mib} leaves the prompt cache unbounded, "
+            "so its memory cannot be accounted for; give a size in MiB, or 0 to turn it off",
+            permanent=True,
+        )
+    return mib << 20
+
+
+def draft_model_bytes(args: Sequence[str], pool_id: str) -> int:
+    """Size of the draft model speculative decoding loads (`--model-draft FILE`), 0 without."""
+    found = _flag(args, DRAFT_FLAGS)
+    if found is None:
+        return 0
+    flag, value = found
+    try:
+        return Path(value).expanduser().stat().st_size
+    except OSError as exc:
+        raise PoolFault(f"pool {pool_id}: launch.args {flag} {value!r}: {exc.strerror}") from exc
 
 
 async def _verify(
