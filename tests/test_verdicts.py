@@ -224,6 +224,21 @@ def test_claimed_but_not_shown_lists_features_with_non_passing_requirements() ->
         claimed_not_shown(verdicts, {"x": ["C-9"]})
 
 
+@pytest.mark.req("OC-HARNESS-8109")
+def test_requirements_the_run_deselected_are_not_missing_from_a_claim() -> None:
+    reqs = [Req("A-1"), Req("E-1", "must", "extended"), Req("E-2", "must", "extended")]
+    results = [check("a", "passed", "A-1"), check("e", "failed", "E-2")]
+    core = compute(reqs, results, profile="core")
+    claims = {"mixed": ["A-1", "E-1"], "extended_only": ["E-1", "E-2"]}
+    assert claimed_not_shown(core, claims) == []  # the extended ones were not judged
+    extended = compute(reqs, results, profile="extended")
+    got = claimed_not_shown(extended, claims)
+    assert [(c.feature, c.requirements) for c in got] == [
+        ("extended_only", ("E-1", "E-2")),
+        ("mixed", ("E-1",)),
+    ]
+
+
 @pytest.mark.req("OC-HARNESS-8201")
 def test_run_result_from_in_profile_verdicts() -> None:
     must, should, ext = Req("A-1"), Req("A-2", "should", "core"), Req("A-3", "must", "extended")

@@ -352,6 +352,9 @@ def claimed_not_shown(
 
     `claims` maps each feature the target advertises to the requirement IDs that prove it. A
     feature mapped to no requirement cannot be shown at all and is listed with an empty tuple.
+    Requirements the run deselected (`skipped`: another profile, `--only`, `--family`) were not
+    judged, so they are not missing; a feature whose requirements were all deselected is not
+    listed (a core run says nothing about claims only the extended profile judges).
     """
     by_id = {v.id: v.verdict for v in verdicts}
     unknown: dict[str, list[str]] = {}
@@ -364,7 +367,10 @@ def claimed_not_shown(
     out = []
     for feature in sorted(claims):
         ids = sorted(dict.fromkeys(claims[feature]), key=id_sort_key)
-        missing = tuple(i for i in ids if by_id[i] is not Verdict.PASS)
+        judged = [i for i in ids if by_id[i] is not Verdict.SKIPPED]
+        if ids and not judged:
+            continue
+        missing = tuple(i for i in judged if by_id[i] is not Verdict.PASS)
         if missing or not ids:
             out.append(ClaimedNotShown(feature, missing))
     return out
