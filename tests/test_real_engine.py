@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -22,8 +21,8 @@ from llama_orch.reference_impl.adapters.base import AdapterError, CompletionRequ
 from llama_orch.reference_impl.adapters.llamacpp import LlamaCppAdapter
 from llama_orch.reference_impl.adapters.vllm import VllmAdapter
 from tests._api import task_body
-from tests._engine import MODEL_SHA256, engine_binary, llama_server
-from tests._server import API_KEY, ROOT, free_port
+from tests._engine import MODEL_SHA256, engine_binary, llama_server, serving_real_pool
+from tests._server import free_port
 
 pytestmark = [pytest.mark.real_engine, pytest.mark.slow]
 
@@ -137,52 +136,10 @@ def test_unreachable_real_engine_is_pool_unavailable() -> None:
 
 @pytest.fixture(scope="module")
 def orchestrator():
-    engine_binary()  # the config names `llama-server`; the pool manager finds it in the venv
-    port = free_port()
-    env = {**os.environ, "LLORCH_API_KEY": API_KEY}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_orch.cli",
-            "serve",
-            "--config",
-            "examples/llamacpp-cpu.yaml",
-            "--port",
-            str(port),
-            "--shutdown-deadline",
-            "2",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"serve exited: {proc.stderr.read()[-3000:]}")
-            try:
-                health = httpx.get(f"{url}/v1/pools/gemma3-270m-cpu/health", headers=headers)
-                if health.status_code == 200 and health.json()["ready"]:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise AssertionError("pool did not become ready")
-        yield url, headers
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serving_real_pool(
+        "examples/llamacpp-cpu.yaml", "gemma3-270m-cpu", "--shutdown-deadline", "2"
+    ) as served:
+        yield served
 
 
 def _body(**extra):

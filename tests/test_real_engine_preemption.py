@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,8 +28,7 @@ from llama_orch.reference_impl.adapters.base import CompletionRequest, SamplerPa
 from llama_orch.reference_impl.adapters.llamacpp import LlamaCppAdapter
 from llama_orch.reference_impl.pool.preemption_proof import prove_interruptible
 from tests._api import task_body
-from tests._engine import MODEL, MODEL_SHA256, engine_binary, llama_server
-from tests._server import API_KEY, ROOT, free_port
+from tests._engine import MODEL, MODEL_SHA256, llama_server, serving_real_pool
 
 pytestmark = [pytest.mark.real_engine, pytest.mark.slow]
 
@@ -125,41 +121,12 @@ pools:
 
 @pytest.fixture(scope="module")
 def hard_orchestrator():
-    engine_binary()
-    port = free_port()
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(CONFIG)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_orch.cli", "serve", "--config", f.name, "--port", str(port)],
-        cwd=ROOT,
-        env={**os.environ, "LLORCH_API_KEY": API_KEY},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url, headers = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {API_KEY}"}
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"serve exited: {proc.stderr.read()[-3000:]}")
-            try:
-                health = httpx.get(f"{url}/v1/pools/gemma-hard/health", headers=headers)
-                if health.status_code == 200 and health.json()["ready"]:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise AssertionError("pool did not become ready")
-        yield url, headers
+        with serving_real_pool(f.name, "gemma-hard") as served:
+            yield served
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         Path(f.name).unlink(missing_ok=True)
 
 

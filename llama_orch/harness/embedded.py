@@ -96,13 +96,15 @@ def embedded_reference(
             time.sleep(0.1)
         yield url, key, tenant_key
     finally:
-        _stop(proc)
+        stop_process_group(proc)
         log.close()
         if owned:
             log_path.unlink(missing_ok=True)
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the process group of a process started in its own session, SIGKILL after
+    15 s."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)

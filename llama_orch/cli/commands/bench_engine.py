@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from llama_orch.harness.embedded import DATA_ROOT, embedded_reference
+from llama_orch.harness.embedded import DATA_ROOT, embedded_reference, stop_process_group
 from llama_orch.harness.loadgen.procstat import pids_listening
 
 PROTOCOLS = ("llamacpp", "vllm", "tgi", "triton")
@@ -66,19 +65,6 @@ def wait_http(url: str, proc: subprocess.Popen | None, what: str, log: Path | No
         time.sleep(0.1)
 
 
-def stop_process(proc: subprocess.Popen) -> None:
-    """SIGTERM to the process group this module started, SIGKILL after 15 s."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @contextlib.contextmanager
 def _process(argv: list[str], what: str, health_url: str) -> Iterator[subprocess.Popen]:
     with tempfile.NamedTemporaryFile(prefix="llorch-bench-", suffix=".log", delete=False) as f:
@@ -91,7 +77,7 @@ def _process(argv: list[str], what: str, health_url: str) -> Iterator[subprocess
         wait_http(health_url, proc, what, log)
         yield proc
     finally:
-        stop_process(proc)
+        stop_process_group(proc)
         log.unlink(missing_ok=True)
 
 
